@@ -1,0 +1,11 @@
+"""streamer models (not implemented yet)."""
+
+HELP = "(not implemented yet)"
+
+
+def configure(parser):
+    pass
+
+
+def run(args) -> int:
+    raise NotImplementedError

@@ -1,0 +1,20 @@
+"""Errors that reach the user as one clear line (the CLI prints them without a traceback)."""
+
+
+class StreamerError(Exception):
+    """A failure the user can act on; str(err) is the one line printed. exit_code is the process exit code."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, exit_code: int | None = None):
+        super().__init__(message)
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+
+class ConfigError(StreamerError):
+    """A wrong flag, environment variable or librdkafka property."""
+
+
+class ModelError(StreamerError):
+    """A model directory that is missing, incomplete, tampered with or built by other library versions."""
