@@ -18,3 +18,10 @@ class ConfigError(StreamerError):
 
 class ModelError(StreamerError):
     """A model directory that is missing, incomplete, tampered with or built by other library versions."""
+
+
+class TransientError(Exception):
+    """A dependency is unavailable for now (database down, broker unreachable): retry the same batch later.
+
+    str(err) is a short cause, safe to log (no secrets); the pipeline logs it once per state change.
+    """

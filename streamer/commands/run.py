@@ -1,11 +1,68 @@
-"""streamer run (not implemented yet)."""
+"""streamer run: the stream processor."""
 
-HELP = "(not implemented yet)"
+from __future__ import annotations
+
+HELP = "consume log events, score them, publish to logs.scored and store in PostgreSQL (at least once)"
 
 
-def configure(parser):
-    pass
+def configure(parser) -> None:
+    from streamer.config import add_connection_arguments, add_topic_arguments
+
+    add_connection_arguments(parser)
+    add_topic_arguments(parser)
+    g = parser.add_argument_group("processing")
+    g.add_argument("--group-id", help="consumer group (STREAMER_GROUP_ID, default streamer)")
+    g.add_argument("--models", "--models-dir", dest="models_dir", metavar="DIR",
+                   help="model directory (STREAMER_MODELS_DIR, default models)")
+    g.add_argument("--anomaly-threshold", type=float, metavar="P",
+                   help="anomaly decision threshold 0..1 (STREAMER_ANOMALY_THRESHOLD, default: the model's)")
+    g.add_argument("--batch-max-events", type=int, metavar="N",
+                   help="events per micro-batch at most (STREAMER_BATCH_MAX_EVENTS, default 5000)")
+    g.add_argument("--batch-max-ms", type=int, metavar="MS",
+                   help="age of a micro-batch at most (STREAMER_BATCH_MAX_MS, default 200)")
+    g.add_argument("--max-message-bytes", type=int, metavar="BYTES",
+                   help="larger values are dead-lettered (STREAMER_MAX_MESSAGE_BYTES, default 1 MiB)")
+    o = parser.add_argument_group("operations")
+    o.add_argument("--metrics-port", type=int, metavar="PORT",
+                   help="serve /metrics, /healthz, /readyz on this port (STREAMER_METRICS_PORT; off when unset)")
+    o.add_argument("--log-format", choices=("text", "json"),
+                   help="log lines as text or JSON (STREAMER_LOG_FORMAT, default text)")
 
 
 def run(args) -> int:
-    raise NotImplementedError
+    import logging
+    import signal
+
+    from streamer import logs
+    from streamer.config import redact_url, settings_from_args
+    from streamer.consumer import Pipeline
+    from streamer.db import connect
+    from streamer.db.migrations import migrate
+    from streamer.health import Health, serve
+    from streamer.metrics import Metrics
+    from streamer.ml.scorer import Scorer
+
+    settings = settings_from_args(args)
+    logs.setup(settings.log_format)
+    log = logging.getLogger("streamer.run")
+
+    scorer = Scorer.load(settings.models_dir, anomaly_threshold=settings.anomaly_threshold)
+    with connect(settings.database_url) as conn:
+        migrate(conn)
+    log.info("database %s is migrated", redact_url(settings.database_url))
+
+    metrics, health = Metrics(), Health()
+    if settings.metrics_port is not None:
+        serve(settings.metrics_port, health, metrics.registry)
+        log.info("serving /metrics, /healthz and /readyz on port %d", settings.metrics_port)
+    health.database_ok = True
+
+    pipeline = Pipeline(settings, scorer, metrics, health)
+
+    def stop(signum, _frame):
+        log.info("received %s: finishing the current batch", signal.Signals(signum).name)
+        pipeline.stop.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    return pipeline.run()

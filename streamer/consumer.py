@@ -1,0 +1,295 @@
+"""The main loop of `streamer run`, top to bottom:
+
+    consume → decode → batch → score → sinks (PostgreSQL, logs.scored, dead letters) → commit
+
+One batch is in flight at a time. Its offsets are committed only by the Checkpoint, after the database
+commit and a clean producer flush (see streamer/checkpointing). On a transient failure the same batch is
+retried with jittered backoff while the assigned partitions are paused and the consumer keeps polling, so it
+keeps its place in the group. On a revoke the batch under way is finished within a bound or abandoned; on a
+lost assignment it is dropped; neither ever commits a partition this member no longer owns.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+
+from streamer.batch import Batch
+from streamer.checkpointing import Checkpoint, ScoredBatch
+from streamer.config import Settings
+from streamer.decode import Decoder
+from streamer.errors import StreamerError, TransientError
+from streamer.health import Health
+from streamer.metrics import Metrics
+from streamer.sink import KafkaSink, PostgresSink
+
+log = logging.getLogger(__name__)
+
+# Bounds, in seconds. max.poll.interval.ms defaults to 300 s: everything done between two polls stays well
+# below it.
+REVOKE_BOUND = 20.0  # finishing the in-flight batch on revoke (one attempt)
+SHUTDOWN_BOUND = 30.0  # finishing the last batch on SIGTERM/SIGINT
+BACKOFF_FIRST, BACKOFF_MAX = 0.2, 5.0
+IDLE_POLL = 0.5
+
+
+def consumer_config(settings: Settings) -> dict:
+    return {
+        "auto.offset.reset": "earliest",
+        "partition.assignment.strategy": "cooperative-sticky",
+        "statistics.interval.ms": 5000,
+        "fetch.max.bytes": 64 * 1024 * 1024,
+        **settings.kafka_client_config(),
+        "group.id": settings.group_id,
+        # Offsets move only through Checkpoint's synchronous commit.
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+    }
+
+
+def producer_config(settings: Settings) -> dict:
+    # Consumer-only properties in the passthrough would make librdkafka warn on the producer; drop them.
+    consumer_only = ("auto.offset.reset", "session.timeout.ms", "max.poll.interval.ms", "heartbeat.interval.ms",
+                     "partition.assignment.strategy", "group.instance.id", "fetch.")
+    return {k: v for k, v in settings.kafka_client_config().items() if not k.startswith(consumer_only)}
+
+
+class Pipeline:
+    def __init__(self, settings: Settings, scorer, metrics: Metrics | None = None,
+                 health: Health | None = None):
+        self.settings = settings
+        self.scorer = scorer
+        self.metrics = metrics or Metrics()
+        self.health = health or Health()
+        self.decoder = Decoder(max_message_bytes=settings.max_message_bytes)
+        self.consumer = Consumer({
+            **consumer_config(settings),
+            "stats_cb": self.metrics.observe_stats,
+            "error_cb": self._on_kafka_error,
+        })
+        self.kafka = KafkaSink(producer_config(settings), settings.output_topic, settings.dlq_topic)
+        self.db = PostgresSink(settings.database_url)
+        self.checkpoint = Checkpoint(self.consumer, self.kafka, self.db, self.metrics)
+        self.stop = threading.Event()
+        self._pending = Batch()  # the batch being collected or retried; rebalance callbacks trim it
+        self._retrying = False
+        self._failure: str | None = None  # the cause currently logged, for logging once per state change
+        self.health.model_loaded = True
+        self.metrics.model_info.labels(scorer.model_version).set(1)
+
+    # --- the loop ---------------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Consume until stop is set; returns the exit code."""
+        self.consumer.subscribe(self.settings.input_topics(), on_assign=self._on_assign,
+                                on_revoke=self._on_revoke, on_lost=self._on_lost)
+        log.info("consuming %s as group %s with model %s", ",".join(self.settings.input_topics()),
+                 self.settings.group_id, self.scorer.model_version)
+        clean = True
+        try:
+            while clean and not self.stop.is_set():
+                self._collect()
+                if len(self._pending):
+                    clean = self._process_until_done(deadline=None)
+        finally:
+            clean = self._shutdown() and clean
+        return 0 if clean else 1
+
+    def _collect(self) -> None:
+        """Poll until the batch is full, old enough, or stop is set. Decodes as records arrive."""
+        max_events = self.settings.batch_max_events
+        max_seconds = self.settings.batch_max_ms / 1000.0
+        while not self.stop.is_set():
+            self.health.last_loop_at = time.monotonic()
+            pending = self._pending
+            room = max_events - len(pending)
+            if room <= 0:
+                return
+            timeout = IDLE_POLL if not len(pending) else max(0.0, max_seconds - pending.age_ms() / 1000.0)
+            started = time.perf_counter()
+            messages = self.consumer.consume(num_messages=min(room, 10_000), timeout=timeout)
+            polled = time.perf_counter()
+            good = [m for m in messages if m.error() is None]
+            if len(good) != len(messages):
+                self._handle_errors(m for m in messages if m.error() is not None)
+            if good:
+                self.health.broker_ok = True
+                self.metrics.events_in.inc(len(good))
+                self._pending.add_polled(good, self.decoder)
+                self.metrics.stage_seconds.labels("poll").observe(polled - started)
+                self.metrics.stage_seconds.labels("decode").observe(time.perf_counter() - polled)
+            if len(self._pending) and self._pending.age_ms() >= self.settings.batch_max_ms:
+                return
+
+    def _process_until_done(self, deadline: float | None, retry: bool = True) -> bool:
+        """Process the pending batch until it is committed. Transient failures are retried with backoff
+        (when `retry`) until the deadline passes, or, with no deadline, until stop is set and the shutdown
+        bound passes. True when the batch is done; False leaves it pending and uncommitted."""
+        attempt = 0
+        scored: ScoredBatch | None = None
+        scored_for: Batch | None = None
+        while True:
+            batch = self._pending
+            if not len(batch):
+                return True  # everything left was revoked or lost
+            if scored_for is not batch:  # first attempt, or a rebalance trimmed the batch
+                scored, scored_for = self._score(batch), batch
+            try:
+                self.checkpoint.commit(scored)
+            except TransientError as err:
+                attempt += 1
+                self.metrics.retries.labels(_cause_label(str(err))).inc()
+                self._set_failure(str(err))
+                if not retry or (deadline is not None and time.monotonic() >= deadline):
+                    return False
+                if self.stop.is_set() and deadline is None:
+                    deadline = time.monotonic() + SHUTDOWN_BOUND
+                self._wait_paused(_backoff(attempt), deadline)
+                continue
+            self._record(scored)
+            self._set_failure(None)
+            self._pending = Batch()
+            if self._retrying:
+                self._resume()
+            return True
+
+    def _score(self, batch: Batch) -> ScoredBatch:
+        started = time.perf_counter()
+        columns = None
+        if batch.events:
+            columns = self.scorer.score([e.message for e in batch.events], [e.level for e in batch.events])
+        scored = ScoredBatch(batch, columns)
+        scored.stage_seconds["score"] = time.perf_counter() - started
+        return scored
+
+    def _record(self, scored: ScoredBatch) -> None:
+        m = self.metrics
+        m.batch_size.observe(len(scored.batch))
+        for stage, seconds in scored.stage_seconds.items():
+            m.stage_seconds.labels(stage).observe(seconds)
+        m.events_scored.inc(len(scored.batch.events) - len(scored.rejected_indexes))
+        for d in scored.dead_letters:
+            m.dead_letters.labels(d.stage, d.error_class).inc()
+        self.health.database_ok = True
+        self.health.broker_ok = True
+
+    # --- transient failures -----------------------------------------------------------------------------
+
+    def _wait_paused(self, seconds: float, deadline: float | None) -> None:
+        """Back off while keeping the group membership: partitions paused, poll still served."""
+        if not self._retrying:
+            self._retrying = True
+            self.consumer.pause(self.consumer.assignment())
+        until = time.monotonic() + seconds
+        if deadline is not None:
+            until = min(until, deadline)
+        while time.monotonic() < until:
+            self.health.last_loop_at = time.monotonic()
+            msg = self.consumer.poll(min(0.2, max(0.0, until - time.monotonic())))
+            if msg is not None and msg.error() is None:
+                # A partition assigned while paused delivers: rewind it and pause it too; it waits its turn.
+                tp = TopicPartition(msg.topic(), msg.partition(), msg.offset())
+                self.consumer.seek(tp)
+                self.consumer.pause([tp])
+            self.kafka.poll()
+
+    def _resume(self) -> None:
+        self._retrying = False
+        self.consumer.resume(self.consumer.assignment())
+
+    def _set_failure(self, cause: str | None) -> None:
+        if cause == self._failure:
+            return
+        if cause is None:
+            log.info("recovered: batches commit again")
+        else:
+            log.warning("cannot complete the batch, retrying with backoff (nothing committed): %s", cause)
+            self.health.database_ok = "PostgreSQL" not in cause
+        self._failure = cause
+
+    def _handle_errors(self, errored) -> None:
+        for m in errored:
+            err = m.error()
+            if err.code() == KafkaError._PARTITION_EOF:
+                continue
+            if err.fatal():
+                raise StreamerError(f"Kafka consumer failed: {err.str()}")
+            if err.code() in (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError.TOPIC_AUTHORIZATION_FAILED):
+                self._set_failure(f"topic unavailable: {err.str()}")
+            else:
+                log.warning("consumer: %s", err.str())
+
+    def _on_kafka_error(self, err: KafkaError) -> None:
+        if err.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT):
+            self.health.broker_ok = False
+        if err.fatal():
+            log.error("Kafka client fatal error: %s", err.str())
+            self.stop.set()
+        elif err.code() != KafkaError._TRANSPORT:  # transport blips are retried by librdkafka
+            log.warning("Kafka: %s", err.str())
+
+    # --- rebalance --------------------------------------------------------------------------------------
+
+    def _on_assign(self, consumer, partitions) -> None:
+        log.info("assigned %s", _names(partitions))
+        if self._retrying and partitions:
+            # Stay paused while a batch is being retried; the new partitions wait for it.
+            consumer.incremental_assign(partitions)
+            consumer.pause(partitions)
+
+    def _on_revoke(self, consumer, partitions) -> None:
+        revoked = {(tp.topic, tp.partition) for tp in partitions}
+        log.info("revoked %s", _names(partitions))
+        if not revoked & self._pending.partitions():
+            return
+        if not self._retrying:
+            # Finish the batch under way while the partitions are still ours: one attempt, as polling for a
+            # backoff is not allowed inside a rebalance callback.
+            if self._process_until_done(deadline=time.monotonic() + REVOKE_BOUND, retry=False):
+                return
+            log.warning("could not finish the in-flight batch on revoke; abandoning it uncommitted")
+        self._pending = self._pending.without(revoked)
+
+    def _on_lost(self, consumer, partitions) -> None:
+        lost = {(tp.topic, tp.partition) for tp in partitions}
+        log.warning("assignment lost: %s; dropping their records uncommitted", _names(partitions))
+        self._pending = self._pending.without(lost)
+
+    # --- shutdown ---------------------------------------------------------------------------------------
+
+    def _shutdown(self) -> bool:
+        # The loop processes every batch it collects, so anything pending here failed within its bound.
+        clean = not len(self._pending)
+        if not clean:
+            log.warning("shutting down with %d records uncommitted; they will be redelivered",
+                        len(self._pending))
+            self._pending = Batch()
+        try:
+            self.consumer.close()
+        except (KafkaException, RuntimeError) as err:
+            log.warning("consumer close: %s", err)
+        self.kafka.producer.flush(5)
+        self.db.close()
+        log.info("stopped")
+        return clean
+
+
+def _backoff(attempt: int) -> float:
+    # Full jitter: spreads retries of a whole consumer group after a shared outage.
+    return random.uniform(0, min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** attempt))
+
+
+def _cause_label(cause: str) -> str:
+    if "PostgreSQL" in cause:
+        return "database"
+    if "commit" in cause:
+        return "commit"
+    return "kafka"
+
+
+def _names(partitions) -> str:
+    return ", ".join(f"{tp.topic}[{tp.partition}]" for tp in partitions) or "nothing"

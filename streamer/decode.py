@@ -1,0 +1,235 @@
+"""Decode one Kafka record into an Event, or into a DeadLetter that keeps the original bytes.
+
+What a record may be:
+- a JSON object (ECS / OTel / shipper style): message, time, level, host and service are looked up under
+  several names, nested (`{"log": {"level": ..}}`) or dotted (`{"log.level": ..}`);
+- a plain UTF-8 text line: an event too, with a leading timestamp and level parsed when present.
+
+What becomes a dead letter (error classes, as written in the `deadletter.error_class` header):
+- `empty`            no value, or only white space;
+- `too_large`        over the configured size limit (checked before anything else is read);
+- `invalid_utf8`     not UTF-8;
+- `malformed_json`   starts with `{` but does not parse (also nesting deeper than the parser allows);
+- `not_an_object`    valid JSON that is not an object (an array, a string, a number, true/false/null);
+- `no_message`       an object without a non-empty string message under any of the message fields.
+
+A line that starts with `[` or `"` but is not JSON (`[INFO] started`) is plain text, not malformed JSON.
+The decoder never raises for any input: everything is an Event or a DeadLetter.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import orjson
+
+from streamer.levels import normalise
+
+MESSAGE_FIELDS: tuple[str, ...] = ("message", "msg", "log", "MESSAGE")
+TIME_FIELDS: tuple[str, ...] = ("@timestamp", "timestamp", "time")
+LEVEL_FIELDS: tuple[str, ...] = ("log.level", "level", "severity")
+HOST_FIELDS: tuple[str, ...] = ("host.name", "host", "hostname")
+SERVICE_FIELDS: tuple[str, ...] = ("service.name", "service")
+
+Headers = list[tuple[str, bytes]] | None
+
+
+@dataclass(slots=True)
+class Event:
+    """A decodable input record, with the fields the sinks store."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    headers: Headers
+    message: str
+    event_time: datetime
+    level: str | None  # the level the event declared, normalised; None when it declared none we know
+    host: str | None
+    service: str | None
+    raw: dict  # the decoded object; a text line becomes {"message": line}
+    raw_json: str  # `raw` as JSON text, for the jsonb column (the input text itself when it was JSON)
+
+
+@dataclass(slots=True)
+class DeadLetter:
+    """An input record that cannot be processed; `value` is the original bytes, unchanged."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    headers: Headers
+    value: bytes | None
+    error_class: str
+    reason: str
+    stage: str  # decode (here) or store (rejected by the database)
+
+
+# A leading timestamp (ISO 8601 / RFC 3339 or "YYYY-MM-DD HH:MM:SS[,.]fff") and/or level in a text line.
+_TEXT_HEAD = re.compile(
+    r"^\s*(?P<ts>\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d{1,9})?(?:Z|[+-]\d{2}:?\d{2})?)?"
+    r"\s*(?:[\[<(]?(?P<level>TRACE|DEBUG|INFO|NOTICE|WARN|WARNING|ERROR|ERR|SEVERE|FATAL|CRITICAL|CRIT)"
+    r"[\]>)]?(?=[\s:]|$))?",
+    re.IGNORECASE,
+)
+_JSON_SCALAR = re.compile(r"^(?:true|false|null|-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)$")
+
+
+class Decoder:
+    """Turns (value, Kafka coordinates) into an Event or a DeadLetter. Stateless apart from its settings."""
+
+    def __init__(
+        self,
+        max_message_bytes: int = 1024 * 1024,
+        message_fields: tuple[str, ...] = MESSAGE_FIELDS,
+    ):
+        self.max_message_bytes = max_message_bytes
+        self.message_fields = message_fields
+
+    def decode(
+        self,
+        value: bytes | None,
+        *,
+        topic: str,
+        partition: int,
+        offset: int,
+        timestamp_ms: int | None = None,
+        key: bytes | None = None,
+        headers: Headers = None,
+    ) -> Event | DeadLetter:
+        def dead(error_class: str, reason: str) -> DeadLetter:
+            return DeadLetter(topic, partition, offset, key, headers, value, error_class, reason, "decode")
+
+        if value is None or not value.strip():
+            return dead("empty", "the record has no value")
+        if len(value) > self.max_message_bytes:
+            return dead("too_large", f"{len(value)} bytes is over the limit of {self.max_message_bytes}")
+        try:
+            text = value.decode("utf-8")
+        except UnicodeDecodeError as err:
+            return dead("invalid_utf8", f"not UTF-8: {err.reason} at byte {err.start}")
+
+        stripped = text.strip()
+        if not stripped:  # str.strip() also removes Unicode spaces that bytes.strip() keeps
+            return dead("empty", "the record holds only white space")
+        first = stripped[0]
+        if first in '{["' or _JSON_SCALAR.match(stripped):
+            try:
+                obj = orjson.loads(value)
+            except orjson.JSONDecodeError as err:
+                if first == "{":
+                    return dead("malformed_json", f"starts like JSON but does not parse: {err}")
+                obj = _NOT_JSON
+            except RecursionError:  # defensive: orjson bounds depth itself
+                return dead("malformed_json", "JSON nested too deeply")
+            if obj is not _NOT_JSON:
+                if not isinstance(obj, dict):
+                    return dead("not_an_object", f"JSON {type(obj).__name__} is not an object")
+                return self._from_object(obj, text, topic, partition, offset, timestamp_ms, key, headers, dead)
+        return self._from_text(stripped, topic, partition, offset, timestamp_ms, key, headers)
+
+    def _from_object(self, obj, text, topic, partition, offset, timestamp_ms, key, headers, dead):
+        message = None
+        for name in self.message_fields:
+            candidate = _lookup(obj, name)
+            if isinstance(candidate, str) and candidate.strip():
+                message = candidate
+                break
+        if message is None:
+            names = ", ".join(self.message_fields)
+            return dead("no_message", f"the object has no non-empty string field among {names}")
+        event_time = _first_time(obj) or _kafka_time(timestamp_ms)
+        level = None
+        for name in LEVEL_FIELDS:
+            candidate = _lookup(obj, name)
+            if candidate is not None and not isinstance(candidate, (dict, list)):
+                level = normalise(candidate)
+                if level is not None:
+                    break
+        return Event(
+            topic, partition, offset, key, headers, message, event_time, level,
+            _first_string(obj, HOST_FIELDS), _first_string(obj, SERVICE_FIELDS), obj, text,
+        )
+
+    def _from_text(self, line, topic, partition, offset, timestamp_ms, key, headers) -> Event:
+        event_time = None
+        level = None
+        head = _TEXT_HEAD.match(line)
+        if head is not None:
+            if head.group("ts"):
+                event_time = _parse_time(head.group("ts"))
+            if head.group("level"):
+                level = normalise(head.group("level"))
+        raw = {"message": line}
+        return Event(
+            topic, partition, offset, key, headers, line, event_time or _kafka_time(timestamp_ms), level,
+            None, None, raw, orjson.dumps(raw).decode(),
+        )
+
+
+_NOT_JSON = object()
+
+
+def _lookup(obj: dict, dotted: str):
+    """obj["a.b"], else obj["a"]["b"]: shippers write ECS fields either way."""
+    if dotted in obj:
+        return obj[dotted]
+    if "." not in dotted:
+        return None
+    node = obj
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def _first_string(obj: dict, names: tuple[str, ...]) -> str | None:
+    for name in names:
+        value = _lookup(obj, name)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def _first_time(obj: dict) -> datetime | None:
+    for name in TIME_FIELDS:
+        value = _lookup(obj, name)
+        if value is not None:
+            parsed = _parse_time(value)
+            if parsed is not None:
+                return parsed
+    return None
+
+
+# Epoch values above this are milliseconds (1e11 s is the year 5138).
+_EPOCH_MS_ABOVE = 1e11
+_MIN_TIME = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def _parse_time(value) -> datetime | None:
+    """ISO 8601 text or epoch seconds/milliseconds -> aware UTC datetime; None when it is neither."""
+    try:
+        if isinstance(value, bool):
+            return None
+        if isinstance(value, (int, float)):
+            seconds = value / 1000.0 if abs(value) > _EPOCH_MS_ABOVE else float(value)
+            return datetime.fromtimestamp(seconds, tz=timezone.utc)
+        if isinstance(value, str):
+            parsed = datetime.fromisoformat(value.strip().replace(",", "."))
+            if parsed.tzinfo is None:
+                parsed = parsed.replace(tzinfo=timezone.utc)  # shippers that omit the zone mean UTC
+            return parsed if parsed >= _MIN_TIME else None
+    except (ValueError, OverflowError, OSError):
+        return None
+    return None
+
+
+def _kafka_time(timestamp_ms: int | None) -> datetime:
+    if timestamp_ms is not None and timestamp_ms > 0:
+        return datetime.fromtimestamp(timestamp_ms / 1000.0, tz=timezone.utc)
+    return datetime.now(tz=timezone.utc)

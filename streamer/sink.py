@@ -1,0 +1,259 @@
+"""The two sinks of a scored batch: Kafka (logs.scored and the dead-letter topic) and PostgreSQL.
+
+Neither commits offsets. PostgresSink.write() is one transaction per batch; KafkaSink produces
+asynchronously and only flush() waits for the acknowledgements. The checkpoint commits after both.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+import psycopg
+from confluent_kafka import KafkaError, KafkaException, Producer
+
+from streamer.config import redact_url
+from streamer.decode import DeadLetter
+from streamer.enrich import ScoredRecord, dead_letter_headers
+from streamer.errors import StreamerError, TransientError
+
+log = logging.getLogger(__name__)
+
+
+class KafkaSink:
+    """Produces scored records and dead letters; flush() raises TransientError unless every one was acked."""
+
+    def __init__(self, producer_config: dict, output_topic: str, dlq_topic: str):
+        config = {
+            "acks": "all",
+            "enable.idempotence": True,
+            "linger.ms": 20,
+            "batch.size": 1_000_000,
+            "compression.type": "lz4",
+            "message.max.bytes": 16 * 1024 * 1024,
+            **producer_config,
+            "delivery.report.only.error": True,  # only failures call back: no per-record Python callback
+            "on_delivery": self._on_delivery,
+        }
+        self.producer = Producer(config)
+        self.output_topic = output_topic
+        self.dlq_topic = dlq_topic
+        self._failures = 0
+        self._first_failure: str | None = None
+
+    def _on_delivery(self, err, msg) -> None:
+        if err is not None:
+            self._failures += 1
+            if self._first_failure is None:
+                self._first_failure = f"{msg.topic()}: {err.str()}"
+
+    def begin(self) -> None:
+        """Start counting delivery failures for a new batch."""
+        self._failures = 0
+        self._first_failure = None
+
+    def publish_scored(self, records: Iterable[ScoredRecord]) -> None:
+        produce = self.producer.produce
+        topic = self.output_topic
+        for r in records:
+            try:
+                produce(topic, r.value, r.key, headers=r.headers)
+            except BufferError:
+                self._make_room()
+                produce(topic, r.value, r.key, headers=r.headers)
+            except KafkaException as err:
+                raise self._classify(err, topic) from None
+
+    def publish_dead_letters(self, dead_letters: Iterable[DeadLetter]) -> None:
+        for d in dead_letters:
+            headers = dead_letter_headers(d)
+            try:
+                self._produce_dead(d.value, d.key, headers)
+            except KafkaException as err:
+                if err.args[0].code() != KafkaError.MSG_SIZE_TOO_LARGE:
+                    raise self._classify(err, self.dlq_topic) from None
+                # Too big for the producer even as a dead letter: keep the coordinates so the original can
+                # still be read from the source topic, and say why the value is missing.
+                headers.append(("deadletter.value_omitted", b"too large to republish"))
+                self._produce_dead(None, d.key, headers)
+
+    def _produce_dead(self, value, key, headers) -> None:
+        try:
+            self.producer.produce(self.dlq_topic, value, key, headers=headers)
+        except BufferError:
+            self._make_room()
+            self.producer.produce(self.dlq_topic, value, key, headers=headers)
+
+    def _make_room(self) -> None:
+        # The local queue is full: serve delivery reports until librdkafka has room again.
+        self.producer.poll(0.1)
+
+    def flush(self, timeout: float) -> None:
+        remaining = self.producer.flush(timeout)
+        if remaining:
+            raise TransientError(f"Kafka did not acknowledge {remaining} records within {timeout:.0f}s")
+        if self._failures:
+            raise TransientError(f"Kafka refused {self._failures} records ({self._first_failure})")
+
+    def poll(self) -> None:
+        self.producer.poll(0)
+
+    @staticmethod
+    def _classify(err: KafkaException, topic: str) -> Exception:
+        kerr = err.args[0]
+        if kerr.fatal():
+            return StreamerError(f"Kafka producer failed for {topic}: {kerr.str()}")
+        return TransientError(f"cannot produce to {topic}: {kerr.str()}")
+
+
+# Staging table columns, in the order enrich.database_rows() builds rows.
+STAGE_COLUMNS = (
+    "kafka_topic", "kafka_partition", "kafka_offset", "event_time", "level", "message", "host", "service",
+    "raw", "model_version", "predicted_level", "level_confidence", "is_anomaly", "anomaly_score", "severity",
+)
+_CREATE_STAGE = """
+CREATE TEMP TABLE IF NOT EXISTS streamer_stage (
+    kafka_topic text, kafka_partition int, kafka_offset bigint, event_time timestamptz, level text,
+    message text, host text, service text, raw jsonb, model_version text, predicted_level text,
+    level_confidence real, is_anomaly bool, anomaly_score real, severity text
+) ON COMMIT DELETE ROWS
+"""
+_COPY_STAGE = f"COPY streamer_stage ({', '.join(STAGE_COLUMNS)}) FROM STDIN"
+_INSERT_ENTRIES = """
+INSERT INTO log_entries (kafka_topic, kafka_partition, kafka_offset, event_time, level, message, host,
+                         service, raw)
+SELECT kafka_topic, kafka_partition, kafka_offset, event_time, level, message, host, service, raw
+FROM streamer_stage
+ON CONFLICT DO NOTHING
+"""
+_INSERT_PREDICTIONS = """
+INSERT INTO ml_predictions (kafka_topic, kafka_partition, kafka_offset, model_version, predicted_level,
+                            level_confidence, is_anomaly, anomaly_score, severity)
+SELECT kafka_topic, kafka_partition, kafka_offset, model_version, predicted_level, level_confidence,
+       is_anomaly, anomaly_score, severity
+FROM streamer_stage
+ON CONFLICT DO NOTHING
+"""
+
+# SQLSTATE classes that mean "this data is wrong" (retrying cannot help): 22 data exception,
+# 23 integrity constraint violation.
+_DATA_ERROR_CLASSES = ("22", "23")
+
+
+def is_data_error(err: psycopg.Error) -> bool:
+    return bool(err.sqlstate) and err.sqlstate[:2] in _DATA_ERROR_CLASSES
+
+
+class PostgresSink:
+    """Bulk-loads a batch in one transaction: COPY into a temp staging table, then INSERT … ON CONFLICT DO
+    NOTHING into log_entries and ml_predictions, so a redelivered event adds no row.
+
+    A batch rejected for data reasons is bisected inside the transaction (savepoints) until the bad rows are
+    isolated; write() returns their indexes and commits the rest.
+    """
+
+    def __init__(self, url: str, connect_timeout: int = 5):
+        self.url = url
+        self.connect_timeout = connect_timeout
+        self.conn: psycopg.Connection | None = None
+
+    def _connection(self) -> psycopg.Connection:
+        if self.conn is None or self.conn.closed:
+            try:
+                self.conn = psycopg.connect(self.url, connect_timeout=self.connect_timeout)
+            except psycopg.OperationalError as err:
+                raise TransientError(f"cannot connect to PostgreSQL at {redact_url(self.url)}: "
+                                     f"{_first_line(err)}") from None
+            self.conn.execute(_CREATE_STAGE)
+            self.conn.commit()
+        return self.conn
+
+    def write(self, rows: list[tuple]) -> list[tuple[int, str, str]]:
+        """Store rows in one transaction. Returns (index, error_class, reason) of rows the database rejected."""
+        if not rows:
+            return []
+        conn = self._connection()
+        rejected: list[tuple[int, str, str]] = []
+        try:
+            with conn.transaction():
+                try:
+                    with conn.transaction():  # savepoint: the fast path, the whole batch at once
+                        self._load(conn, rows)
+                except psycopg.Error as err:
+                    if not is_data_error(err):
+                        raise
+                    self._isolate(conn, rows, list(range(len(rows))), rejected)
+        except psycopg.Error as err:
+            self._drop_connection()
+            if is_data_error(err):  # cannot happen after isolation; never retry it forever
+                raise StreamerError(f"PostgreSQL rejected a batch after isolating bad rows: "
+                                    f"{_first_line(err)}") from None
+            if isinstance(err, (psycopg.OperationalError, psycopg.InterfaceError)) or _transient_state(err):
+                raise TransientError(f"PostgreSQL write failed: {_first_line(err)}") from None
+            raise StreamerError(f"PostgreSQL write failed: {_first_line(err)}") from None
+        return rejected
+
+    def _load(self, conn: psycopg.Connection, rows: list[tuple]) -> None:
+        with conn.cursor() as cur:
+            with cur.copy(_COPY_STAGE) as copy:
+                write_row = copy.write_row
+                for row in rows:
+                    write_row(row)
+            cur.execute(_INSERT_ENTRIES)
+            cur.execute(_INSERT_PREDICTIONS)
+            cur.execute("TRUNCATE streamer_stage")
+
+    def _isolate(self, conn, rows, indexes: list[int], rejected: list) -> None:
+        """Bisect `indexes` in savepoints; good halves are kept, single bad rows go to `rejected`."""
+        if len(indexes) == 1:
+            try:
+                with conn.transaction():
+                    self._load(conn, [rows[indexes[0]]])
+            except psycopg.Error as err:
+                if not is_data_error(err):
+                    raise
+                rejected.append((indexes[0], f"db_{err.sqlstate}", _first_line(err)))
+            return
+        mid = len(indexes) // 2
+        for half in (indexes[:mid], indexes[mid:]):
+            try:
+                with conn.transaction():
+                    self._load(conn, [rows[i] for i in half])
+            except psycopg.Error as err:
+                if not is_data_error(err):
+                    raise
+                self._isolate(conn, rows, half, rejected)
+
+    def ping(self) -> None:
+        conn = self._connection()
+        try:
+            conn.execute("SELECT 1")
+            conn.rollback()
+        except psycopg.Error as err:
+            self._drop_connection()
+            raise TransientError(f"PostgreSQL is unreachable: {_first_line(err)}") from None
+
+    def _drop_connection(self) -> None:
+        if self.conn is not None:
+            try:
+                self.conn.close()
+            except Exception:  # closing a broken connection must not mask the original error
+                pass
+        self.conn = None
+
+    def close(self) -> None:
+        self._drop_connection()
+
+
+# 08 connection exception, 40 transaction rollback (deadlock, serialization), 53 insufficient resources,
+# 57 operator intervention (shutdown), 58 system error.
+_TRANSIENT_CLASSES = ("08", "40", "53", "57", "58")
+
+
+def _transient_state(err: psycopg.Error) -> bool:
+    return bool(err.sqlstate) and err.sqlstate[:2] in _TRANSIENT_CLASSES
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__
