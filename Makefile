@@ -1,0 +1,55 @@
+# streamer: local stack, tests, demo. `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PYTHON ?= python3
+VENV := .venv
+# Marks a venv with the project installed; redone when pyproject.toml changes.
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: help venv up down status test demo chaos bench clean-stack
+
+help:
+	@echo "make demo    bring the stack up and run the demo pipeline"
+	@echo "make test    set up .venv, bring the stack up, run the whole test suite"
+	@echo "make up      start Kafka + PostgreSQL (no Docker), create topics, migrate (idempotent)"
+	@echo "make down    stop what make up started from this checkout"
+	@echo "make status  what is running"
+	@echo "make venv    create .venv and install streamer with test and bench extras"
+	@echo "make bench   benchmarks (placeholder)"
+	@echo "make chaos   failure drills (placeholder)"
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "error: streamer needs Python 3.11+, $(PYTHON) is " + sys.version.split()[0])'
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install -q --upgrade pip
+	$(VENV)/bin/python -m pip install -q -e '.[test,bench]'
+	@touch $(STAMP)
+
+up: venv
+	@scripts/stack.sh up
+
+down:
+	@scripts/stack.sh down
+
+status:
+	@scripts/stack.sh status
+
+test: up
+	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
+
+# The lead replaces this with the real demo (scripts/demo.sh).
+demo: up
+	@echo "demo: the stack is up (Kafka 127.0.0.1:9092, PostgreSQL 127.0.0.1:5432), but the pipeline is not ready yet."
+
+chaos: up
+	@echo "chaos: not implemented yet"
+
+bench: up
+	@echo "bench: not implemented yet"
+
+# Stop the stack and delete its data (broker log, jars stay cached in ~/.m2).
+clean-stack: down
+	rm -rf .stack
