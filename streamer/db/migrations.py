@@ -1,0 +1,113 @@
+"""Versioned schema migrations. Append a (version, description, sql) to MIGRATIONS to change the schema.
+
+Tables are created unqualified, so the connection's search_path chooses the schema (tests use one schema per
+test). migrate() is safe to run from several processes at once: a transaction-scoped advisory lock
+serialises them and each version is applied exactly once, recorded in schema_migrations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    description: str
+    sql: str
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "log entries and ML predictions", """
+CREATE TABLE log_entries (
+    kafka_topic     text        NOT NULL,
+    kafka_partition integer     NOT NULL,
+    kafka_offset    bigint      NOT NULL,
+    event_time      timestamptz,
+    ingested_at     timestamptz NOT NULL DEFAULT now(),
+    level           text        CHECK (level IN ('DEBUG', 'INFO', 'WARN', 'ERROR', 'FATAL')),
+    message         text        NOT NULL,
+    host            text,
+    service         text,
+    raw             jsonb,
+    PRIMARY KEY (kafka_topic, kafka_partition, kafka_offset)
+);
+
+CREATE TABLE ml_predictions (
+    kafka_topic      text        NOT NULL,
+    kafka_partition  integer     NOT NULL,
+    kafka_offset     bigint      NOT NULL,
+    model_version    text        NOT NULL,
+    predicted_level  text        CHECK (predicted_level IN ('DEBUG', 'INFO', 'WARN', 'ERROR', 'FATAL')),
+    level_confidence real,
+    is_anomaly       boolean,
+    anomaly_score    real,
+    severity         text        CHECK (severity IN ('critical', 'high', 'medium', 'low')),
+    predicted_at     timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (kafka_topic, kafka_partition, kafka_offset, model_version),
+    FOREIGN KEY (kafka_topic, kafka_partition, kafka_offset)
+        REFERENCES log_entries (kafka_topic, kafka_partition, kafka_offset) ON DELETE CASCADE
+);
+
+-- Recent anomalies, severity over time, per-service and time-range queries.
+CREATE INDEX ml_predictions_recent_anomalies ON ml_predictions (predicted_at DESC) WHERE is_anomaly;
+CREATE INDEX ml_predictions_severity_time ON ml_predictions (severity, predicted_at);
+CREATE INDEX log_entries_service_time ON log_entries (service, event_time);
+CREATE INDEX log_entries_event_time ON log_entries (event_time);
+"""),
+)
+
+# Any constant shared by every streamer process; only ours take this lock.
+_LOCK_KEY = 0x5354524D  # "STRM"
+
+
+def latest_version() -> int:
+    return MIGRATIONS[-1].version if MIGRATIONS else 0
+
+
+def applied_versions(conn) -> list[int]:
+    """Versions recorded in schema_migrations of the current schema ([] when the table is absent)."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT to_regclass('schema_migrations') IS NOT NULL")
+        if not cur.fetchone()[0]:
+            return []
+        cur.execute("SELECT version FROM schema_migrations ORDER BY version")
+        return [row[0] for row in cur.fetchall()]
+
+
+def migrate(conn) -> list[int]:
+    """Apply the migrations this schema lacks, in one transaction; return the versions newly applied.
+
+    Commits on success, rolls back everything on failure. The connection must not be in autocommit mode.
+    """
+    _check_order()
+    if conn.autocommit:
+        raise ValueError("migrate() needs a connection with autocommit off")
+    applied: list[int] = []
+    with conn.transaction():
+        with conn.cursor() as cur:
+            # Held until this transaction ends: a concurrent migrate() waits, then sees our versions.
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+            cur.execute("""
+                CREATE TABLE IF NOT EXISTS schema_migrations (
+                    version     integer PRIMARY KEY,
+                    description text NOT NULL,
+                    applied_at  timestamptz NOT NULL DEFAULT now()
+                )""")
+            cur.execute("SELECT version FROM schema_migrations")
+            done = {row[0] for row in cur.fetchall()}
+            for m in MIGRATIONS:
+                if m.version in done:
+                    continue
+                cur.execute(m.sql)
+                cur.execute("INSERT INTO schema_migrations (version, description) VALUES (%s, %s)",
+                            (m.version, m.description))
+                applied.append(m.version)
+    conn.commit()
+    return applied
+
+
+def _check_order() -> None:
+    versions = [m.version for m in MIGRATIONS]
+    if versions != list(range(1, len(versions) + 1)):
+        raise AssertionError(f"MIGRATIONS must be numbered 1, 2, 3... in order, got {versions}")
