@@ -1,11 +1,106 @@
-"""streamer status (not implemented yet)."""
+"""streamer status: the model's metadata, and when reachable the broker, the database and consumer lag."""
 
-HELP = "(not implemented yet)"
+HELP = "show the model (from metadata.json), broker, database and the consumer group's lag"
+
+TIMEOUT_S = 3.0
 
 
 def configure(parser):
-    pass
+    from streamer.config import add_connection_arguments, add_topic_arguments
+    from streamer.ml.cliargs import add_model_arguments
+
+    add_model_arguments(parser)
+    add_connection_arguments(parser)
+    add_topic_arguments(parser)
+    parser.add_argument("--group-id", metavar="GROUP", help="consumer group (STREAMER_GROUP_ID, default streamer)")
+
+
+def _broker(settings) -> tuple[list[str], dict | None]:
+    """Lines about the broker and the group's lag; returns (lines, None)."""
+    import re
+
+    from confluent_kafka import Consumer, TopicPartition
+    from confluent_kafka.admin import AdminClient
+
+    conf = settings.kafka_client_config()
+    lines = []
+    try:
+        admin = AdminClient({**conf, "socket.timeout.ms": int(TIMEOUT_S * 1000)})
+        md = admin.list_topics(timeout=TIMEOUT_S)
+    except Exception as err:  # KafkaException or config errors: report, don't fail
+        return [f"broker: {settings.bootstrap_servers} unreachable ({str(err).splitlines()[0][:120]})"], None
+    lines.append(f"broker: {settings.bootstrap_servers} reachable, {len(md.brokers)} broker(s), "
+                 f"{len([t for t in md.topics if not t.startswith('__')])} topic(s)")
+    wanted = settings.input_topics()
+    if wanted and wanted[0].startswith("^"):
+        rx = re.compile(wanted[0])
+        topics = sorted(t for t in md.topics if rx.match(t))
+    else:
+        topics = [t for t in wanted if t in md.topics]
+        for t in wanted:
+            if t not in md.topics:
+                lines.append(f"  topic {t}: does not exist")
+    if not topics:
+        return lines, None
+    consumer = Consumer({**conf, "group.id": settings.group_id, "enable.auto.commit": False,
+                         "socket.timeout.ms": int(TIMEOUT_S * 1000)})
+    try:
+        parts = [TopicPartition(t, p) for t in topics for p in sorted(md.topics[t].partitions)]
+        committed = consumer.committed(parts, timeout=TIMEOUT_S)
+        total = 0
+        lines.append(f"consumer group {settings.group_id}:")
+        for tp in committed:
+            low, high = consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition),
+                                                       timeout=TIMEOUT_S)
+            if tp.offset >= 0:
+                lag = max(high - tp.offset, 0)
+                shown = str(tp.offset)
+            else:  # nothing committed: everything retained is still to be read
+                lag = max(high - low, 0)
+                shown = "none"
+            total += lag
+            lines.append(f"  {tp.topic}[{tp.partition}] committed {shown} high watermark {high} lag {lag}")
+        lines.append(f"  total lag {total}")
+    except Exception as err:
+        lines.append(f"  consumer group {settings.group_id}: lag unavailable ({str(err).splitlines()[0][:120]})")
+    finally:
+        consumer.close()
+    return lines, None
+
+
+def _database(settings) -> str:
+    from streamer.config import redact_url
+
+    try:
+        import psycopg
+
+        with psycopg.connect(settings.database_url, connect_timeout=int(TIMEOUT_S)) as conn:
+            version = conn.execute("SHOW server_version").fetchone()[0]
+            rows = None
+            try:
+                rows = conn.execute("SELECT count(*) FROM ml_predictions").fetchone()[0]
+            except psycopg.Error:
+                conn.rollback()
+        extra = f", {rows} prediction rows" if rows is not None else ", schema not initialised"
+        return f"database: {redact_url(settings.database_url)} reachable (PostgreSQL {version}{extra})"
+    except Exception as err:
+        first = str(err).strip().splitlines()[0][:160] if str(err).strip() else err.__class__.__name__
+        return f"database: {redact_url(settings.database_url)} unreachable ({first})"
 
 
 def run(args) -> int:
-    raise NotImplementedError
+    from streamer.config import settings_from_args
+    from streamer.ml.artifacts import load_model
+    from streamer.ml.report import summary_lines
+
+    settings = settings_from_args(args)
+    # verifies sha256/versions and unpickles: a model that can't score makes status fail
+    meta, _ = load_model(settings.models_dir)
+    print(f"model: {settings.models_dir}")
+    for line in summary_lines(meta):
+        print(f"  {line}")
+    lines, _ = _broker(settings)
+    for line in lines:
+        print(line)
+    print(_database(settings))
+    return 0

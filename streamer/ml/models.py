@@ -1,0 +1,148 @@
+"""The two models that share the vectorizer's matrix, each with one batch call that returns 0..1 scores.
+
+LevelModel       multinomial logistic regression + temperature scaling (fitted on a later, held-out slice
+                 of the training stream); confidence is the calibrated top probability times the message's
+                 familiarity, so text the vocabulary doesn't know gets low confidence.
+SupervisedAnomaly logistic regression on anomaly labels, temperature-scaled; score = P(anomaly).
+RarityAnomaly    unsupervised novelty when there are no labels: how rare the message's masked template (its
+                 set of known features) was in the training stream, raised by the share of unknown tokens.
+ConstantLevel    when the training data holds a single level there is nothing to discriminate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+from scipy.optimize import minimize_scalar
+from scipy.special import log_softmax, softmax
+
+from streamer.ml.features import Features
+
+
+def _fit_temperature(logits: np.ndarray, y_index: np.ndarray) -> float:
+    """Temperature T minimising the negative log-likelihood of softmax(logits / T) on held-out rows."""
+    if len(y_index) == 0:
+        return 1.0
+    rows = np.arange(len(y_index))
+
+    def nll(log_t: float) -> float:
+        return float(-log_softmax(logits / np.exp(log_t), axis=1)[rows, y_index].mean())
+
+    res = minimize_scalar(nll, bounds=(-3.0, 3.0), method="bounded", options={"xatol": 1e-4})
+    return float(np.exp(res.x))
+
+
+def _logistic(seed: int, C: float, class_weight=None):
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression(C=C, max_iter=2000, tol=1e-4, class_weight=class_weight, random_state=seed)
+
+
+class LevelModel:
+    kind = "logistic-regression+temperature"
+
+    def __init__(self, C: float = 10.0, seed: int = 0):
+        self.C = C
+        self.seed = seed
+        self.temperature = 1.0
+        self.classes_: np.ndarray = np.array([])
+        self.clf = None
+
+    def fit(self, X, y, X_cal=None, y_cal=None, temperature: float | None = None) -> "LevelModel":
+        self.clf = _logistic(self.seed, self.C).fit(X, y)
+        self.classes_ = self.clf.classes_
+        if temperature is not None:
+            self.temperature = temperature
+        elif X_cal is not None and X_cal.shape[0]:
+            known = np.isin(y_cal, self.classes_)
+            idx = np.searchsorted(self.classes_, np.asarray(y_cal)[known])
+            self.temperature = _fit_temperature(self._logits(X_cal[known]), idx)
+        return self
+
+    def _logits(self, X) -> np.ndarray:
+        z = self.clf.decision_function(X)
+        if z.ndim == 1:  # binary: sklearn returns one column
+            z = np.column_stack([np.zeros_like(z), z])
+        return z
+
+    def predict_proba(self, X) -> np.ndarray:
+        return softmax(self._logits(X) / self.temperature, axis=1)
+
+    def predict(self, features: Features) -> tuple[list[str], np.ndarray]:
+        """(predicted levels, confidence 0..1) for a whole batch: one decision_function call."""
+        p = self.predict_proba(features.X)
+        best = p.argmax(axis=1)
+        conf = p[np.arange(len(best)), best] * features.familiarity
+        return self.classes_[best].tolist(), conf.astype(np.float32)
+
+
+class ConstantLevel:
+    kind = "constant (training data held one level)"
+
+    def __init__(self, level: str):
+        self.classes_ = np.array([level])
+        self.temperature = 1.0
+
+    def predict_proba(self, X) -> np.ndarray:
+        return np.ones((X.shape[0], 1))
+
+    def predict(self, features: Features) -> tuple[list[str], np.ndarray]:
+        n = features.X.shape[0]
+        return [self.classes_[0]] * n, features.familiarity.astype(np.float32)
+
+
+class SupervisedAnomaly:
+    kind = "logistic-regression+temperature (supervised)"
+    supervised = True
+
+    def __init__(self, C: float = 10.0, seed: int = 0):
+        self.C = C
+        self.seed = seed
+        self.temperature = 1.0
+        self.clf = None
+
+    def fit(self, X, y, X_cal=None, y_cal=None, temperature: float | None = None) -> "SupervisedAnomaly":
+        self.clf = _logistic(self.seed, self.C).fit(X, np.asarray(y, dtype=bool))
+        if temperature is not None:
+            self.temperature = temperature
+        elif X_cal is not None and X_cal.shape[0] and np.unique(y_cal).size == 2:
+            z = self.clf.decision_function(X_cal)
+            self.temperature = _fit_temperature(np.column_stack([np.zeros_like(z), z]),
+                                                np.asarray(y_cal, dtype=np.int64))
+        return self
+
+    def score(self, features: Features) -> np.ndarray:
+        z = self.clf.decision_function(features.X) / self.temperature
+        return (1.0 / (1.0 + np.exp(-z))).astype(np.float32)
+
+
+class RarityAnomaly:
+    """score = 1 - familiarity * c / (c + k), c = training count of the row's feature set (its template)."""
+
+    kind = "template rarity (unsupervised novelty)"
+    supervised = False
+
+    def __init__(self, k: float = 2.0):
+        self.k = k
+        self.counts: dict[bytes, int] = {}
+        self.temperature = 1.0
+
+    @staticmethod
+    def _keys(X) -> list[bytes]:
+        ind, ptr = X.indices, X.indptr
+        return [hashlib.blake2b(np.sort(ind[ptr[i]:ptr[i + 1]]).tobytes(), digest_size=8).digest()
+                for i in range(X.shape[0])]
+
+    def fit(self, features: Features) -> "RarityAnomaly":
+        counts: dict[bytes, int] = {}
+        for key in self._keys(features.X):
+            counts[key] = counts.get(key, 0) + 1
+        self.counts = counts
+        return self
+
+    def score(self, features: Features) -> np.ndarray:
+        get = self.counts.get
+        c = np.fromiter((get(k, 0) for k in self._keys(features.X)), dtype=np.float64,
+                        count=features.X.shape[0])
+        return (1.0 - features.familiarity * (c / (c + self.k))).astype(np.float32)
