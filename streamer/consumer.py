@@ -60,7 +60,7 @@ def producer_config(settings: Settings) -> dict:
 
 class Pipeline:
     def __init__(self, settings: Settings, scorer, metrics: Metrics | None = None,
-                 health: Health | None = None):
+                 health: Health | None = None, stop: threading.Event | None = None):
         self.settings = settings
         self.scorer = scorer
         self.metrics = metrics or Metrics()
@@ -74,7 +74,7 @@ class Pipeline:
         self.kafka = KafkaSink(producer_config(settings), settings.output_topic, settings.dlq_topic)
         self.db = PostgresSink(settings.database_url)
         self.checkpoint = Checkpoint(self.consumer, self.kafka, self.db, self.metrics)
-        self.stop = threading.Event()
+        self.stop = stop or threading.Event()
         self._pending = Batch()  # the batch being collected or retried; rebalance callbacks trim it
         self._retrying = False
         self._failure: str | None = None  # the cause currently logged, for logging once per state change

@@ -135,13 +135,11 @@ FROM streamer_stage
 ON CONFLICT DO NOTHING
 """
 
-# SQLSTATE classes that mean "this data is wrong" (retrying cannot help): 22 data exception,
-# 23 integrity constraint violation.
-_DATA_ERROR_CLASSES = ("22", "23")
-
-
 def is_data_error(err: psycopg.Error) -> bool:
-    return bool(err.sqlstate) and err.sqlstate[:2] in _DATA_ERROR_CLASSES
+    """This data is wrong, retrying cannot help: SQLSTATE class 22 (data exception) and 23 (integrity
+    constraint violation) are DataError/IntegrityError subclasses; so are psycopg's client-side refusals
+    (a NUL byte in text)."""
+    return isinstance(err, (psycopg.DataError, psycopg.IntegrityError))
 
 
 class PostgresSink:
@@ -212,7 +210,7 @@ class PostgresSink:
             except psycopg.Error as err:
                 if not is_data_error(err):
                     raise
-                rejected.append((indexes[0], f"db_{err.sqlstate}", _first_line(err)))
+                rejected.append((indexes[0], f"db_{err.sqlstate or 'client'}", _first_line(err)))
             return
         mid = len(indexes) // 2
         for half in (indexes[:mid], indexes[mid:]):

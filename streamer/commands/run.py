@@ -32,6 +32,7 @@ def configure(parser) -> None:
 def run(args) -> int:
     import logging
     import signal
+    import threading
 
     from streamer import logs
     from streamer.config import redact_url, settings_from_args
@@ -46,6 +47,16 @@ def run(args) -> int:
     logs.setup(settings.log_format)
     log = logging.getLogger("streamer.run")
 
+    # Installed first, so a SIGTERM during start-up is a clean stop too.
+    stopping = threading.Event()
+
+    def stop(signum, _frame):
+        log.info("received %s: finishing the current batch", signal.Signals(signum).name)
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+
     scorer = Scorer.load(settings.models_dir, anomaly_threshold=settings.anomaly_threshold)
     with connect(settings.database_url) as conn:
         migrate(conn)
@@ -57,12 +68,5 @@ def run(args) -> int:
         log.info("serving /metrics, /healthz and /readyz on port %d", settings.metrics_port)
     health.database_ok = True
 
-    pipeline = Pipeline(settings, scorer, metrics, health)
-
-    def stop(signum, _frame):
-        log.info("received %s: finishing the current batch", signal.Signals(signum).name)
-        pipeline.stop.set()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    pipeline = Pipeline(settings, scorer, metrics, health, stop=stopping)
     return pipeline.run()

@@ -1,0 +1,158 @@
+"""`streamer run` end to end against the real broker and database: every valid input exactly once in
+PostgreSQL, at least once on logs.scored, every invalid one dead-lettered with its bytes — through SIGTERM,
+a database outage, a poison record and a member leaving the group."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.pipeline_support import (StreamerProcess, TcpProxy, caught_up, committed, end_offsets, mixed_values,
+                                    valid_event)
+from tests.support import consume_all, produce, query, wait_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+@pytest.fixture
+def start(streamer_env, tmp_path):
+    procs: list[StreamerProcess] = []
+
+    def _start(*args: str, env: dict | None = None) -> StreamerProcess:
+        p = StreamerProcess({**streamer_env, **(env or {})}, tmp_path / f"streamer-{len(procs)}.log", *args)
+        procs.append(p)
+        return p
+
+    yield _start
+    for p in procs:
+        p.close()
+
+
+def wait_caught_up(bootstrap, topics, procs, timeout=120):
+    def done():
+        for p in procs:
+            assert p.alive(), f"streamer exited early:\n{p.output()[-3000:]}"
+        return caught_up(bootstrap, topics.group, topics.raw, 6)
+    wait_for(done, timeout=timeout, interval=0.5, what="the group to commit the end of every partition")
+
+
+def check_delivery(bootstrap, topics, db_url, coords, values, invalid):
+    """The at-least-once contract, read back from PostgreSQL and both output topics."""
+    valid = {coords[i] for i in range(len(values)) if i not in invalid}
+    rows = query(db_url, "select kafka_partition, kafka_offset from log_entries where kafka_topic = %s",
+                 [topics.raw])
+    assert len(rows) == len(set(rows)) == len(valid), "log_entries: wrong number of rows"
+    assert set(rows) == valid, "log_entries: lost or extra events"
+    preds = query(db_url, "select kafka_partition, kafka_offset, count(*) from ml_predictions "
+                  "where kafka_topic = %s group by 1, 2", [topics.raw])
+    assert {(p, o) for p, o, _ in preds} == valid and all(n == 1 for _, _, n in preds)
+
+    scored = consume_all(bootstrap, topics.scored)
+    seen = {(int(r.header("source.partition")), int(r.header("source.offset"))) for r in scored}
+    assert seen == valid, "logs.scored: lost or extra events"
+    for r in scored[:50]:
+        body = r.json()["streamer"]
+        assert body["source"]["topic"] == topics.raw
+        assert body["severity"] in ("critical", "high", "medium", "low") and body["model_version"]
+
+    dead = consume_all(bootstrap, topics.deadletter)
+    by_coord = {(int(r.header("source.partition")), int(r.header("source.offset"))): r for r in dead}
+    assert set(by_coord) == {coords[i] for i in invalid}, "dead letters: lost or extra"
+    for i in invalid:
+        r = by_coord[coords[i]]
+        assert (r.value or b"") == values[i], "a dead letter lost its original bytes"
+        assert r.header("deadletter.error_class") and r.header("deadletter.reason")
+        assert r.header("deadletter.stage") == b"decode" and r.header("source.topic") == topics.raw.encode()
+    return len(scored) - len(valid)
+
+
+def test_end_to_end_then_sigterm_and_restart(kafka_bootstrap, topics, migrated_db_url, start):
+    values, invalid = mixed_values(3000)
+    keys = [f"k{i % 100}".encode() for i in range(len(values))]
+    coords = produce(kafka_bootstrap, topics.raw, values[:2000], keys=keys[:2000])
+    first = start()
+    wait_for(lambda: query(migrated_db_url, "select count(*) from log_entries")[0][0] > 0, timeout=60,
+             what="the first stored batch")
+    coords += produce(kafka_bootstrap, topics.raw, values[2000:], keys=keys[2000:])
+    assert first.terminate() == 0, first.output()[-3000:]
+    assert "finishing the current batch" in first.output()
+    stopped_at = committed(kafka_bootstrap, topics.group, topics.raw, 6)
+    assert all(o >= 0 for o in stopped_at.values()), "SIGTERM left a partition uncommitted"
+
+    second = start()
+    wait_caught_up(kafka_bootstrap, topics, [second])
+    assert second.terminate() == 0
+    check_delivery(kafka_bootstrap, topics, migrated_db_url, coords, values, invalid)
+    # Keys are kept on logs.scored.
+    scored = consume_all(kafka_bootstrap, topics.scored)
+    by_coord = {(int(r.header("source.partition")), int(r.header("source.offset"))): r.key for r in scored}
+    assert all(by_coord[coords[i]] == keys[i] for i in range(len(values)) if i not in invalid)
+
+
+def test_database_outage_commits_nothing_and_loses_nothing(kafka_bootstrap, topics, migrated_db_url, start):
+    from urllib.parse import urlsplit
+
+    target = urlsplit(migrated_db_url)
+    proxy = TcpProxy(target.hostname, target.port or 5432)
+    via_proxy = migrated_db_url.replace(f"{target.hostname}:{target.port or 5432}", f"127.0.0.1:{proxy.port}")
+    try:
+        values, invalid = mixed_values(1000)
+        coords = produce(kafka_bootstrap, topics.raw, values)
+        proc = start(env={"STREAMER_DATABASE_URL": via_proxy})
+        wait_caught_up(kafka_bootstrap, topics, [proc])
+
+        proxy.cut()
+        more, more_invalid = mixed_values(1000, seed=8)
+        coords += produce(kafka_bootstrap, topics.raw, more)
+        values += more
+        invalid |= {i + 1000 for i in more_invalid}
+        before = committed(kafka_bootstrap, topics.group, topics.raw, 6)
+        wait_for(lambda: "retrying with backoff" in proc.output(), timeout=30, what="the outage to be noticed")
+        import time
+        time.sleep(3)
+        assert committed(kafka_bootstrap, topics.group, topics.raw, 6) == before, "committed while the DB was down"
+        assert proc.alive()
+
+        proxy.restore()
+        wait_caught_up(kafka_bootstrap, topics, [proc])
+        assert "recovered" in proc.output()
+        assert proc.terminate() == 0
+        check_delivery(kafka_bootstrap, topics, migrated_db_url, coords, values, invalid)
+    finally:
+        proxy.close()
+
+
+def test_poison_record_only_it_is_dead_lettered(kafka_bootstrap, topics, migrated_db_url, start):
+    import orjson
+    import random
+
+    rng = random.Random(3)
+    values = [valid_event(i, rng) for i in range(300)]
+    values[150] = orjson.dumps({"message": "poison \u0000 byte", "seq": 150})  # JSON-valid, PostgreSQL-invalid
+    coords = produce(kafka_bootstrap, topics.raw, values, partition=0)
+    proc = start(env={"STREAMER_BATCH_MAX_EVENTS": "1000", "STREAMER_BATCH_MAX_MS": "2000"})
+    wait_caught_up(kafka_bootstrap, topics, [proc])
+    assert proc.terminate() == 0
+
+    stored = {o for (o,) in query(migrated_db_url, "select kafka_offset from log_entries")}
+    assert stored == {o for i, (_, o) in enumerate(coords) if i != 150}
+    dead = consume_all(kafka_bootstrap, topics.deadletter)
+    assert len(dead) == 1
+    assert dead[0].header("deadletter.stage") == b"store"
+    assert dead[0].header("source.offset") == str(coords[150][1]).encode()
+    assert orjson.loads(dead[0].value) == orjson.loads(values[150])
+    assert "rejected 1 of" in proc.output()
+
+
+def test_two_members_share_partitions_and_one_leaves(kafka_bootstrap, topics, migrated_db_url, start):
+    values, invalid = mixed_values(6000, invalid_every=100)
+    coords = produce(kafka_bootstrap, topics.raw, values[:3000])
+    a, b = start(), start()
+    wait_for(lambda: "assigned" in a.output() and "assigned" in b.output(), timeout=60,
+             what="both members to get partitions")
+    coords += produce(kafka_bootstrap, topics.raw, values[3000:])
+    assert b.terminate() == 0, b.output()[-3000:]
+    wait_caught_up(kafka_bootstrap, topics, [a])
+    assert a.terminate() == 0
+    check_delivery(kafka_bootstrap, topics, migrated_db_url, coords, values, invalid)
+    assert all(o == e for o, e in zip(committed(kafka_bootstrap, topics.group, topics.raw, 6).values(),
+                                        end_offsets(kafka_bootstrap, topics.raw, 6).values()))

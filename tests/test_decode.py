@@ -1,0 +1,146 @@
+"""Decoder: every input is an Event or a DeadLetter with its bytes intact; it never raises."""
+
+from datetime import datetime, timezone
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from streamer.decode import DeadLetter, Decoder, Event
+
+KAFKA_TS = 1_700_000_000_000
+decoder = Decoder(max_message_bytes=1000)
+
+
+def decode(value: bytes | None):
+    return decoder.decode(value, topic="logs.raw", partition=3, offset=42, timestamp_ms=KAFKA_TS, key=b"k")
+
+
+def test_ecs_event_nested_and_dotted_fields():
+    nested = decode(orjson.dumps({
+        "@timestamp": "2024-03-01T10:00:00.5Z", "message": "disk full", "log": {"level": "warning"},
+        "host": {"name": "db-1"}, "service": {"name": "postgres"},
+    }))
+    dotted = decode(orjson.dumps({
+        "@timestamp": "2024-03-01T10:00:00.5Z", "message": "disk full", "log.level": "warning",
+        "host.name": "db-1", "service.name": "postgres",
+    }))
+    for event in (nested, dotted):
+        assert isinstance(event, Event)
+        assert (event.message, event.level, event.host, event.service) == ("disk full", "WARN", "db-1", "postgres")
+        assert event.event_time == datetime(2024, 3, 1, 10, 0, 0, 500000, tzinfo=timezone.utc)
+        assert (event.topic, event.partition, event.offset, event.key) == ("logs.raw", 3, 42, b"k")
+        assert orjson.loads(event.raw_json) == event.raw
+
+
+@pytest.mark.parametrize("obj, message, level", [
+    ({"msg": "a", "level": "E"}, "a", "ERROR"),
+    ({"log": "fluent-bit line", "severity": "notice"}, "fluent-bit line", "INFO"),
+    ({"MESSAGE": "journald", "level": 3}, "journald", "ERROR"),
+    ({"message": "m", "level": "no-such-level"}, "m", None),
+    ({"message": "", "msg": "fallback"}, "fallback", None),
+])
+def test_alternative_field_names(obj, message, level):
+    event = decode(orjson.dumps(obj))
+    assert isinstance(event, Event)
+    assert (event.message, event.level) == (message, level)
+
+
+@pytest.mark.parametrize("when, expected", [
+    ({"timestamp": 1_709_287_200}, datetime(2024, 3, 1, 10, 0, tzinfo=timezone.utc)),
+    ({"time": 1_709_287_200_000}, datetime(2024, 3, 1, 10, 0, tzinfo=timezone.utc)),
+    ({"@timestamp": "2024-03-01 10:00:00"}, datetime(2024, 3, 1, 10, 0, tzinfo=timezone.utc)),
+    ({"@timestamp": "not a time"}, datetime.fromtimestamp(KAFKA_TS / 1000, tz=timezone.utc)),
+    ({}, datetime.fromtimestamp(KAFKA_TS / 1000, tz=timezone.utc)),
+])
+def test_event_time_falls_back_to_kafka_timestamp(when, expected):
+    event = decode(orjson.dumps({"message": "x", **when}))
+    assert event.event_time == expected
+
+
+def test_plain_text_line_with_timestamp_and_level():
+    event = decode(b"2024-05-01 10:00:00,123 ERROR [main] connection refused\n")
+    assert isinstance(event, Event)
+    assert event.level == "ERROR"
+    assert event.event_time == datetime(2024, 5, 1, 10, 0, 0, 123000, tzinfo=timezone.utc)
+    assert event.message == "2024-05-01 10:00:00,123 ERROR [main] connection refused"
+    assert event.raw == {"message": event.message}
+
+
+def test_bracketed_text_is_not_malformed_json():
+    event = decode(b"[WARN] cache is cold")
+    assert isinstance(event, Event) and event.level == "WARN"
+
+
+@pytest.mark.parametrize("value, error_class", [
+    (None, "empty"),
+    (b"", "empty"),
+    (b" \n\t", "empty"),
+    (b"x" * 1001, "too_large"),
+    (b"\xff\xfe\xfd", "invalid_utf8"),
+    (b'{"message": "truncated', "malformed_json"),
+    (b"[1, 2, 3]", "not_an_object"),
+    (b'"just a string"', "not_an_object"),
+    (b"12.5", "not_an_object"),
+    (b"null", "not_an_object"),
+    (b'{"level": "ERROR"}', "no_message"),
+    (b'{"message": 42}', "no_message"),
+    (b'{"message": {"text": "nested"}}', "no_message"),
+    (b'{"message": "   "}', "no_message"),
+])
+def test_dead_letters_keep_original_bytes(value, error_class):
+    dead = decode(value)
+    assert isinstance(dead, DeadLetter)
+    assert dead.error_class == error_class
+    assert dead.value == value
+    assert dead.stage == "decode" and dead.reason
+    assert (dead.topic, dead.partition, dead.offset, dead.key) == ("logs.raw", 3, 42, b"k")
+
+
+def test_nesting_deeper_than_the_parser_allows_is_malformed():
+    value = b'{"a":' * 1100 + b"1" + b"}" * 1100
+    dead = Decoder().decode(value, topic="t", partition=0, offset=0)
+    assert isinstance(dead, DeadLetter) and dead.error_class == "malformed_json" and dead.value == value
+
+
+def _check_total(result, value):
+    assert isinstance(result, (Event, DeadLetter))
+    if isinstance(result, DeadLetter):
+        assert result.value == value
+    else:
+        assert result.message.strip()
+        assert isinstance(orjson.loads(result.raw_json), dict)
+        assert result.event_time.tzinfo is not None
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(max_size=1200))
+def test_fuzz_arbitrary_bytes(value):
+    _check_total(decode(value), value)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**63, 2**63 - 1) | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=5),
+    max_leaves=20,
+)
+field_names = st.sampled_from(["message", "msg", "log", "MESSAGE", "@timestamp", "timestamp", "time",
+                               "log.level", "level", "severity", "host", "host.name", "service", "log"])
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.dictionaries(field_names | st.text(max_size=8), json_values, max_size=8))
+def test_fuzz_arbitrary_json_objects(obj):
+    value = orjson.dumps(obj)
+    result = decode(value)
+    _check_total(result, value)
+    if isinstance(result, Event):
+        assert result.raw == obj
+
+
+@settings(max_examples=300, deadline=None)
+@given(json_values)
+def test_fuzz_arbitrary_json_values(obj):
+    value = orjson.dumps(obj)
+    _check_total(decode(value), value)

@@ -1,0 +1,73 @@
+"""PostgresSink against the real database: one row per event however often it is written, and a poison row
+is isolated while the rest of its batch lands."""
+
+from datetime import datetime, timezone
+
+import numpy as np
+import pytest
+
+from streamer.decode import Event
+from streamer.enrich import database_rows
+from streamer.sink import PostgresSink
+from tests.support import query
+
+pytestmark = pytest.mark.integration
+
+
+class Columns:
+    """What Scorer.score returns, for n events, without a model."""
+
+    def __init__(self, n: int, version: str = "v-test"):
+        self.predicted_level = ["INFO"] * n
+        self.level_confidence = np.full(n, 0.9, dtype=np.float32)
+        self.is_anomaly = np.zeros(n, dtype=bool)
+        self.anomaly_score = np.full(n, 0.1, dtype=np.float32)
+        self.severity = ["low"] * n
+        self.model_version = version
+
+
+def event(offset: int, message: str = "ok", raw_json: str | None = None) -> Event:
+    raw = {"message": message}
+    return Event("logs.raw", 0, offset, None, None, message, datetime(2024, 1, 1, tzinfo=timezone.utc), "INFO",
+                 "h", "svc", raw, raw_json if raw_json is not None else '{"message": "ok"}')
+
+
+def counts(url: str) -> tuple[int, int]:
+    return (query(url, "select count(*) from log_entries")[0][0],
+            query(url, "select count(*) from ml_predictions")[0][0])
+
+
+def test_redelivered_batch_adds_no_rows(migrated_db_url):
+    sink = PostgresSink(migrated_db_url)
+    events = [event(i) for i in range(100)]
+    assert sink.write(database_rows(events, Columns(100))) == []
+    assert sink.write(database_rows(events[50:], Columns(50))) == []
+    assert counts(migrated_db_url) == (100, 100)
+    # A second model version adds predictions, not entries.
+    assert sink.write(database_rows(events, Columns(100, "v-two"))) == []
+    assert counts(migrated_db_url) == (100, 200)
+    sink.close()
+
+
+def test_poison_rows_are_isolated_and_the_rest_lands(migrated_db_url):
+    sink = PostgresSink(migrated_db_url)
+    events = [event(i) for i in range(1000)]
+    events[317] = event(317, message="NUL \x00 byte")  # text cannot hold NUL
+    events[808] = event(808, raw_json='{"message": "\\u0000"}')  # jsonb cannot hold \u0000
+    rejected = sink.write(database_rows(events, Columns(1000)))
+    assert sorted(i for i, _, _ in rejected) == [317, 808]
+    classes = {i: cls for i, cls, _ in rejected}
+    assert classes[808].startswith("db_22") and all(reason for _, _, reason in rejected)
+    assert counts(migrated_db_url) == (998, 998)
+    stored = {r[0] for r in query(migrated_db_url, "select kafka_offset from log_entries")}
+    assert stored == set(range(1000)) - {317, 808}
+    sink.close()
+
+
+def test_unreachable_database_is_transient(migrated_db_url):
+    from streamer.errors import TransientError
+
+    sink = PostgresSink("postgresql://streamer:streamer@127.0.0.1:1/streamer", connect_timeout=2)
+    with pytest.raises(TransientError) as err:
+        sink.write(database_rows([event(0)], Columns(1)))
+    assert "streamer:streamer" not in str(err.value)
