@@ -36,12 +36,16 @@ fetch() {
   command -v mvn >/dev/null 2>&1 || die "mvn not found: needed once to download Kafka $(kafka_version) (apt-get install -y maven)"
   log "kafka: downloading Kafka $(kafka_version) jars from Maven Central into .stack/kafka/lib ..."
   mkdir -p "$KDIR"
-  rm -rf "$LIB"
-  if ! mvn -B -q -f "$ROOT/pom.xml" dependency:copy-dependencies -DoutputDirectory="$LIB" >"$KDIR/fetch.log" 2>&1; then
-    rm -rf "$LIB"
-    die "downloading Kafka $(kafka_version) with Maven failed ($(grep -m1 -E 'ERROR' "$KDIR/fetch.log" | cut -c1-160 || true); full log: .stack/kafka/fetch.log)"
+  # Into a side directory first: a failed download leaves the jars that were there.
+  rm -rf "$LIB.new"
+  if ! mvn -B -q -Dstyle.color=never -f "$ROOT/pom.xml" dependency:copy-dependencies -DoutputDirectory="$LIB.new" \
+      >"$KDIR/fetch.log" 2>&1; then
+    rm -rf "$LIB.new"
+    die "downloading Kafka $(kafka_version) with Maven failed: $(sed 's/\x1b\[[0-9;]*m//g' "$KDIR/fetch.log" | grep -m1 -o 'Could not .*\|ERROR.*' | cut -c1-220 || true) (full log: .stack/kafka/fetch.log)"
   fi
-  ls "$LIB"/kafka_2.13-*.jar >/dev/null 2>&1 || die "Maven finished but no kafka_2.13 jar in .stack/kafka/lib (see .stack/kafka/fetch.log)"
+  ls "$LIB.new"/kafka_2.13-*.jar >/dev/null 2>&1 || die "Maven finished but fetched no kafka_2.13 jar (see .stack/kafka/fetch.log)"
+  rm -rf "$LIB"
+  mv "$LIB.new" "$LIB"
   echo "$want" >"$stamp"
 }
 
