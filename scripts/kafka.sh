@@ -22,8 +22,17 @@ kafka_version() { sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$RO
 check_java() {
   command -v java >/dev/null 2>&1 || die "java not found: Kafka needs a Java 17+ runtime (apt-get install -y openjdk-17-jre-headless)"
   local v
-  v="$(java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -n1)"
-  [[ -n "$v" && "$v" -ge 17 ]] || die "java ${v:-?} found, Kafka $(kafka_version) needs Java 17 or newer"
+  v="$( (java -version 2>&1 || true) | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -n1)"
+  [[ -n "$v" ]] || die "java ($(command -v java)) does not run: Kafka needs a Java 17+ runtime (apt-get install -y openjdk-17-jre-headless)"
+  ((v >= 17)) || die "java $v found, Kafka $(kafka_version) needs Java 17 or newer"
+}
+
+fetch_error() { # "<artifact>: <innermost cause>" from a failed Maven run
+  local line artifact
+  line="$(sed -e 's/\x1b\[[0-9;]*m//g' -e 's/ -> \[Help [0-9]*\]//' "$KDIR/fetch.log" | grep -m1 '^\[ERROR\] .' || echo 'no error line')"
+  artifact="$(grep -o 'dependencies at [^ :]*:[^ :]*:[^ :]*:[^ :]*' <<<"$line" | head -n1 | sed 's/^dependencies at //' || true)"
+  # The innermost cause is the tail after the last "): " or ": " separator.
+  echo "${artifact:+$artifact: }$(sed 's/.*: \([^:]*\(: [^:]*\)\?\)$/\1/' <<<"$line" | cut -c1-160)"
 }
 
 fetch() {
@@ -41,7 +50,7 @@ fetch() {
   if ! mvn -B -q -Dstyle.color=never -f "$ROOT/pom.xml" dependency:copy-dependencies -DoutputDirectory="$LIB.new" \
       >"$KDIR/fetch.log" 2>&1; then
     rm -rf "$LIB.new"
-    die "downloading Kafka $(kafka_version) with Maven failed: $(sed 's/\x1b\[[0-9;]*m//g' "$KDIR/fetch.log" | grep -m1 -o 'Could not .*\|ERROR.*' | cut -c1-220 || true) (full log: .stack/kafka/fetch.log)"
+    die "downloading Kafka $(kafka_version) with Maven failed: $(fetch_error) (full log: .stack/kafka/fetch.log)"
   fi
   ls "$LIB.new"/kafka_2.13-*.jar >/dev/null 2>&1 || die "Maven finished but fetched no kafka_2.13 jar (see .stack/kafka/fetch.log)"
   rm -rf "$LIB"
