@@ -63,6 +63,7 @@ install_postgres() {
   log "postgres: installing Debian's postgresql package (apt-get) ..."
   { apt-get update -q && apt-get install -y -q postgresql; } >"$PGDIR/apt.log" 2>&1 \
     || die "apt-get install postgresql failed: $(tail -n1 "$PGDIR/apt.log") (full log: .stack/postgres/apt.log)"
+  command -v pg_ctlcluster >/dev/null 2>&1 || die "installed postgresql but pg_ctlcluster is still missing (see .stack/postgres/apt.log)"
 }
 
 cluster_on_port() { # "VERSION NAME STATUS" of the Debian cluster configured for port 5432
