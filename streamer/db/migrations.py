@@ -55,6 +55,21 @@ CREATE INDEX ml_predictions_severity_time ON ml_predictions (severity, predicted
 CREATE INDEX log_entries_service_time ON log_entries (service, event_time);
 CREATE INDEX log_entries_event_time ON log_entries (event_time);
 """),
+    # Human anomaly labels for `streamer train --from-postgres` (docs/rescoring.md). One current label per
+    # event: relabelling is an upsert. Kept apart from log_entries so the pipeline's inserts never touch them.
+    Migration(2, "anomaly labels for training from history", """
+CREATE TABLE anomaly_labels (
+    kafka_topic     text        NOT NULL,
+    kafka_partition integer     NOT NULL,
+    kafka_offset    bigint      NOT NULL,
+    is_anomaly      boolean     NOT NULL,
+    labelled_by     text        NOT NULL,
+    labelled_at     timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (kafka_topic, kafka_partition, kafka_offset),
+    FOREIGN KEY (kafka_topic, kafka_partition, kafka_offset)
+        REFERENCES log_entries (kafka_topic, kafka_partition, kafka_offset) ON DELETE CASCADE
+);
+"""),
 )
 
 # Any constant shared by every streamer process; only ours take this lock.
