@@ -103,4 +103,21 @@ def run(args) -> int:
     for line in lines:
         print(line)
     print(_database(settings))
+    for line in _versions(settings, meta.get("model_version")):
+        print(line)
     return 0
+
+
+def _versions(settings, default_version) -> list[str]:
+    """Prediction rows per model version (after a replay with a new version, both are there)."""
+    try:
+        import psycopg
+
+        from streamer.ml.history import predictions_per_version
+
+        with psycopg.connect(settings.database_url, connect_timeout=int(TIMEOUT_S)) as conn:
+            rows = predictions_per_version(conn)
+    except Exception:  # unreachable or not initialised: _database() already said so
+        return []
+    return [f"  {version}: {n} prediction rows, {first:%Y-%m-%d %H:%M:%S} .. {last:%Y-%m-%d %H:%M:%S}"
+            f"{'  (the model above)' if version == default_version else ''}" for version, n, first, last in rows]
