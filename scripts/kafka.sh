@@ -102,10 +102,12 @@ format_storage() {
 }
 
 our_pid() { # pid of the broker this checkout started, if it is still that broker
-  local pid
-  [[ -f "$PIDFILE" ]] || return 0
-  pid="$(cat "$PIDFILE")"
-  if pid_alive "$pid" && pid_cmd_has "$pid" "$CONF"; then echo "$pid"; fi
+  local pid=""
+  [[ -f "$PIDFILE" ]] && pid="$(cat "$PIDFILE")"
+  if pid_alive "$pid" && pid_cmd_has "$pid" "$CONF"; then echo "$pid"; return; fi
+  # Pid file lost (e.g. .stack/kafka/broker.pid deleted): the listener runs our config, so it is ours.
+  pid="$(port_pid "$PORT")"
+  if [[ -n "$pid" ]] && pid_cmd_has "$pid" "kafka.Kafka $CONF"; then echo "$pid" >"$PIDFILE"; echo "$pid"; fi
 }
 
 ready() { "$(python_bin)" "$ROOT/scripts/kafka/ready.py" "$HOST:$PORT" "$1"; }
