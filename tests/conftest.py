@@ -54,18 +54,57 @@ def _kafka_answers(bootstrap: str, timeout: float = 10.0) -> str | None:
         return err.args[0].str()
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _start_kafka_container(request) -> str:
+    """The official apache/kafka image (same release as pom.xml), KRaft single node, via testcontainers.
+
+    The host port is chosen first and mapped 1:1, so the advertised listener is the address clients use.
+    (testcontainers' own KafkaContainer only drives Confluent images.)
+    """
+    from testcontainers.core.container import DockerContainer
+    from testcontainers.core.waiting_utils import wait_for_logs
+
+    port = _free_port()
+    container = (
+        DockerContainer(KAFKA_IMAGE)
+        .with_bind_ports(port, port)
+        .with_envs(
+            KAFKA_NODE_ID="1",
+            KAFKA_PROCESS_ROLES="broker,controller",
+            KAFKA_CONTROLLER_QUORUM_VOTERS="1@localhost:9093",
+            KAFKA_CONTROLLER_LISTENER_NAMES="CONTROLLER",
+            KAFKA_LISTENERS=f"PLAINTEXT://:{port},CONTROLLER://:9093",
+            KAFKA_ADVERTISED_LISTENERS=f"PLAINTEXT://127.0.0.1:{port}",
+            KAFKA_LISTENER_SECURITY_PROTOCOL_MAP="PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR="1",
+            KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR="1",
+            KAFKA_TRANSACTION_STATE_LOG_MIN_ISR="1",
+            KAFKA_SHARE_COORDINATOR_STATE_TOPIC_REPLICATION_FACTOR="1",
+            KAFKA_SHARE_COORDINATOR_STATE_TOPIC_MIN_ISR="1",
+            KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS="0",
+            KAFKA_AUTO_CREATE_TOPICS_ENABLE="false",
+        )
+    )
+    container.start()
+    request.addfinalizer(container.stop)
+    wait_for_logs(container, "Kafka Server started", timeout=120)
+    return f"127.0.0.1:{port}"
+
+
 @pytest.fixture(scope="session")
 def kafka_bootstrap(request, _docker) -> str:
     """bootstrap.servers of the test broker (session-wide; tests isolate themselves with unique topics)."""
     bootstrap = os.environ.get("STREAMER_TEST_BOOTSTRAP_SERVERS", "")
     source = "STREAMER_TEST_BOOTSTRAP_SERVERS"
     if not bootstrap and _docker:
-        from testcontainers.kafka import KafkaContainer
-
-        container = KafkaContainer(KAFKA_IMAGE).with_kraft()
-        container.start()
-        request.addfinalizer(container.stop)
-        bootstrap, source = container.get_bootstrap_server(), "testcontainers"
+        bootstrap, source = _start_kafka_container(request), "testcontainers"
     if not bootstrap:
         bootstrap, source = LOCAL_BOOTSTRAP, "the make up stack"
     reason = _kafka_answers(bootstrap)
@@ -102,7 +141,7 @@ def database_url(request, _docker) -> str:
     url = os.environ.get("STREAMER_TEST_DATABASE_URL", "")
     source = "STREAMER_TEST_DATABASE_URL"
     if not url and _docker:
-        from testcontainers.postgres import PostgresContainer
+        from testcontainers.community.postgres import PostgresContainer
 
         container = PostgresContainer(POSTGRES_IMAGE, username="streamer", password="streamer",
                                       dbname="streamer", driver=None)
