@@ -10,8 +10,8 @@ models learn templates rather than values. A few values carry meaning and are bu
 HTTP status classes (xs5xx), durations by order of magnitude (xdur_ms, xdur_10s...) and percentages
 (xpct_hi for >= 90 %).
 
-transform() also returns each message's *familiarity*: the share of its unigram tokens that the vocabulary
-knows. The scorer uses it to lower the confidence of predictions on unfamiliar text.
+transform() also returns each message's *familiarity*: the share of its words (other than placeholders)
+and word pairs that the vocabulary knows; 0 when it has none. The scorer uses it to lower the confidence of predictions on unfamiliar text.
 """
 
 from __future__ import annotations
@@ -34,28 +34,43 @@ _DUR_UNITS = {
     "min": 6e4, "mins": 6e4, "minute": 6e4, "minutes": 6e4,
 }
 
-# One alternation; the replacement is chosen by the group that matched (m.lastindex).
+# One alternation; the replacement is chosen by the group that matched (m.lastgroup). For speed, every
+# top-level alternative starts with a literal or a character class (the regex engine then skips it with one
+# comparison) and word-start-only patterns share one "first character + not preceded by a word" test.
 _MASK = re.compile(
     r"""
-    (?P<url>\b[a-z][a-z0-9+.-]{1,10}://[^\s"'<>]+)
-  | (?P<email>\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b)
-  | (?P<uuid>\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b)
-  | (?P<mac>\b[0-9a-f]{2}(?::[0-9a-f]{2}){5}\b)
-  | (?P<ip>\b\d{1,3}(?:\.\d{1,3}){3}(?::\d{1,5})?\b
-        |\b(?=[0-9a-f:]*[a-f])(?:[0-9a-f]{1,4}:){3,7}[0-9a-f]{1,4}\b|\b[0-9a-f]{1,4}::[0-9a-f:]*)
-  | (?P<status>(?:\bstatus|\bcode|\bhttp/\d(?:\.\d)?"?)[=:]?[ \t]?(?P<sd>[1-5])\d\d\b)
-  | (?P<hex>\b0x[0-9a-f]+\b|\b(?=[0-9a-f]*\d)(?=[0-9a-f]*[a-f])[0-9a-f]{6,}\b)
-  | (?P<path>(?<![\w/.])(?:[a-z]:\\|\\\\|~?/)[^\s"'<>,;()\[\]]*[\w/\\])
-  | (?P<dur>\b\d+(?:\.\d+)?[ \t]?(?:ns|us|µs|ms|msecs?|millis|milliseconds|s|secs?|seconds?|mins?|minutes?)\b)
-  | (?P<pct>\b\d+(?:\.\d+)?[ \t]?%)
-  | (?P<size>\b\d+(?:\.\d+)?[ \t]?(?:[kmgt]i?b|bytes)\b)
-  | (?P<num>\b\d+(?:[.,:]\d+)*\b)
-    """,
+    @(?P<email>[\w-]+(?:\.[\w-]+)+)
+  | /(?<![\w/.].)(?P<path>[^\s"'<>,;()\[\]]*[\w/])
+  | ~(?<!\w.)(?P<hpath>/[^\s"'<>,;()\[\]]*[\w/])
+  | [a-z0-9:](?<![\w:].)(?:
+        (?<=[hfwsj])(?P<url>(?:(?<=h)ttps?|(?<=f)tps?|(?<=f)ile|(?<=w)ss?|(?<=s)3|(?<=s)ftp|(?<=j)dbc:[a-z0-9]+)://[^\s"'<>]+)
+      | (?<=[sch])(?P<status>(?:(?<=s)tatus|(?<=c)ode|(?<=h)ttp/\d(?:\.\d)?"?)[=:]?[ \t]?(?P<sd>[1-5])\d\d\b)
+      | (?<=[a-z])(?P<wpath>:\\[^\s"'<>,;()\[\]]*[\w\\])
+      | (?<=[0-9a-f])(?P<uuid>[0-9a-f]{7}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b)
+      | (?<=[0-9a-f])(?P<mac>[0-9a-f](?::[0-9a-f]{2}){5}\b)
+      | (?<=\d)(?P<ip>\d{0,2}(?:\.\d{1,3}){3}(?::\d{1,5})?\b)
+      | (?<=[0-9a-f:])(?P<ip6>[0-9a-f]{0,3}:(?:[0-9a-f]{0,4}:){3,6}[0-9a-f]{1,4}\b)
+      | (?<=0)(?P<hex0>x[0-9a-f]+\b)
+      | (?<=[0-9a-f])(?P<hex>(?:(?<=[a-f])[0-9a-f]*\d|(?<=\d)[0-9a-f]*[a-f])[0-9a-f]*\b(?<=[0-9a-f]{6}))
+      | (?<=\d)(?P<dur>\d*(?:\.\d+)?[ \t]?(?:ns|us|µs|ms|msecs?|millis|milliseconds|s|secs?|seconds?|mins?|minutes?)\b)
+      | (?<=\d)(?P<pct>\d*(?:\.\d+)?[ \t]?%)
+      | (?<=\d)(?P<size>\d*(?:\.\d+)?[ \t]?(?:[kmgt]i?b|bytes)\b)
+      | (?<=\d)(?P<num>\d*(?:[.,:]\d+)*\b)
+    )
+""",
     re.VERBOSE,
 )
-_GROUPS = {i: name for name, i in _MASK.groupindex.items()}
+_ALIASES = {"hpath": " xpath ", "wpath": " xpath ", "ip6": " xip ", "hex0": " xhex "}
 _STATUS_CLASS = {"1": " xs_info ", "2": " xs_ok ", "3": " xs_redirect ", "4": " xs_client ", "5": " xs_server "}
 _DUR_SPLIT = re.compile(r"(\d+(?:\.\d+)?)[ \t]?(\D+)")
+
+# Placeholder words the masks produce; they say a value was there, not what the message is about, so they
+# don't count as known words when measuring familiarity.
+PLACEHOLDERS = frozenset({
+    "xurl", "xemail", "xuuid", "xmac", "xip", "xhex", "xpath", "xdur", "xdur_fast", "xdur_ms", "xdur_s",
+    "xdur_10s", "xdur_min", "xpct_hi", "xpct_mid", "xpct_lo", "xsize", "xnum", "xs_info", "xs_ok",
+    "xs_redirect", "xs_client", "xs_server",
+})
 
 # Words of two or more letters/underscores, or the document separator. Digits split words (j12 -> j).
 _TOKEN = re.compile(r"[^\W\d][^\W\d]+|\x01")
@@ -78,7 +93,9 @@ def _duration_token(text: str) -> str:
 
 
 def _replace(m: re.Match) -> str:
-    kind = _GROUPS[m.lastindex]
+    kind = m.lastgroup
+    if kind in _ALIASES:
+        return _ALIASES[kind]
     if kind == "status":
         # keep the word, bucket the code: "status=503" -> "status xs_server"
         return " status " + _STATUS_CLASS[m.group("sd")]
@@ -157,6 +174,7 @@ class LogVectorizer:
         self.max_features = max_features
         self.vocabulary_: dict[str, int] = {}
         self.idf_: np.ndarray = np.zeros(0)
+        self.placeholder_: np.ndarray = np.zeros(0, dtype=bool)
 
     @property
     def n_features(self) -> int:
@@ -177,6 +195,7 @@ class LogVectorizer:
         df_chosen = np.array([df[np.searchsorted(codes, t)] for t in chosen], dtype=np.float64)
         n = len(messages)
         self.idf_ = np.log((1.0 + n) / (1.0 + df_chosen)) + 1.0
+        self.placeholder_ = np.array([t in PLACEHOLDERS for t in chosen], dtype=bool)
         return self
 
     def transform(self, messages) -> Features:
@@ -185,15 +204,24 @@ class LogVectorizer:
         F = len(self.vocabulary_)
         if n == 0:
             return Features(sp.csr_matrix((0, F), dtype=np.float64), np.zeros(0, dtype=np.float32))
-        tokens, docs, n_uni, n_uni_total = _stream(messages)
+        tokens, docs, _, n_uni_total = _stream(messages)
         ids = np.fromiter(map(self.vocabulary_.get, tokens, repeat(-1)), dtype=np.int64, count=len(tokens))
         known = ids >= 0
-        known_uni = np.bincount(docs[:n_uni_total][known[:n_uni_total]], minlength=n)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            familiarity = np.where(n_uni > 0, known_uni / np.maximum(n_uni, 1), 0.0).astype(np.float32)
-        rows, cols = docs[known], ids[known]
-        X = sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(n, F), dtype=np.float64)
-        X.sum_duplicates()
+        # familiarity: the share of the message's words and word pairs the vocabulary knows; placeholders
+        # alone are neither known nor unknown words (pairs with them count: "took xdur_s" is a pattern)
+        uni_ids, uni_docs = ids[:n_uni_total], docs[:n_uni_total]
+        placeholder = np.zeros(len(uni_ids), dtype=bool)
+        placeholder[uni_ids >= 0] = self.placeholder_[uni_ids[uni_ids >= 0]]
+        counted = np.ones(len(ids), dtype=bool)
+        counted[:n_uni_total] = ~placeholder
+        total = np.bincount(docs[counted], minlength=n)
+        known_n = np.bincount(docs[counted & known], minlength=n)
+        familiarity = (known_n / np.maximum(total, 1)).astype(np.float32)
+        # counts per (row, column): unique keys come out sorted by row, then column = CSR order
+        keys, counts = np.unique(docs[known] * F + ids[known], return_counts=True)
+        indptr = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(np.bincount(keys // F, minlength=n), out=indptr[1:])
+        X = sp.csr_matrix((counts.astype(np.float64), (keys % F).astype(np.int32), indptr), shape=(n, F))
         # sublinear tf, idf, L2 norm
         np.log(X.data, out=X.data)
         X.data += 1.0

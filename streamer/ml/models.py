@@ -1,8 +1,8 @@
 """The two models that share the vectorizer's matrix, each with one batch call that returns 0..1 scores.
 
 LevelModel       multinomial logistic regression + temperature scaling (fitted on a later, held-out slice
-                 of the training stream); confidence is the calibrated top probability times the message's
-                 familiarity, so text the vocabulary doesn't know gets low confidence.
+                 of the training stream), mixed with the class prior as familiarity drops; confidence is
+                 that probability times the message's familiarity, so unfamiliar text gets low confidence.
 SupervisedAnomaly logistic regression on anomaly labels, temperature-scaled; score = P(anomaly).
 RarityAnomaly    unsupervised novelty when there are no labels: how rare the message's masked template (its
                  set of known features) was in the training stream, raised by the share of unknown tokens.
@@ -47,11 +47,14 @@ class LevelModel:
         self.seed = seed
         self.temperature = 1.0
         self.classes_: np.ndarray = np.array([])
+        self.prior_: np.ndarray = np.array([])
         self.clf = None
 
     def fit(self, X, y, X_cal=None, y_cal=None, temperature: float | None = None) -> "LevelModel":
         self.clf = _logistic(self.seed, self.C).fit(X, y)
         self.classes_ = self.clf.classes_
+        counts = np.array([np.sum(np.asarray(y) == c) for c in self.classes_], dtype=np.float64)
+        self.prior_ = counts / counts.sum()
         if temperature is not None:
             self.temperature = temperature
         elif X_cal is not None and X_cal.shape[0]:
@@ -61,7 +64,10 @@ class LevelModel:
         return self
 
     def _logits(self, X) -> np.ndarray:
-        z = self.clf.decision_function(X)
+        # what decision_function computes, minus its per-call input validation (it dominates small batches)
+        z = np.asarray(X @ self.clf.coef_.T) + self.clf.intercept_
+        if z.shape[1] == 1:
+            z = z[:, 0]
         if z.ndim == 1:  # binary: sklearn returns one column
             z = np.column_stack([np.zeros_like(z), z])
         return z
@@ -70,8 +76,14 @@ class LevelModel:
         return softmax(self._logits(X) / self.temperature, axis=1)
 
     def predict(self, features: Features) -> tuple[list[str], np.ndarray]:
-        """(predicted levels, confidence 0..1) for a whole batch: one decision_function call."""
-        p = self.predict_proba(features.X)
+        """(predicted levels, confidence 0..1) for a whole batch: one decision_function call.
+
+        The calibrated probabilities are mixed with the training class prior in proportion to familiarity:
+        a message made of unknown words says nothing, and the intercept of a model trained on real
+        messages is no estimate of the prior.
+        """
+        f = features.familiarity.astype(np.float64)[:, None]
+        p = f * self.predict_proba(features.X) + (1.0 - f) * self.prior_
         best = p.argmax(axis=1)
         conf = p[np.arange(len(best)), best] * features.familiarity
         return self.classes_[best].tolist(), conf.astype(np.float32)
@@ -113,7 +125,7 @@ class SupervisedAnomaly:
         return self
 
     def score(self, features: Features) -> np.ndarray:
-        z = self.clf.decision_function(features.X) / self.temperature
+        z = (np.asarray(features.X @ self.clf.coef_[0]) + self.clf.intercept_[0]) / self.temperature
         return (1.0 / (1.0 + np.exp(-z))).astype(np.float32)
 
 

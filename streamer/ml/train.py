@@ -28,7 +28,8 @@ from streamer.ml.models import ConstantLevel, LevelModel, RarityAnomaly, Supervi
 HOLDOUT = 0.2
 CALIBRATION = 0.125          # share of the training part, taken from its end
 RARITY_THRESHOLD = 0.75      # unsupervised: unseen template (or mostly unknown words) -> anomaly
-DEFAULT_CORPUS_SIZE = 60000  # built-in corpus rows for the default model
+DEFAULT_CORPUS_SIZE = 60000
+SMALL_DATA = 20000           # below this many rows, keep words seen once  # built-in corpus rows for the default model
 
 
 @dataclass
@@ -78,7 +79,8 @@ def _fit(vec_msgs, levels, anomalies, seed, temps=None):
     """Fit all three parts on the given rows; calibrate on their tail unless temps/threshold are given."""
     n = len(vec_msgs)
     cut = n if temps is not None else int(round(n * (1 - CALIBRATION)))
-    vec = LogVectorizer().fit(vec_msgs)
+    # singletons matter on small data (one example of a rare level); on large data they are mostly noise
+    vec = LogVectorizer(min_df=1 if n < SMALL_DATA else 2).fit(vec_msgs)
     feats = vec.transform(vec_msgs)
     X = feats.X
     fit_rows, cal_rows = np.arange(cut), np.arange(cut, n)
