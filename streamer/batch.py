@@ -62,5 +62,16 @@ class Batch:
         kept.records = len(kept.events) + len(kept.dead_letters)
         return kept
 
+    def merged_with(self, later: "Batch") -> "Batch":
+        """This batch followed by a later one, as one batch: its commit covers both."""
+        merged = Batch(first_record_at=self.first_record_at or later.first_record_at)
+        merged.events = self.events + later.events
+        merged.dead_letters = self.dead_letters + later.dead_letters
+        merged.next_offsets = dict(self.next_offsets)
+        for tp, o in later.next_offsets.items():
+            merged.next_offsets[tp] = max(o, merged.next_offsets.get(tp, -1))
+        merged.records = self.records + later.records
+        return merged
+
     def partitions(self) -> set[TopicPartition]:
         return set(self.next_offsets)

@@ -2,11 +2,16 @@
 
     consume → decode → batch → score → sinks (PostgreSQL, logs.scored, dead letters) → commit
 
-One batch is in flight at a time. Its offsets are committed only by the Checkpoint, after the database
-commit and a clean producer flush (see streamer/checkpointing). On a transient failure the same batch is
-retried with jittered backoff while the assigned partitions are paused and the consumer keeps polling, so it
-keeps its place in the group. On a revoke the batch under way is finished within a bound or abandoned; on a
-lost assignment it is dropped; neither ever commits a partition this member no longer owns.
+Two batches overlap: while a worker thread delivers batch k (database transaction, produce, producer flush —
+see streamer/checkpointing), the main thread polls, decodes and scores batch k+1. The main thread then commits
+batch k's offsets and only after that hands batch k+1 over, so commits stay in order; every consumer call
+stays on the main thread. Offsets are committed only after the database commit and a clean producer flush.
+
+When the in-flight batch fails, it is merged back in front of the pending one and the loop falls back to
+processing synchronously: the same records are retried with jittered backoff while the assigned partitions
+are paused and the consumer keeps polling, so it keeps its place in the group. On a revoke the batches under
+way are finished within a bound or abandoned; on a lost assignment they are dropped; neither ever commits a
+partition this member no longer owns.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import logging
 import random
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
@@ -76,6 +82,8 @@ class Pipeline:
         self.checkpoint = Checkpoint(self.consumer, self.kafka, self.db, self.metrics)
         self.stop = stop or threading.Event()
         self._pending = Batch()  # the batch being collected or retried; rebalance callbacks trim it
+        self._inflight: tuple[ScoredBatch, Future] | None = None  # handed to the worker, not yet committed
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="streamer-checkpoint")
         self._retrying = False
         self._failure: str | None = None  # the cause currently logged, for logging once per state change
         self.health.model_loaded = True
@@ -93,11 +101,40 @@ class Pipeline:
         try:
             while clean and not self.stop.is_set():
                 self._collect()
-                if len(self._pending):
-                    clean = self._process_until_done(deadline=None)
+                if not len(self._pending):
+                    continue
+                if self._failure is None:
+                    scored = self._score(self._pending)  # overlaps with the in-flight checkpoint
+                    if self._finish_inflight(block=True):
+                        self._pending = Batch()
+                        self._inflight = (scored, self._worker.submit(self.checkpoint.deliver, scored))
+                        continue
+                # Something failed: the in-flight records are back in front of the pending ones.
+                clean = self._process_until_done(deadline=None)
         finally:
             clean = self._shutdown() and clean
         return 0 if clean else 1
+
+    def _finish_inflight(self, block: bool) -> bool:
+        """Collect the in-flight checkpoint's outcome. False when it failed: its records are merged back in
+        front of the pending batch, uncommitted, for the synchronous retry path."""
+        if self._inflight is None:
+            return True
+        scored, future = self._inflight
+        if not block and not future.done():
+            return True
+        self._inflight = None
+        try:
+            future.result()
+            self.checkpoint.commit_offsets(scored)
+        except TransientError as err:
+            self.metrics.retries.labels(_cause_label(str(err))).inc()
+            self._set_failure(str(err))
+            self._pending = scored.batch.merged_with(self._pending)
+            return False
+        self._record(scored)
+        self._set_failure(None)
+        return True
 
     def _collect(self) -> None:
         """Poll until the batch is full, old enough, or stop is set. Decodes as records arrive."""
@@ -110,6 +147,10 @@ class Pipeline:
             if room <= 0:
                 return
             timeout = IDLE_POLL if not len(pending) else max(0.0, max_seconds - pending.age_ms() / 1000.0)
+            if self._inflight is not None:
+                if not self._finish_inflight(block=False):
+                    return  # the synchronous retry path takes over
+                timeout = min(timeout, 0.05)  # notice the worker finishing soon
             started = time.perf_counter()
             messages = self.consumer.consume(num_messages=min(room, 10_000), timeout=timeout)
             polled = time.perf_counter()
@@ -244,6 +285,8 @@ class Pipeline:
     def _on_revoke(self, consumer, partitions) -> None:
         revoked = {(tp.topic, tp.partition) for tp in partitions}
         log.info("revoked %s", _names(partitions))
+        # The in-flight checkpoint commits before the partitions go, or its records rejoin the pending batch.
+        self._finish_inflight(block=True)
         if not revoked & self._pending.partitions():
             return
         if not self._retrying:
@@ -257,12 +300,16 @@ class Pipeline:
     def _on_lost(self, consumer, partitions) -> None:
         lost = {(tp.topic, tp.partition) for tp in partitions}
         log.warning("assignment lost: %s; dropping their records uncommitted", _names(partitions))
+        self._finish_inflight(block=True)  # its commit of lost partitions is refused; the records rejoin
         self._pending = self._pending.without(lost)
 
     # --- shutdown ---------------------------------------------------------------------------------------
 
     def _shutdown(self) -> bool:
-        # The loop processes every batch it collects, so anything pending here failed within its bound.
+        if not self._finish_inflight(block=True):
+            self._process_until_done(deadline=time.monotonic() + SHUTDOWN_BOUND)
+        self._worker.shutdown()
+        # Every batch the loop collects is processed, so anything pending here failed within its bound.
         clean = not len(self._pending)
         if not clean:
             log.warning("shutting down with %d records uncommitted; they will be redelivered",

@@ -52,6 +52,7 @@ class Event:
     service: str | None
     raw: dict  # the decoded object; a text line becomes {"message": line}
     raw_json: str  # `raw` as JSON text, for the jsonb column (the input text itself when it was JSON)
+    json_value: bytes | None  # the input bytes when they were a JSON object (the output splices into them)
 
 
 @dataclass(slots=True)
@@ -129,10 +130,11 @@ class Decoder:
             if obj is not _NOT_JSON:
                 if not isinstance(obj, dict):
                     return dead("not_an_object", f"JSON {type(obj).__name__} is not an object")
-                return self._from_object(obj, text, topic, partition, offset, timestamp_ms, key, headers, dead)
+                return self._from_object(obj, text, topic, partition, offset, timestamp_ms, key, headers, dead,
+                                         value)
         return self._from_text(stripped, topic, partition, offset, timestamp_ms, key, headers)
 
-    def _from_object(self, obj, text, topic, partition, offset, timestamp_ms, key, headers, dead):
+    def _from_object(self, obj, text, topic, partition, offset, timestamp_ms, key, headers, dead, value=None):
         message = None
         for name in self.message_fields:
             candidate = _lookup(obj, name)
@@ -152,7 +154,7 @@ class Decoder:
                     break
         return Event(
             topic, partition, offset, key, headers, message, event_time, level,
-            _first_string(obj, HOST_FIELDS), _first_string(obj, SERVICE_FIELDS), obj, text,
+            _first_string(obj, HOST_FIELDS), _first_string(obj, SERVICE_FIELDS), obj, text, value,
         )
 
     def _from_text(self, line, topic, partition, offset, timestamp_ms, key, headers) -> Event:
@@ -167,7 +169,7 @@ class Decoder:
         raw = {"message": line}
         return Event(
             topic, partition, offset, key, headers, line, event_time or _kafka_time(timestamp_ms), level,
-            None, None, raw, orjson.dumps(raw).decode(),
+            None, None, raw, orjson.dumps(raw).decode(), None,
         )
 
 

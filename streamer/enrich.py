@@ -7,20 +7,15 @@ output is assembled in one pass.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 
+import numpy as np
 import orjson
 
 from streamer.decode import DeadLetter, Event
 
 
-@dataclass(frozen=True, slots=True)
-class ScoredRecord:
-    """One record for logs.scored."""
-
-    key: bytes | None
-    value: bytes
-    headers: list[tuple[str, bytes]]
+# One record for logs.scored: (key, value, headers). A plain tuple: one is built per event.
+ScoredRecord = tuple[bytes | None, bytes, list[tuple[str, bytes]]]
 
 
 def source_headers(topic: str, partition: int, offset: int) -> list[tuple[str, bytes]]:
@@ -32,28 +27,44 @@ def source_headers(topic: str, partition: int, offset: int) -> list[tuple[str, b
 
 
 def scored_records(events: list[Event], columns) -> Iterator[ScoredRecord]:
-    """The original event plus a `streamer` object; the input's key and headers are kept."""
+    """The original event plus a `streamer` object; the input's key and headers are kept.
+
+    A JSON input is not re-serialised: the `streamer` member is spliced in before its closing brace, so the
+    event's own fields reach logs.scored byte for byte (and it costs a fraction of a dumps of the whole event).
+    """
     levels = columns.predicted_level
-    confidences = columns.level_confidence.tolist()
+    confidences = np.round(columns.level_confidence.astype(np.float64), 4).tolist()
     anomalies = columns.is_anomaly.tolist()
-    scores = columns.anomaly_score.tolist()
+    scores = np.round(columns.anomaly_score.astype(np.float64), 4).tolist()
     severities = columns.severity
     version = columns.model_version
     dumps = orjson.dumps
+    partition_headers: dict[tuple[str, int], list[tuple[str, bytes]]] = {}  # built once per partition
     for i, event in enumerate(events):
-        out = dict(event.raw)
-        out["streamer"] = {
+        tp = (event.topic, event.partition)
+        fixed = partition_headers.get(tp)
+        if fixed is None:
+            fixed = partition_headers[tp] = source_headers(event.topic, event.partition, 0)[:2]
+        streamer = {
             "predicted_level": levels[i],
-            "level_confidence": round(confidences[i], 4),
+            "level_confidence": confidences[i],
             "is_anomaly": anomalies[i],
-            "anomaly_score": round(scores[i], 4),
+            "anomaly_score": scores[i],
             "severity": severities[i],
             "model_version": version,
             "source": {"topic": event.topic, "partition": event.partition, "offset": event.offset},
         }
+        original = event.json_value
+        if original is not None and b'"streamer"' not in original:
+            value = original.rstrip()[:-1] + b',"streamer":' + dumps(streamer) + b"}"
+        else:  # a text line, or an event that has a `streamer` member of its own: ours replaces it
+            out = dict(event.raw)
+            out["streamer"] = streamer
+            value = dumps(out)
         headers = list(event.headers) if event.headers else []
-        headers.extend(source_headers(event.topic, event.partition, event.offset))
-        yield ScoredRecord(event.key, dumps(out), headers)
+        headers += fixed
+        headers.append(("source.offset", b"%d" % event.offset))
+        yield event.key, value, headers
 
 
 def database_rows(events: list[Event], columns) -> list[tuple]:

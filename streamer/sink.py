@@ -27,7 +27,7 @@ class KafkaSink:
         config = {
             "acks": "all",
             "enable.idempotence": True,
-            "linger.ms": 20,
+            "linger.ms": 5,
             "batch.size": 1_000_000,
             "compression.type": "lz4",
             "message.max.bytes": 16 * 1024 * 1024,
@@ -55,12 +55,12 @@ class KafkaSink:
     def publish_scored(self, records: Iterable[ScoredRecord]) -> None:
         produce = self.producer.produce
         topic = self.output_topic
-        for r in records:
+        for key, value, headers in records:
             try:
-                produce(topic, r.value, r.key, headers=r.headers)
+                produce(topic, value, key, headers=headers)
             except BufferError:
                 self._make_room()
-                produce(topic, r.value, r.key, headers=r.headers)
+                produce(topic, value, key, headers=headers)
             except KafkaException as err:
                 raise self._classify(err, topic) from None
 

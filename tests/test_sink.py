@@ -29,7 +29,7 @@ class Columns:
 def event(offset: int, message: str = "ok", raw_json: str | None = None) -> Event:
     raw = {"message": message}
     return Event("logs.raw", 0, offset, None, None, message, datetime(2024, 1, 1, tzinfo=timezone.utc), "INFO",
-                 "h", "svc", raw, raw_json if raw_json is not None else '{"message": "ok"}')
+                 "h", "svc", raw, raw_json if raw_json is not None else '{"message": "ok"}', None)
 
 
 def counts(url: str) -> tuple[int, int]:

@@ -54,6 +54,12 @@ class Checkpoint:
 
     def commit(self, scored: ScoredBatch) -> None:
         """Run the remaining steps for this batch; raises TransientError (nothing committed) on failure."""
+        self.deliver(scored)
+        self.commit_offsets(scored)
+
+    def deliver(self, scored: ScoredBatch) -> None:
+        """Steps 1 and 2. Touches only the sinks, never the consumer, so a worker thread may run it while
+        the consumer polls (librdkafka's consumer calls block each other across threads)."""
         batch = scored.batch
         events = batch.events
         if not scored.stored:
@@ -88,8 +94,10 @@ class Checkpoint:
             scored.published = True
             scored.stage_seconds["publish"] = time.perf_counter() - started
 
+    def commit_offsets(self, scored: ScoredBatch) -> None:
+        """Step 3, on the consumer's thread."""
         started = time.perf_counter()
-        self._commit_offsets(batch)
+        self._commit_offsets(scored.batch)
         scored.stage_seconds["commit"] = time.perf_counter() - started
 
     def _commit_offsets(self, batch: Batch) -> None:
