@@ -65,13 +65,42 @@ def check_delivery(bootstrap, topics, db_url, coords, values, invalid):
     return len(scored) - len(valid)
 
 
+def scrape(port: int, path: str) -> tuple[int, str]:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def test_end_to_end_then_sigterm_and_restart(kafka_bootstrap, topics, migrated_db_url, start):
     values, invalid = mixed_values(3000)
     keys = [f"k{i % 100}".encode() for i in range(len(values))]
     coords = produce(kafka_bootstrap, topics.raw, values[:2000], keys=keys[:2000])
-    first = start()
+    port = free_port()
+    first = start(env={"STREAMER_METRICS_PORT": str(port)})
     wait_for(lambda: query(migrated_db_url, "select count(*) from log_entries")[0][0] > 0, timeout=60,
              what="the first stored batch")
+    assert scrape(port, "/healthz")[0] == 200
+    status, body = scrape(port, "/readyz")
+    assert status == 200 and '"ready":true' in body
+    wait_for(lambda: "streamer_commits_total" in scrape(port, "/metrics")[1], what="commit metrics")
+    metrics = scrape(port, "/metrics")[1]
+    for name in ("streamer_events_in_total", "streamer_events_scored_total", "streamer_dead_letters_total",
+                 "streamer_batch_size_bucket", 'streamer_stage_seconds_count{stage="score"}',
+                 'streamer_stage_seconds_count{stage="store"}', "streamer_consumer_lag"):
+        assert name in metrics, f"{name} missing from /metrics"
     coords += produce(kafka_bootstrap, topics.raw, values[2000:], keys=keys[2000:])
     assert first.terminate() == 0, first.output()[-3000:]
     assert "finishing the current batch" in first.output()
@@ -156,3 +185,14 @@ def test_two_members_share_partitions_and_one_leaves(kafka_bootstrap, topics, mi
     check_delivery(kafka_bootstrap, topics, migrated_db_url, coords, values, invalid)
     assert all(o == e for o, e in zip(committed(kafka_bootstrap, topics.group, topics.raw, 6).values(),
                                         end_offsets(kafka_bootstrap, topics.raw, 6).values()))
+
+
+def test_a_wrong_setting_stops_start_up_with_one_line(streamer_env):
+    import subprocess
+    import sys
+
+    env = {**streamer_env, "STREAMER_BATCH_MAX_MS": "soon", "STREAMER_KAFKA_SASL_PASSWORD": "hunter2-secret"}
+    done = subprocess.run([sys.executable, "-m", "streamer", "run"], env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.strip() == "streamer run: STREAMER_BATCH_MAX_MS='soon' is not a valid int"

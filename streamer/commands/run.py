@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+STARTUP_DATABASE_WAIT = 60  # seconds
+
 HELP = "consume log events, score them, publish to logs.scored and store in PostgreSQL (at least once)"
 
 
@@ -33,12 +35,14 @@ def run(args) -> int:
     import logging
     import signal
     import threading
+    import time
 
     from streamer import logs
     from streamer.config import redact_url, settings_from_args
     from streamer.consumer import Pipeline
     from streamer.db import connect
     from streamer.db.migrations import migrate
+    from streamer.errors import StreamerError
     from streamer.health import Health, serve
     from streamer.metrics import Metrics
     from streamer.ml.scorer import Scorer
@@ -58,8 +62,18 @@ def run(args) -> int:
     signal.signal(signal.SIGINT, stop)
 
     scorer = Scorer.load(settings.models_dir, anomaly_threshold=settings.anomaly_threshold)
-    with connect(settings.database_url) as conn:
-        migrate(conn)
+    # A database that is still starting (or restarting) is waited for; one that stays away stops start-up.
+    deadline = time.monotonic() + STARTUP_DATABASE_WAIT
+    while True:
+        try:
+            with connect(settings.database_url, connect_timeout=5) as conn:
+                migrate(conn)
+            break
+        except StreamerError as err:
+            if time.monotonic() >= deadline or stopping.is_set():
+                raise
+            log.warning("%s; retrying for up to %ds", err, STARTUP_DATABASE_WAIT)
+            stopping.wait(2.0)
     log.info("database %s is migrated", redact_url(settings.database_url))
 
     metrics, health = Metrics(), Health()
