@@ -16,7 +16,7 @@ help:
 	@echo "make down    stop what make up started from this checkout"
 	@echo "make status  what is running"
 	@echo "make venv    create .venv and install streamer with test and bench extras"
-	@echo "make bench   benchmarks (placeholder)"
+	@echo "make bench   end-to-end benchmark (bench/e2e.py; BENCH_ARGS=--quick for a smoke run)"
 	@echo "make chaos   failure drills (placeholder)"
 
 venv: $(STAMP)
@@ -40,15 +40,16 @@ status:
 test: up
 	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
 
-# The lead replaces this with the real demo (scripts/demo.sh).
+# The main job end to end: streamer run + 50,000 corpus events, then a summary read back.
 demo: up
-	@echo "demo: the stack is up (Kafka 127.0.0.1:9092, PostgreSQL 127.0.0.1:5432), but the pipeline is not ready yet."
+	$(VENV)/bin/python scripts/demo.py
 
 chaos: up
 	@echo "chaos: not implemented yet"
 
+# End-to-end benchmark on the local stack (~10 min); results in bench/results/. BENCH_ARGS=--quick for a smoke run.
 bench: up
-	@echo "bench: not implemented yet"
+	$(VENV)/bin/python bench/e2e.py $(BENCH_ARGS)
 
 # Stop the stack and delete its data (broker log, jars stay cached in ~/.m2).
 clean-stack: down
