@@ -5,7 +5,7 @@
 Pre-loads the events (the benchmark workload) into a fresh topic with a fresh group and schema, starts
 `streamer run`, attaches py-spy once the process has loaded its model and subscribed, and stops when the
 group's committed offsets reach the end. Prints own time by function and by line, and inclusive time by
-function, for the pipeline's main thread. By default samples are wall-clock (waits on PostgreSQL and Kafka
+function, per thread (the main loop; the checkpoint worker that stores and publishes). By default samples are wall-clock (waits on PostgreSQL and Kafka
 count, as the loop does one thing at a time); --cpu-only keeps on-CPU samples only. Writes the collapsed
 stacks (open them in speedscope.app or flamegraph.pl) and the summary to bench/results/.
 """
@@ -54,20 +54,20 @@ def short_file(path: str) -> str:
     return path
 
 
-def parse(raw: Path, thread: str | None = "MainThread"):
-    """Collapsed stacks -> (own by function, own by line, inclusive by function, total samples)."""
-    own_fn, own_line, incl = Counter(), Counter(), Counter()
-    total = 0
+def parse(raw: Path) -> dict[str, tuple[Counter, Counter, Counter, int]]:
+    """Collapsed stacks -> per thread name: (own by function, own by line, inclusive by function, samples)."""
+    threads: dict[str, tuple[Counter, Counter, Counter, list[int]]] = {}
     for text in raw.read_text(errors="replace").splitlines():
         stack, _, count = text.rpartition(" ")
         if not stack or not count.isdigit():
             continue
         frames = stack.split(";")
         head = frames[0]
-        if thread is not None and not head.endswith(f": {thread}"):
-            continue
+        thread = head.split(": ", 1)[1] if ": " in head else head
+        thread = re.sub(r"_\d+$", "", thread)  # pool workers: streamer-checkpoint_0 -> streamer-checkpoint
+        own_fn, own_line, incl, total = threads.setdefault(thread, (Counter(), Counter(), Counter(), [0]))
         n = int(count)
-        total += n
+        total[0] += n
         names = []
         for frame in frames[1:]:
             m = _FRAME.match(frame)
@@ -82,7 +82,7 @@ def parse(raw: Path, thread: str | None = "MainThread"):
         own_line[f"{leaf[:-1]}:{line})" if line else leaf] += n
         for name in {name for name, _ in names}:
             incl[name] += n
-    return own_fn, own_line, incl, total
+    return {name: (a, b, c, t[0]) for name, (a, b, c, t) in threads.items()}
 
 
 def table(title: str, counts: Counter, total: int, top: int) -> list[str]:
@@ -98,7 +98,7 @@ def main() -> int:
     parser.add_argument("--rate", type=int, default=100, help="py-spy samples per second (default 100)")
     parser.add_argument("--cpu-only", action="store_true", help="on-CPU samples only (py-spy without --idle)")
     parser.add_argument("--native", action="store_true", help="include C/C++ frames (slower sampling)")
-    parser.add_argument("--all-threads", action="store_true", help="summarise every thread, not just the loop")
+    parser.add_argument("--all-threads", action="store_true", help="also the HTTP server thread")
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--env", action="append", default=[], metavar="STREAMER_X=VALUE",
                         help="extra environment for `streamer run` (e.g. STREAMER_BATCH_MAX_EVENTS=10000)")
@@ -147,20 +147,28 @@ def main() -> int:
     steady = times["caught_up_s"] - times["first_commit_s"]
     steady_events = total - next((n for _, n in watcher.samples if n > 0), 0)
     stages = stage_seconds(metrics)
-    own_fn, own_line, incl, samples = parse(raw, None if args.all_threads else "MainThread")
+    threads = parse(raw)
     mode = "on-CPU samples" if args.cpu_only else "wall-clock samples (waiting included)"
-    who = "all threads" if args.all_threads else "the pipeline's main thread"
     lines = [f"# Profile of `streamer run`, {total:,} pre-loaded events", "",
              f"`{' '.join(['.venv/bin/python', 'bench/profile.py', *sys.argv[1:]])}` on {stamp}: "
-             f"{steady_events / steady:,.0f} events/s steady (first commit {times['first_commit_s']:.2f}s, caught up "
-             f"{times['caught_up_s']:.1f}s; slowed by py-spy sampling at {args.rate}/s). py-spy {mode} of {who}: "
-             f"{samples:,} over {profiled:.1f}s. Collapsed stacks: `{os.path.relpath(raw, ROOT)}`.", "",
+             f"{steady_events / steady:,.0f} events/s steady (first commit {times['first_commit_s']:.2f}s, caught "
+             f"up {times['caught_up_s']:.1f}s; slowed by py-spy sampling at {args.rate}/s). py-spy {mode} over "
+             f"{profiled:.1f}s, per thread: "
+             + ", ".join(f"{name} {t[3]:,}" for name, t in sorted(threads.items(), key=lambda kv: -kv[1][3]))
+             + f". Collapsed stacks: `{os.path.relpath(raw, ROOT)}` (speedscope.app or flamegraph.pl).", "",
              "Stage seconds (/metrics): " + ", ".join(f"{s} {v.get('sum', 0):.2f}" for s, v in stages.items()), ""]
-    lines += table("Own time by function", own_fn, samples, args.top)
-    lines += table("Own time by line", own_line, samples, args.top)
-    # Frames on (nearly) every sample are the call path to the loop: not worth a row.
-    incl = Counter({name: n for name, n in incl.items() if n < 0.98 * samples})
-    lines += table("Inclusive time by function (the frames on every sample left out)", incl, samples, args.top)
+    # The pipeline's threads; the HTTP server only waits for scrapes.
+    shown = [name for name in sorted(threads, key=lambda k: -threads[k][3]) if args.all_threads or "http" not in name]
+    for name in shown:
+        own_fn, own_line, incl, samples = threads[name]
+        if not samples:
+            continue
+        lines += [f"## Thread {name} ({samples:,} samples)", ""]
+        lines += table("Own time by function", own_fn, samples, args.top)
+        lines += table("Own time by line", own_line, samples, args.top)
+        # Frames on (nearly) every sample are the call path to the loop: not worth a row.
+        incl = Counter({k: n for k, n in incl.items() if n < 0.98 * samples})
+        lines += table("Inclusive time by function (frames on every sample left out)", incl, samples, args.top)
     summary = "\n".join(lines)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "profile.md").write_text(summary + "\n")
