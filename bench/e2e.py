@@ -28,6 +28,7 @@ import subprocess
 import sys
 import threading
 import time
+from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -243,17 +244,18 @@ def original_run(n: int, seed: int, keep: bool) -> dict:
 
 # --- 3. latency ---------------------------------------------------------------------------------------------
 
-def latency_run(rate: int, seconds: float, seed: int, keep: bool) -> dict:
+def latency_run(rate: int, seconds: float, warmup: float, seed: int, keep: bool) -> dict:
     from confluent_kafka import Consumer, Producer, TopicPartition
 
     env = RunEnv.create("latency")
     proc = None
     try:
-        n = int(rate * seconds)
+        n = int(rate * (warmup + seconds))
+        warm_n = int(rate * warmup)  # the first events warm the process up; reported apart
         values, keys, invalid = workload(n, 0.01, seed=seed, kinds=BENCH_INVALID_KINDS)
         proc = StreamerProcess(env, "latency")
         proc.wait_for_log("assigned ", timeout=120)
-        created: dict[tuple[int, int], int] = {}  # (partition, offset) -> CreateTime ms
+        created: dict[tuple[int, int], tuple[int, int]] = {}  # (partition, offset) -> (CreateTime ms, index)
         arrivals: list[tuple[int, int, float]] = []  # (source partition, source offset, arrival ms)
         stop_reading = threading.Event()
 
@@ -276,14 +278,14 @@ def latency_run(rate: int, seconds: float, seed: int, keep: bool) -> dict:
         reading.start()
         time.sleep(1.0)  # the reader has fetched its (empty) partitions
 
-        def delivered(err, msg) -> None:
+        def delivered(index, err, msg) -> None:
             if err is None:
-                created[(msg.partition(), msg.offset())] = msg.timestamp()[1]
+                created[(msg.partition(), msg.offset())] = (msg.timestamp()[1], index)
 
         producer = Producer({"bootstrap.servers": BOOTSTRAP, "linger.ms": 5, "compression.type": "lz4",
-                             "on_delivery": delivered, "log_level": 3})
+                             "log_level": 3})
         cpu = CpuMeter([proc.pid]).start()
-        log(f"latency: producing {rate:,} events/s for {seconds:.0f}s")
+        log(f"latency: producing {rate:,} events/s for {warmup:g}s of warm-up + {seconds:g}s measured")
         sent = 0
         t0 = time.monotonic()
         behind_max = 0
@@ -292,7 +294,7 @@ def latency_run(rate: int, seconds: float, seed: int, keep: bool) -> dict:
             behind_max = max(behind_max, due - sent)
             while sent < due:
                 try:
-                    producer.produce(env.raw, values[sent], keys[sent])
+                    producer.produce(env.raw, values[sent], keys[sent], on_delivery=partial(delivered, sent))
                     sent += 1
                 except BufferError:
                     producer.poll(0.01)
@@ -310,31 +312,38 @@ def latency_run(rate: int, seconds: float, seed: int, keep: bool) -> dict:
         reading.join(10)
         proc.stop()
 
-        latencies, over_time = [], []
-        t_first = min(created.values()) if created else 0
+        latencies, with_warmup, over_time = [], [], []
+        t_first = min(c for c, _ in created.values()) if created else 0
         for p, o, arrived in arrivals:
-            c = created.get((p, o))
+            c, index = created.get((p, o), (None, None))
             if c is not None:
-                latencies.append(arrived - c)
+                with_warmup.append(arrived - c)
+                if index >= warm_n:
+                    latencies.append(arrived - c)
                 over_time.append(((c - t_first) / 1000, arrived - c))
         latencies.sort()
+        with_warmup.sort()
+        expected_measured = (n - warm_n) - sum(1 for i in invalid if i >= warm_n)
 
-        def pct(q: float) -> float | None:
-            return round(latencies[min(len(latencies) - 1, int(q * len(latencies)))], 1) if latencies else None
+        def pct(q: float, xs: list[float] = latencies) -> float | None:
+            return round(xs[min(len(xs) - 1, int(q * len(xs)))], 1) if xs else None
 
         result = {
-            "rate_target": rate, "seconds": seconds, "produced": sent,
+            "rate_target": rate, "seconds": seconds, "warmup_seconds": warmup, "produced": sent,
             "rate_achieved": round(sent / produce_seconds, 1), "producer_max_behind": behind_max,
-            "scored_received": len(arrivals), "matched": len(latencies), "expected_scored": expected,
+            "scored_received": len(arrivals), "matched": len(latencies), "expected_scored": expected_measured,
             "p50_ms": pct(0.50), "p95_ms": pct(0.95), "p99_ms": pct(0.99), "max_ms": pct(1.0),
             "mean_ms": round(statistics.fmean(latencies), 1) if latencies else None,
+            "with_warmup": {"p50_ms": pct(0.5, with_warmup), "p99_ms": pct(0.99, with_warmup),
+                            "max_ms": pct(1.0, with_warmup), "matched": len(with_warmup), "expected": expected},
             "cpu_cores_used": cpu_used,
             "stack_restarted": cpu.restarted,
             "latencies_ms": [round(x, 1) for x in latencies],
             "over_time": [(round(t, 3), round(v, 1)) for t, v in over_time[:: max(1, len(over_time) // 20_000)]],
         }
         log(f"latency: p50 {result['p50_ms']} ms, p95 {result['p95_ms']} ms, p99 {result['p99_ms']} ms "
-            f"({len(latencies):,} of {expected:,} matched; producer rate {result['rate_achieved']:,}/s)")
+            f"({len(latencies):,} of {expected_measured:,} matched after {warmup:g}s of warm-up; with it p99 "
+            f"{result['with_warmup']['p99_ms']} ms; producer rate {result['rate_achieved']:,}/s)")
         return result
     finally:
         if proc is not None:
@@ -406,10 +415,12 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=500_000, help="pre-loaded events for the throughput run")
     parser.add_argument("--original-events", type=int, default=1_000, help="events for the original design")
     parser.add_argument("--latency-rate", type=int, default=5_000, help="events/s of the latency run")
-    parser.add_argument("--latency-seconds", type=float, default=60.0)
+    parser.add_argument("--latency-seconds", type=float, default=60.0, help="measured part of the latency run")
+    parser.add_argument("--latency-warmup", type=float, default=5.0,
+                        help="seconds of load before the measured part (reported apart)")
     parser.add_argument("--scaling-events", type=int, default=200_000, help="pre-loaded events per scaling run")
     parser.add_argument("--quick", action="store_true",
-                        help="smoke run: 20,000 events, 200 original, 10 s latency, 20,000 per scaling run")
+                        help="smoke run: 20,000 events, 200 original, 3 + 10 s latency, 20,000 per scaling run")
     parser.add_argument("--skip-latency", action="store_true")
     parser.add_argument("--skip-scaling", action="store_true")
     parser.add_argument("--skip-original", action="store_true")
@@ -419,7 +430,8 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=RESULTS, help="results directory (default bench/results)")
     args = parser.parse_args()
     if args.quick:
-        args.events, args.original_events, args.latency_seconds, args.scaling_events = 20_000, 200, 10.0, 20_000
+        args.events, args.original_events, args.scaling_events = 20_000, 200, 20_000
+        args.latency_seconds, args.latency_warmup = 10.0, 3.0
 
     from bench import e2e_report
 
@@ -438,7 +450,8 @@ def main() -> int:
         results["original"] = original_run(args.original_events, seed=43, keep=args.keep)
     if not args.skip_latency:
         results["background_cores"]["latency"] = wait_quiet(args.wait_quiet)
-        results["latency"] = latency_run(args.latency_rate, args.latency_seconds, seed=44, keep=args.keep)
+        results["latency"] = latency_run(args.latency_rate, args.latency_seconds, args.latency_warmup, seed=44,
+                                         keep=args.keep)
     if not args.skip_scaling:
         results["background_cores"]["scaling"] = wait_quiet(args.wait_quiet)
         one = throughput_run(args.scaling_events, seed=45, keep=args.keep, label="scale1", processes=1)
