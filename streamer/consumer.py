@@ -46,7 +46,9 @@ IDLE_POLL = 0.5
 def consumer_config(settings: Settings) -> dict:
     return {
         "auto.offset.reset": "earliest",
-        "partition.assignment.strategy": "cooperative-sticky",
+        # Eager assignment: a revoke callback may commit with the generation still valid. Manual commits
+        # during a cooperative-sticky rebalance can be refused or lose the assignment (librdkafka #4059).
+        "partition.assignment.strategy": "range",
         "statistics.interval.ms": 5000,
         "fetch.max.bytes": 64 * 1024 * 1024,
         **settings.kafka_client_config(),
@@ -279,7 +281,7 @@ class Pipeline:
         log.info("assigned %s", _names(partitions))
         if self._retrying and partitions:
             # Stay paused while a batch is being retried; the new partitions wait for it.
-            consumer.incremental_assign(partitions)
+            consumer.assign(partitions)
             consumer.pause(partitions)
 
     def _on_revoke(self, consumer, partitions) -> None:

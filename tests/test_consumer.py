@@ -176,8 +176,8 @@ def test_two_members_share_partitions_and_one_leaves(kafka_bootstrap, topics, mi
     values, invalid = mixed_values(6000, invalid_every=100)
     coords = produce(kafka_bootstrap, topics.raw, values[:3000])
     a, b = start(), start()
-    wait_for(lambda: "assigned" in a.output() and "assigned" in b.output(), timeout=60,
-             what="both members to get partitions")
+    wait_for(lambda: f"assigned {topics.raw}" in a.output() and f"assigned {topics.raw}" in b.output(),
+             timeout=60, what="both members to get partitions")
     coords += produce(kafka_bootstrap, topics.raw, values[3000:])
     assert b.terminate() == 0, b.output()[-3000:]
     wait_caught_up(kafka_bootstrap, topics, [a])
