@@ -5,6 +5,10 @@ from __future__ import annotations
 from streamer.config import redact_config
 from streamer.errors import StreamerError
 
+# Topics streamer creates accept records up to this size, so an oversized input still reaches streamer (and
+# its dead-letter topic) instead of being refused by the broker. The producer stays below it (see sink.py).
+TOPIC_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+
 
 def ensure_topics(kafka_config: dict, topics: dict[str, int], timeout: float = 30.0,
                   replication_factor: int = -1, topic_config: dict[str, str] | None = None) -> dict[str, str]:
@@ -23,7 +27,8 @@ def ensure_topics(kafka_config: dict, topics: dict[str, int], timeout: float = 3
     bootstrap = kafka_config.get("bootstrap.servers", "?")
     try:
         futures = admin.create_topics(
-            [NewTopic(name, num_partitions=n, replication_factor=replication_factor, config=topic_config or {})
+            [NewTopic(name, num_partitions=n, replication_factor=replication_factor,
+                      config={"max.message.bytes": str(TOPIC_MAX_MESSAGE_BYTES), **(topic_config or {})})
              for name, n in topics.items()],
             operation_timeout=timeout, request_timeout=timeout)
     except KafkaException as err:

@@ -16,6 +16,7 @@ from streamer.config import redact_url
 from streamer.decode import DeadLetter
 from streamer.enrich import ScoredRecord, dead_letter_headers
 from streamer.errors import StreamerError, TransientError
+from streamer.kafka_admin import TOPIC_MAX_MESSAGE_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,9 @@ class KafkaSink:
             "linger.ms": 5,
             "batch.size": 1_000_000,
             "compression.type": "lz4",
-            "message.max.bytes": 16 * 1024 * 1024,
+            # Below the topics' max.message.bytes (kafka_admin), so an oversized record fails here, where
+            # publish_dead_letters can still send its coordinates, not at the broker.
+            "message.max.bytes": TOPIC_MAX_MESSAGE_BYTES - 64 * 1024,
             **producer_config,
             "delivery.report.only.error": True,  # only failures call back: no per-record Python callback
             "on_delivery": self._on_delivery,
