@@ -71,3 +71,23 @@ def test_unreachable_database_is_transient(migrated_db_url):
     with pytest.raises(TransientError) as err:
         sink.write(database_rows([event(0)], Columns(1)))
     assert "streamer:streamer" not in str(err.value)
+
+
+def test_kafka_sink_dead_letters_keep_bytes_or_coordinates(kafka_bootstrap, topics):
+    from streamer.decode import DeadLetter
+    from streamer.sink import KafkaSink
+    from tests.support import consume_all
+
+    sink = KafkaSink({"bootstrap.servers": kafka_bootstrap, "message.max.bytes": 4000}, topics.scored,
+                     topics.deadletter)
+    small = DeadLetter("raw", 1, 7, b"k", [("trace", b"1")], b"\xff\xfe", "invalid_utf8", "not UTF-8", "decode")
+    huge = DeadLetter("raw", 2, 9, None, None, b"x" * 10_000, "too_large", "10000 bytes", "decode")
+    sink.begin()
+    sink.publish_dead_letters([small, huge])
+    sink.flush(30)
+    got = {r.header("source.offset"): r for r in consume_all(kafka_bootstrap, topics.deadletter, expected=2)}
+    assert got[b"7"].value == b"\xff\xfe" and got[b"7"].key == b"k" and got[b"7"].header("trace") == b"1"
+    assert got[b"7"].header("deadletter.error_class") == b"invalid_utf8"
+    assert got[b"7"].header("deadletter.stage") == b"decode" and got[b"7"].header("source.partition") == b"1"
+    assert got[b"9"].value is None and got[b"9"].header("deadletter.value_omitted")
+    assert got[b"9"].header("deadletter.error_class") == b"too_large"
