@@ -38,11 +38,16 @@ class Settings:
     metrics_port: int | None = None
     anomaly_threshold: float | None = None
     log_format: str = "text"
+    message_fields: str = "message,msg,log,MESSAGE"
     kafka_config: dict[str, str] = field(default_factory=dict)
 
     def kafka_client_config(self) -> dict[str, str]:
         """Common librdkafka config for consumers, producers and admin clients."""
         return {"bootstrap.servers": self.bootstrap_servers, **self.kafka_config}
+
+    def message_field_names(self) -> tuple[str, ...]:
+        """JSON fields that may hold the message, in order of preference (dotted names reach nested ones)."""
+        return tuple(f.strip() for f in self.message_fields.split(",") if f.strip())
 
     def input_topics(self) -> list[str]:
         """`logs.raw`, `a,b,c` or `^regex` (librdkafka subscribes to a regex when the name starts with ^)."""
@@ -66,6 +71,7 @@ _OPTIONS: dict[str, tuple[str, type]] = {
     "metrics_port": ("STREAMER_METRICS_PORT", int),
     "anomaly_threshold": ("STREAMER_ANOMALY_THRESHOLD", float),
     "log_format": ("STREAMER_LOG_FORMAT", str),
+    "message_fields": ("STREAMER_MESSAGE_FIELDS", str),
 }
 
 
@@ -145,6 +151,8 @@ def _check(s: Settings) -> None:
         raise ConfigError("bootstrap servers are empty")
     if not s.input_topics():
         raise ConfigError("no input topic given")
+    if not s.message_field_names():
+        raise ConfigError("no message field given")
     scheme = urlsplit(s.database_url).scheme
     if scheme not in ("postgresql", "postgres"):
         raise ConfigError(f"database URL must start with postgresql://, got {redact_url(s.database_url)!r}")

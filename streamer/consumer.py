@@ -73,7 +73,8 @@ class Pipeline:
         self.scorer = scorer
         self.metrics = metrics or Metrics()
         self.health = health or Health()
-        self.decoder = Decoder(max_message_bytes=settings.max_message_bytes)
+        self.decoder = Decoder(max_message_bytes=settings.max_message_bytes,
+                               message_fields=settings.message_field_names())
         self.consumer = Consumer({
             **consumer_config(settings),
             "stats_cb": self.metrics.observe_stats,

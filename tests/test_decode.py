@@ -144,3 +144,12 @@ def test_fuzz_arbitrary_json_objects(obj):
 def test_fuzz_arbitrary_json_values(obj):
     value = orjson.dumps(obj)
     _check_total(decode(value), value)
+
+
+def test_message_fields_are_configurable():
+    custom = Decoder(message_fields=("event.original", "text"))
+    event = custom.decode(b'{"event": {"original": "nested one"}, "message": "ignored"}', topic="t", partition=0,
+                          offset=0)
+    assert isinstance(event, Event) and event.message == "nested one"
+    dead = custom.decode(b'{"message": "not a configured field"}', topic="t", partition=0, offset=1)
+    assert isinstance(dead, DeadLetter) and "event.original, text" in dead.reason
