@@ -8,4 +8,5 @@ artifacts  model directories: save, verify (sha256, versions), load
 scorer     Scorer / ScoreColumns: batch scoring for the pipeline
 severity   severity rule
 data       reading labelled JSON-lines / CSV files
+report     human-readable metadata/metric summaries; cliargs: flags shared by the ML commands
 """

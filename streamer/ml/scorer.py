@@ -76,9 +76,12 @@ class Scorer:
               ) -> ScoreColumns:
         """Score a batch.
 
-        predicted_level / level_confidence come from the level model (confidence = calibrated probability
-        of the predicted level times the share of the message's words the model knows, so unfamiliar text
-        gets low confidence). is_anomaly is anomaly_score >= anomaly_threshold.
+        predicted_level / level_confidence come from the level model. Its temperature-calibrated
+        probabilities are mixed with the training class prior as the message's familiarity (share of its
+        words and word pairs the vocabulary knows) drops, and the confidence is that probability times the
+        familiarity, so unfamiliar text gets low confidence. anomaly_score is P(anomaly) from the supervised
+        detector, or the template-rarity novelty score when the model was trained without anomaly labels
+        (metadata["anomaly_model"]); is_anomaly is anomaly_score >= anomaly_threshold.
 
         severity uses the event's DECLARED level when it has one (declared_levels[i] not None; the caller
         normalises it to LEVELS, anything else is normalised here or, if unknown, ignored), else the
