@@ -441,23 +441,34 @@ def main() -> int:
                      "targets": TARGETS, "load_before": e2e_report.load_average()}
     log(f"machine: {results['machine']['cpu_model']}, {results['machine']['cores']} cores, "
         f"{results['machine']['memory_gib']} GiB; load average {results['load_before']}")
-    results["background_cores"] = {"throughput": wait_quiet(args.wait_quiet)}
-    results["throughput"] = throughput_run(args.events, seed=42, keep=args.keep)
-    results["model_load"] = model_load()
-    log(f"model load: import {results['model_load']['import_s']}s + Scorer.load {results['model_load']['load_s']}s")
-    if not args.skip_original:
-        results["background_cores"]["original"] = wait_quiet(args.wait_quiet)
-        results["original"] = original_run(args.original_events, seed=43, keep=args.keep)
-    if not args.skip_latency:
-        results["background_cores"]["latency"] = wait_quiet(args.wait_quiet)
-        results["latency"] = latency_run(args.latency_rate, args.latency_seconds, args.latency_warmup, seed=44,
-                                         keep=args.keep)
-    if not args.skip_scaling:
-        results["background_cores"]["scaling"] = wait_quiet(args.wait_quiet)
+    results["background_cores"] = {}
+
+    def part(name: str, fn) -> None:
+        """One part; a failure (the stack restarted under it, a timeout) is recorded and the rest still runs."""
+        results["background_cores"][name] = wait_quiet(args.wait_quiet)
+        try:
+            results[name] = fn()
+        except Exception as err:  # noqa: BLE001 (reported, and the exit code says so)
+            log(f"{name}: FAILED: {type(err).__name__}: {err}")
+            results.setdefault("errors", {})[name] = f"{type(err).__name__}: {err}"[:3000]
+
+    def scaling() -> dict:
         one = throughput_run(args.scaling_events, seed=45, keep=args.keep, label="scale1", processes=1)
         two = throughput_run(args.scaling_events, seed=45, keep=args.keep, label="scale2", processes=2)
-        results["scaling"] = {"events": args.scaling_events, "one": one, "two": two,
-                              "ratio": round(two["events_per_s"] / one["events_per_s"], 2)}
+        return {"events": args.scaling_events, "one": one, "two": two,
+                "ratio": round(two["events_per_s"] / one["events_per_s"], 2)}
+
+    part("throughput", lambda: throughput_run(args.events, seed=42, keep=args.keep))
+    part("model_load", model_load)
+    if "model_load" in results:
+        log(f"model load: import {results['model_load']['import_s']}s + Scorer.load {results['model_load']['load_s']}s")
+    if not args.skip_original:
+        part("original", lambda: original_run(args.original_events, seed=43, keep=args.keep))
+    if not args.skip_latency:
+        part("latency", lambda: latency_run(args.latency_rate, args.latency_seconds, args.latency_warmup,
+                                            seed=44, keep=args.keep))
+    if not args.skip_scaling:
+        part("scaling", scaling)
     results["load_after"] = e2e_report.load_average()
     results["total_seconds"] = round(time.monotonic() - began, 1)
     results["verdicts"] = [{"target": name, "pass": ok, "measured": measured}
@@ -474,9 +485,11 @@ def main() -> int:
         print(f"NOTE  other processes used {cores:.2f} cores during {part}: figures are lower than on a quiet machine")
     for part, names in restarted:
         print(f"NOTE  {', '.join(names)} restarted during {part}: that run includes the outage")
+    for name, error in results.get("errors", {}).items():
+        print(f"ERROR {name}: {error.splitlines()[0]}")
     print(f"\nbench: done in {results['total_seconds'] / 60:.1f} min; results in "
           f"{args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out}/")
-    return 0
+    return 1 if results.get("errors") else 0
 
 
 if __name__ == "__main__":

@@ -146,6 +146,8 @@ def markdown(r: dict) -> str:
         lines += ["> **The stack restarted under the benchmark** (someone else's drill?): "
                   + "; ".join(f"{', '.join(names)} during {part}" for part, names in restarted)
                   + ". Those runs include the outage; run again.", ""]
+    for name, error in r.get("errors", {}).items():
+        lines += [f"> **{name} failed**: `{error.splitlines()[0][:300]}`", ""]
     lines += ["## Targets", "", "| target | measured | |", "|---|---|---|"]
     for v in r["verdicts"]:
         lines.append(f"| {v['target']} | {v['measured']} | {'PASS' if v['pass'] else '**FAIL**'} |")
