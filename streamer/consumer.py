@@ -178,8 +178,10 @@ class Pipeline:
         scored_for: Batch | None = None
         while True:
             batch = self._pending
-            if not len(batch):
-                return True  # everything left was revoked or lost
+            if not len(batch):  # everything left was revoked or lost
+                if self._retrying:
+                    self._resume()  # partitions assigned meanwhile were paused too
+                return True
             if scored_for is not batch:  # first attempt, or a rebalance trimmed the batch
                 scored, scored_for = self._score(batch), batch
             try:

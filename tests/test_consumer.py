@@ -196,3 +196,31 @@ def test_a_wrong_setting_stops_start_up_with_one_line(streamer_env):
                           timeout=60)
     assert done.returncode == 2
     assert done.stderr.strip() == "streamer run: STREAMER_BATCH_MAX_MS='soon' is not a valid int"
+
+
+def test_rebalance_while_retrying_an_outage(kafka_bootstrap, topics, migrated_db_url, start):
+    """Member a loses its database; member b joins mid-outage (a's partitions are revoked while a is paused and
+    retrying). a must resume the partitions it gets back, and every event lands once the database returns."""
+    import time
+    from urllib.parse import urlsplit
+
+    target = urlsplit(migrated_db_url)
+    proxy = TcpProxy(target.hostname, target.port or 5432)
+    via_proxy = migrated_db_url.replace(f"{target.hostname}:{target.port or 5432}", f"127.0.0.1:{proxy.port}")
+    try:
+        values, invalid = mixed_values(2000)
+        coords = produce(kafka_bootstrap, topics.raw, values[:1000])
+        a = start(env={"STREAMER_DATABASE_URL": via_proxy})
+        wait_caught_up(kafka_bootstrap, topics, [a])
+        proxy.cut()
+        coords += produce(kafka_bootstrap, topics.raw, values[1000:])
+        wait_for(lambda: "retrying with backoff" in a.output(), timeout=30, what="a to notice the outage")
+        b = start()
+        wait_for(lambda: f"assigned {topics.raw}" in b.output(), timeout=60, what="b to join")
+        time.sleep(2)
+        proxy.restore()
+        wait_caught_up(kafka_bootstrap, topics, [a, b])
+        assert a.terminate() == 0 and b.terminate() == 0
+        check_delivery(kafka_bootstrap, topics, migrated_db_url, coords, values, invalid)
+    finally:
+        proxy.close()
