@@ -113,14 +113,16 @@ def preload(topic: str, values: list[bytes], keys: list[bytes | None]) -> dict[i
 
     producer = Producer({"bootstrap.servers": BOOTSTRAP, "linger.ms": 50, "batch.size": 1_000_000,
                          "compression.type": "lz4", "queue.buffering.max.kbytes": 512 * 1024,
+                         "queue.buffering.max.messages": 1_000_000,
                          "delivery.report.only.error": True, "on_delivery": on_error, "log_level": 3})
     produce = producer.produce
     for v, k in zip(values, keys):
-        try:
-            produce(topic, v, k)
-        except BufferError:
-            producer.poll(0.05)
-            produce(topic, v, k)
+        while True:
+            try:
+                produce(topic, v, k)
+                break
+            except BufferError:  # the local queue is full: let librdkafka send some
+                producer.poll(0.05)
     left = producer.flush(120)
     if left or failures:
         raise RuntimeError(f"pre-load of {topic}: {left} unacknowledged, {len(failures)} refused "
