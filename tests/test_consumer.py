@@ -95,11 +95,18 @@ def test_end_to_end_then_sigterm_and_restart(kafka_bootstrap, topics, migrated_d
     assert scrape(port, "/healthz")[0] == 200
     status, body = scrape(port, "/readyz")
     assert status == 200 and '"ready":true' in body
-    wait_for(lambda: "streamer_commits_total" in scrape(port, "/metrics")[1], what="commit metrics")
-    metrics = scrape(port, "/metrics")[1]
+    import re
+
+    def committed_and_lag_reported():
+        text = scrape(port, "/metrics")[1]
+        commits = re.search(r"^streamer_commits_total (\S+)$", text, re.M)
+        return text if commits and float(commits.group(1)) >= 1 and "streamer_consumer_lag{" in text else None
+
+    # librdkafka reports lag with its statistics, every 5 s.
+    metrics = wait_for(committed_and_lag_reported, timeout=30, what="a commit and the lag in /metrics")
     for name in ("streamer_events_in_total", "streamer_events_scored_total", "streamer_dead_letters_total",
                  "streamer_batch_size_bucket", 'streamer_stage_seconds_count{stage="score"}',
-                 'streamer_stage_seconds_count{stage="store"}', "streamer_consumer_lag"):
+                 'streamer_stage_seconds_count{stage="store"}', 'streamer_stage_seconds_count{stage="commit"}'):
         assert name in metrics, f"{name} missing from /metrics"
     coords += produce(kafka_bootstrap, topics.raw, values[2000:], keys=keys[2000:])
     assert first.terminate() == 0, first.output()[-3000:]
