@@ -44,8 +44,10 @@ test: up
 demo: up
 	$(VENV)/bin/python scripts/demo.py
 
+# Fault-injection drill (bench/chaos.py): kills, broker and PostgreSQL restarts, a rebalance; figures in
+# bench/results/chaos.{json,md}. Options: make chaos CHAOS_ARGS="--events 20000 --kills 3".
 chaos: up
-	@echo "chaos: not implemented yet"
+	$(VENV)/bin/python bench/chaos.py $(CHAOS_ARGS)
 
 # End-to-end benchmark on the local stack (~10 min); results in bench/results/. BENCH_ARGS=--quick for a smoke run.
 bench: up

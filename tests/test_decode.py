@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streamer.decode import DeadLetter, Decoder, Event
+from streamer.levels import LEVELS
 
 KAFKA_TS = 1_700_000_000_000
 decoder = Decoder(max_message_bytes=1000)
@@ -104,14 +105,21 @@ def test_nesting_deeper_than_the_parser_allows_is_malformed():
     assert isinstance(dead, DeadLetter) and dead.error_class == "malformed_json" and dead.value == value
 
 
+DEAD_LETTER_CLASSES = {"empty", "too_large", "invalid_utf8", "malformed_json", "not_an_object", "no_message"}
+
+
 def _check_total(result, value):
     assert isinstance(result, (Event, DeadLetter))
     if isinstance(result, DeadLetter):
         assert result.value == value
+        assert result.error_class in DEAD_LETTER_CLASSES and result.reason
     else:
         assert result.message.strip()
         assert isinstance(orjson.loads(result.raw_json), dict)
         assert result.event_time.tzinfo is not None
+        # What the database columns accept (the level CHECK constraint, text host/service).
+        assert result.level is None or result.level in LEVELS
+        assert all(v is None or isinstance(v, str) for v in (result.host, result.service))
 
 
 @settings(max_examples=500, deadline=None)
@@ -153,3 +161,22 @@ def test_message_fields_are_configurable():
     assert isinstance(event, Event) and event.message == "nested one"
     dead = custom.decode(b'{"message": "not a configured field"}', topic="t", partition=0, offset=1)
     assert isinstance(dead, DeadLetter) and "event.original, text" in dead.reason
+
+
+# Valid UTF-8 text, which random bytes rarely are: plain lines, and lines that start like a timestamp and a level
+# (impossible dates, odd zones, unknown levels included) to drive the text-head parser.
+_timestamps = st.from_regex(r"\A\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}([.,]\d{1,9})?(Z|[+-]\d{2}:?\d{2})?\Z")
+_text_lines = st.one_of(
+    st.text(max_size=300),
+    st.builds(lambda ts, sep, level, msg: f"{ts}{sep}{level}{msg}", _timestamps,
+              st.sampled_from(["", " ", "  ", "\t", " ["]),
+              st.sampled_from(["INFO", "warn", "ERROR]", "<crit>", "SEVERE:", "NOTICE", "bogus", ""]),
+              st.text(max_size=80)),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(_text_lines)
+def test_fuzz_text_lines(line):
+    value = line.encode()
+    _check_total(decode(value), value)

@@ -1,0 +1,675 @@
+"""`make chaos`: fault injection against the real stack, with figures.
+
+Produces N events (about 1 % invalid, every kind in bench.workload) into fresh topics, as a steady stream,
+while two `streamer run` processes consume them as one group, and meanwhile SIGKILLs a member at random
+moments (and restarts it), restarts the Kafka broker, restarts PostgreSQL, and adds a third member and removes
+it again. Each fault fires when production passes a randomly drawn point (between 3 % and 85 % of the events),
+so faults land while the stream flows. Then everything is read back:
+
+- every valid input (topic, partition, offset) is in log_entries exactly once, and in ml_predictions exactly
+  once for the model version;
+- every invalid input is on the dead-letter topic with its original bytes;
+- logs.scored holds every valid input at least once (duplicates are counted: at least once allows them);
+- the group's committed offsets reach the end of every partition.
+
+Prints a table, writes bench/results/chaos.json and chaos.md, and exits 1 on any loss or duplicate row.
+
+    .venv/bin/python bench/chaos.py [--events N] [--kills K] [--seed S] ...     (`make chaos`: the defaults)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from functools import partial
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench import faults  # noqa: E402
+from bench.workload import workload  # noqa: E402
+from tests.pipeline_support import MODELS, StreamerProcess, committed, end_offsets  # noqa: E402
+from tests.support import consume_all, query, with_search_path  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results"
+PARTITIONS = 6
+MAX_BYTES = 16 * 1024 * 1024  # the workload has 2 MiB values; the broker's default limit is 1 MiB
+BASE_MEMBERS = ("a", "b")
+EXTRA_MEMBER = "c"
+CRASH_LOOP = 4  # a member exiting this often with no progress in between ends the drill
+
+
+@dataclass
+class Params:
+    events: int = 200_000
+    invalid_ratio: float = 0.01
+    kills: int = 10
+    broker_restarts: int = 1
+    db_restarts: int = 1
+    rebalance: bool = True  # a third member joins, later leaves
+    seed: int | None = None  # None: drawn at random and reported, so a run can be repeated
+    # A steady stream rather than one burst: the group drains a burst in seconds and every fault would land
+    # after the work. 2,000/s is about a third of what two members handle on 2 cores, so backlogs built up
+    # during a fault are drained under load. The producer also stays at most max_lag records ahead.
+    rate: float = 2_000.0  # records/s produced at most; 0 = no limit
+    max_lag: int = 20_000
+    timeout: float = 3600.0  # for the whole drill
+    stall_timeout: float = 120.0  # records waiting and no commit for this long: the group is stuck
+    bootstrap: str | None = None  # default: STREAMER_BOOTSTRAP_SERVERS or 127.0.0.1:9092
+    database_url: str | None = None  # default: STREAMER_DATABASE_URL or the make up database
+    keep: bool = False  # keep topics, schema and logs even when the drill passes
+
+
+@dataclass
+class Fault:
+    at: float  # fraction of the events produced when it fires
+    kind: str  # kill | broker | database | join | leave
+    fired_s: float | None = None  # seconds into the drill
+    produced: int | None = None  # records produced when it fired
+    progress: int | None = None  # records the group had committed when it fired
+    detail: str = ""
+    took_s: float | None = None  # how long the fault itself took (restarts)
+    recovered_s: float | None = None  # from firing until the group committed more records
+
+
+@dataclass
+class Result:
+    params: dict
+    run_id: str
+    topics: dict
+    model_version: str
+    events: int = 0
+    valid: int = 0
+    invalid: int = 0
+    kills: int = 0
+    broker_restarts: int = 0
+    db_restarts: int = 0
+    members_added: int = 0
+    members_removed: int = 0
+    unexpected_exits: int = 0
+    lost_log_entries: int = 0
+    lost_predictions: int = 0
+    lost_scored: int = 0
+    lost_dead_letters: int = 0  # invalid inputs missing on the dead-letter topic or without their bytes
+    duplicate_rows: int = 0  # log_entries + ml_predictions rows beyond one per input
+    extra_rows: int = 0  # rows for coordinates that are not valid inputs
+    duplicates_scored: int = 0
+    extra_scored: int = 0
+    duplicates_dead_letters: int = 0
+    dead_letters: int = 0  # distinct inputs on the dead-letter topic
+    rejected_by_database: int = 0  # valid inputs dead-lettered by the store stage
+    committed_at_end: bool = False
+    wall_seconds: float = 0.0
+    produce_seconds: float = 0.0
+    timeline: list = field(default_factory=list)
+    exits: list = field(default_factory=list)
+    problems: list = field(default_factory=list)
+    code: dict = field(default_factory=dict)
+
+    @property
+    def lost(self) -> int:
+        return self.lost_log_entries + self.lost_predictions + self.lost_scored + self.lost_dead_letters
+
+    @property
+    def ok(self) -> bool:
+        return (self.lost == 0 and self.duplicate_rows == 0 and self.extra_rows == 0 and self.extra_scored == 0
+                and self.committed_at_end and not self.problems)
+
+    def to_json(self) -> dict:
+        return {**asdict(self), "lost": self.lost, "ok": self.ok}
+
+
+class Feeder(threading.Thread):
+    """Produces the workload in order, at most `max_lag` records ahead of the group's commits (and at most
+    `rate` per second), so production overlaps the whole drill. Remembers where each record landed."""
+
+    def __init__(self, kafka_config: dict, topic: str, values: list[bytes], keys: list, max_lag: int,
+                 rate: float):
+        super().__init__(daemon=True, name="chaos-feeder")
+        self.kafka_config, self.topic, self.values, self.keys = kafka_config, topic, values, keys
+        self.max_lag, self.rate = max_lag, rate
+        self.coords: list[tuple[int, int] | None] = [None] * len(values)
+        self.errors: list[str] = []
+        self.committed = 0  # records the group has committed; the controller keeps it current
+        self.produced = 0
+        self.failure: str | None = None
+        self.seconds = 0.0
+        self.abort = threading.Event()
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        started = time.monotonic()
+        try:
+            self._produce()
+        except Exception as err:  # reported as a drill problem, never swallowed
+            self.failure = f"{type(err).__name__}: {err}"
+        finally:
+            self.seconds = time.monotonic() - started
+            self.done.set()
+
+    def _delivered(self, i: int, err, msg) -> None:
+        if err is not None:
+            self.errors.append(f"record {i}: {err.str()}")
+        else:
+            self.coords[i] = (msg.partition(), msg.offset())
+
+    def _produce(self) -> None:
+        from confluent_kafka import Producer
+
+        # Idempotent, with a long delivery timeout: the producer rides out the broker restart without
+        # duplicating or reordering, so the delivery reports are the ground truth of what was written.
+        producer = Producer({**self.kafka_config, "enable.idempotence": True, "linger.ms": 20,
+                             "compression.type": "lz4", "message.max.bytes": MAX_BYTES,
+                             "message.timeout.ms": 600_000, "log_level": 0})
+        started = time.monotonic()
+        for i, (value, key) in enumerate(zip(self.values, self.keys)):
+            while i - self.committed >= self.max_lag or (self.rate and time.monotonic() < started + i / self.rate):
+                if self.abort.is_set():
+                    return
+                producer.poll(0.05)
+            while True:
+                try:
+                    producer.produce(self.topic, value, key, on_delivery=partial(self._delivered, i))
+                    break
+                except BufferError:
+                    producer.poll(0.1)
+            self.produced = i + 1
+            producer.poll(0)
+        left = producer.flush(600)
+        if left:
+            self.failure = f"{left} records not acknowledged by Kafka within 600s"
+
+
+class Probe:
+    """Reads the group's committed offsets without joining it; quiet and tolerant while the broker is away."""
+
+    def __init__(self, kafka_config: dict, group: str, topic: str):
+        from confluent_kafka import Consumer, TopicPartition
+
+        self.consumer = Consumer({**kafka_config, "group.id": group, "enable.auto.commit": False, "log_level": 0})
+        self.partitions = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+
+    def committed(self) -> dict[int, int] | None:
+        from confluent_kafka import KafkaException
+
+        try:
+            got = self.consumer.committed(self.partitions, timeout=5)
+        except KafkaException:
+            return None
+        return {tp.partition: max(tp.offset, 0) for tp in got}
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+class Drill:
+    def __init__(self, p: Params, log=print):
+        from streamer.ml.artifacts import read_metadata
+
+        self.p = p
+        self.log = log
+        self.seed = p.seed if p.seed is not None else random.SystemRandom().randrange(1, 10**6)
+        self.rng = random.Random(self.seed)
+        self.bootstrap = p.bootstrap or os.environ.get("STREAMER_BOOTSTRAP_SERVERS") or "127.0.0.1:9092"
+        self.base_url = (p.database_url or os.environ.get("STREAMER_DATABASE_URL")
+                         or "postgresql://streamer:streamer@127.0.0.1:5432/streamer")
+        self.kafka = {"bootstrap.servers": self.bootstrap}
+        self.run_id = f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
+        base = f"chaos-{self.run_id}"
+        self.topics = {"raw": f"{base}.raw", "scored": f"{base}.scored", "deadletter": f"{base}.deadletter",
+                       "group": f"g-{base}"}
+        self.schema = f"chaos_{self.run_id.replace('-', '_')}"
+        self.db_url = with_search_path(self.base_url, self.schema)
+        self.run_dir = RESULTS / "tmp" / base  # git-ignored: the members' logs
+        self.model_version = read_metadata(MODELS)["model_version"]
+        self.members: dict[str, StreamerProcess | None] = {}
+        self.feeder: Feeder | None = None
+        self.generation = Counter()
+        self.started = time.monotonic()
+        self.result = Result(params={**asdict(p), "seed": self.seed}, run_id=self.run_id, topics=self.topics,
+                             model_version=self.model_version, code=_code_state())
+
+    # --- set-up ---------------------------------------------------------------------------------------
+
+    def check_faults(self) -> None:
+        """Refuse before starting when a requested fault cannot be injected on this machine."""
+        if self.p.broker_restarts:
+            faults.check_broker()
+        if self.p.db_restarts:
+            faults.database_cluster(self.base_url)
+
+    def set_up(self) -> None:
+        from streamer.db import connect
+        from streamer.db.migrations import migrate
+        from streamer.kafka_admin import ensure_topics
+
+        t = self.topics
+        ensure_topics(self.kafka, {t["raw"]: PARTITIONS, t["scored"]: PARTITIONS, t["deadletter"]: 1},
+                      topic_config={"max.message.bytes": str(MAX_BYTES)})
+        query(self.base_url, f'CREATE SCHEMA "{self.schema}"')
+        with connect(self.db_url) as conn:
+            migrate(conn)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k != "STREAMER_METRICS_PORT"}  # members can't share a port
+        env.update({
+            "STREAMER_BOOTSTRAP_SERVERS": self.bootstrap, "STREAMER_DATABASE_URL": self.db_url,
+            "STREAMER_INPUT_TOPIC": self.topics["raw"], "STREAMER_OUTPUT_TOPIC": self.topics["scored"],
+            "STREAMER_DLQ_TOPIC": self.topics["deadletter"], "STREAMER_GROUP_ID": self.topics["group"],
+        })
+        return env
+
+    def start_member(self, name: str) -> StreamerProcess:
+        self.generation[name] += 1
+        proc = StreamerProcess(self.env(), self.run_dir / f"{name}-{self.generation[name]}.log")
+        self.members[name] = proc
+        return proc
+
+    def schedule(self) -> list[Fault]:
+        r, p = self.rng, self.p
+        planned = [Fault(r.uniform(0.03, 0.85), "kill") for _ in range(p.kills)]
+        planned += [Fault(r.uniform(0.15, 0.75), "broker") for _ in range(p.broker_restarts)]
+        planned += [Fault(r.uniform(0.15, 0.75), "database") for _ in range(p.db_restarts)]
+        if p.rebalance:
+            join = r.uniform(0.05, 0.45)
+            planned += [Fault(join, "join"), Fault(join + r.uniform(0.1, 0.3), "leave")]
+        return sorted(planned, key=lambda f: f.at)
+
+    # --- the drill ------------------------------------------------------------------------------------
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def say(self, text: str, done: int | None = None) -> None:
+        where = ""
+        if done is not None and self.result.events:
+            n = self.result.events
+            where = f" produced {self.feeder.produced / n:4.0%} committed {done / n:4.0%}"
+        self.log(f"chaos [{self.elapsed():7.1f}s{where}] {text}")
+
+    def run(self) -> Result:
+        p, res = self.p, self.result
+        self.check_faults()
+        self.say(f"seed {self.seed}: generating {p.events:,} events ({p.invalid_ratio:.1%} invalid)")
+        values, keys, invalid = workload(p.events, p.invalid_ratio, seed=self.seed)
+        res.events, res.invalid, res.valid = len(values), len(invalid), len(values) - len(invalid)
+        self.set_up()
+        self.say(f"topics {self.topics['raw']} (+ .scored, .deadletter), schema {self.schema}, "
+                 f"logs in {self.run_dir.relative_to(ROOT)}")
+        plan = self.schedule()
+        self.say("plan: " + ", ".join(f"{f.kind}@{f.at:.0%}" for f in plan))
+        self.started = time.monotonic()
+        for name in BASE_MEMBERS:
+            self.start_member(name)
+        feeder = self.feeder = Feeder(self.kafka, self.topics["raw"], values, keys, p.max_lag, p.rate)
+        feeder.start()
+        probe = Probe(self.kafka, self.topics["group"], self.topics["raw"])
+        try:
+            self.control(feeder, probe, plan)
+        finally:
+            feeder.abort.set()
+            feeder.join(30)
+            probe.close()
+            self.stop_members()
+        res.produce_seconds = round(feeder.seconds, 1)
+        res.wall_seconds = round(self.elapsed(), 1)
+        res.timeline = [asdict(f) for f in plan]
+        if feeder.failure or feeder.errors:
+            res.problems.append(f"producer: {feeder.failure or ''} {len(feeder.errors)} delivery errors "
+                                f"{feeder.errors[:3]}".strip())
+        if any(c is None for c in feeder.coords):
+            res.problems.append(f"{sum(c is None for c in feeder.coords)} records were never acknowledged")
+        self.say("reading everything back")
+        self.verify(values, invalid, feeder.coords)
+        return res
+
+    def control(self, feeder: Feeder, probe: Probe, plan: list[Fault]) -> None:
+        res, p = self.result, self.p
+        todo = list(plan)
+        restarts: list[tuple[float, str]] = []  # (monotonic time, member) to start again
+        watching: list[tuple[Fault, int]] = []  # faults waiting for the group to commit again
+        crashes: Counter = Counter()  # exits by themselves since the group last committed more
+        done_count = 0
+        progressed_at = time.monotonic()
+        deadline = self.started + p.timeout
+        while True:
+            offsets = probe.committed()
+            if offsets is not None:
+                if sum(offsets.values()) > done_count:
+                    crashes.clear()
+                    progressed_at = time.monotonic()
+                done_count = sum(offsets.values())
+                feeder.committed = done_count
+                for f, before in list(watching):
+                    if done_count > before:
+                        f.recovered_s = round(self.elapsed() - f.fired_s, 1)
+                        watching.remove((f, before))
+
+            for name, proc in list(self.members.items()):
+                if proc is not None and not proc.alive():  # killed/removed members are None
+                    code = proc.proc.returncode
+                    tail = " | ".join(proc.output().strip().splitlines()[-3:])[-600:]
+                    res.unexpected_exits += 1
+                    res.exits.append({"member": name, "code": code, "at_s": round(self.elapsed(), 1),
+                                      "log": str(proc.log_path.relative_to(ROOT)), "last_lines": tail})
+                    self.say(f"member {name} exited by itself with code {code}: {tail}", done_count)
+                    proc.close()
+                    self.members[name] = None
+                    crashes[name] += 1
+                    if crashes[name] >= CRASH_LOOP:
+                        res.problems.append(f"member {name} exited by itself {CRASH_LOOP} times without the "
+                                            f"group making progress; last lines: {tail}")
+                        return
+                    if name in BASE_MEMBERS:
+                        restarts.append((time.monotonic() + 1.0, name))
+            for when, name in list(restarts):
+                if time.monotonic() >= when:
+                    restarts.remove((when, name))
+                    self.start_member(name)
+                    self.say(f"started {name} again (generation {self.generation[name]})", done_count)
+
+            if todo and feeder.produced >= todo[0].at * res.events:  # one per round: points can bunch up
+                if self.fire(todo[0], done_count, restarts):
+                    watching.append((todo.pop(0), done_count))
+
+            if feeder.done.is_set() and not todo and not restarts:
+                ends = _ends(feeder.coords)
+                if offsets is not None and all(offsets.get(q, 0) >= e for q, e in ends.items()):
+                    self.say("the group committed the end of every partition", done_count)
+                    return
+            if feeder.failure:
+                res.problems.append(f"producer failed: {feeder.failure}")
+                return
+            if feeder.produced > done_count and time.monotonic() - progressed_at > p.stall_timeout:
+                behind = {q: f"{offsets.get(q, 0)}/{e}" for q, e in _ends(feeder.coords).items()
+                          if offsets is not None and offsets.get(q, 0) < e}
+                res.problems.append(f"stalled: no commit for {p.stall_timeout:.0f}s with "
+                                    f"{feeder.produced - done_count:,} records waiting; partitions behind "
+                                    f"(committed/end): {behind}; see the members' logs")
+                return
+            if time.monotonic() > deadline:
+                res.problems.append(f"timed out after {p.timeout:.0f}s with {done_count:,} of {res.events:,} "
+                                    f"records committed ({len(todo)} faults not fired)")
+                return
+            time.sleep(0.5)
+
+    def fire(self, f: Fault, done_count: int, restarts: list) -> bool:
+        """Inject fault f; False when it has to wait (a kill while no member is running)."""
+        res = self.result
+        alive = [n for n in BASE_MEMBERS if self.members.get(n) is not None and self.members[n].alive()]
+        if f.kind == "kill" and not alive:
+            return False
+        f.fired_s, f.progress = round(self.elapsed(), 1), done_count
+        f.produced = self.feeder.produced
+        started = time.monotonic()
+        if f.kind == "kill":
+            victim = self.rng.choice(alive)
+            proc = self.members[victim]
+            pid = proc.proc.pid
+            proc.kill()
+            proc.close()
+            self.members[victim] = None
+            delay = self.rng.uniform(0.5, 3.0)
+            restarts.append((time.monotonic() + delay, victim))
+            res.kills += 1
+            f.detail = f"SIGKILL {victim} (pid {pid}), restart in {delay:.1f}s"
+        elif f.kind == "broker":
+            f.took_s = round(faults.restart_broker(), 1)
+            res.broker_restarts += 1
+            f.detail = f"broker stopped and started again in {f.took_s}s"
+        elif f.kind == "database":
+            f.took_s = round(faults.restart_database(self.base_url), 1)
+            res.db_restarts += 1
+            f.detail = f"pg_ctlcluster restart, accepting connections again after {f.took_s}s"
+        elif f.kind == "join":
+            self.start_member(EXTRA_MEMBER)
+            res.members_added += 1
+            f.detail = f"third member {EXTRA_MEMBER} started"
+        elif f.kind == "leave":
+            proc = self.members.get(EXTRA_MEMBER)
+            if proc is None or not proc.alive():
+                f.detail = f"{EXTRA_MEMBER} was not running"
+            else:
+                try:
+                    code = proc.terminate()
+                except AssertionError as err:  # never became ready
+                    code = f"not ready: {str(err).splitlines()[0]}"
+                proc.close()
+                self.members[EXTRA_MEMBER] = None
+                res.members_removed += 1
+                f.detail = f"SIGTERM {EXTRA_MEMBER}: exited {code}"
+        if f.took_s is None and f.kind != "kill":
+            f.took_s = round(time.monotonic() - started, 1)
+        self.say(f"{f.kind}: {f.detail}", done_count)
+        return True
+
+    def stop_members(self) -> None:
+        running = {n: p for n, p in self.members.items() if p is not None}
+        for proc in running.values():  # SIGTERM to all first: they shut down in parallel
+            if proc.alive():
+                try:
+                    proc.wait_ready()
+                except AssertionError:
+                    pass
+                proc.proc.send_signal(signal.SIGTERM)
+        for name, proc in running.items():
+            try:
+                code = proc.wait(60)
+            except subprocess.TimeoutExpired:
+                code = "still running 60s after SIGTERM"
+            self.result.exits.append({"member": name, "code": code, "at_s": round(self.elapsed(), 1),
+                                      "log": str(proc.log_path.relative_to(ROOT)), "final": True})
+            proc.close()
+
+    # --- read back ------------------------------------------------------------------------------------
+
+    def verify(self, values: list[bytes], invalid: set[int], coords: list) -> None:
+        res, t = self.result, self.topics
+        index = {c: i for i, c in enumerate(coords) if c is not None}
+        valid = {c for i, c in enumerate(coords) if c is not None and i not in invalid}
+        bad = {c for i, c in enumerate(coords) if c is not None and i in invalid}
+
+        ends = end_offsets(self.bootstrap, t["raw"], PARTITIONS)
+        if sum(ends.values()) != len(index):
+            res.problems.append(f"the input topic holds {sum(ends.values())} records, the producer wrote "
+                                f"{len(index)}")
+        done = committed(self.bootstrap, t["group"], t["raw"], PARTITIONS)
+        res.committed_at_end = all(done.get(q, -1) >= e for q, e in ends.items())
+
+        rows = Counter(query(self.db_url, "SELECT kafka_partition, kafka_offset FROM log_entries "
+                                          "WHERE kafka_topic = %s", [t["raw"]]))
+        preds = Counter((q, o) for q, o, v in query(
+            self.db_url, "SELECT kafka_partition, kafka_offset, model_version FROM ml_predictions "
+                         "WHERE kafka_topic = %s", [t["raw"]]) if v == self.model_version)
+        other_versions = query(self.db_url, "SELECT count(*) FROM ml_predictions WHERE model_version <> %s",
+                               [self.model_version])[0][0]
+        res.lost_log_entries = len(valid - rows.keys())
+        res.lost_predictions = len(valid - preds.keys())
+        res.duplicate_rows = sum(n - 1 for n in rows.values()) + sum(n - 1 for n in preds.values())
+        res.extra_rows = len(rows.keys() - valid) + len(preds.keys() - valid) + other_versions
+
+        scored = Counter(_source(r) for r in consume_all(self.bootstrap, t["scored"], timeout=900))
+        res.lost_scored = len(valid - scored.keys())
+        res.duplicates_scored = sum(n - 1 for n in scored.values())
+        res.extra_scored = len(scored.keys() - valid)
+
+        dead = consume_all(self.bootstrap, t["deadletter"], timeout=900)
+        seen: Counter = Counter()
+        intact: set = set()
+        for r in dead:
+            c = _source(r)
+            seen[c] += 1
+            if c in bad and r.value == values[index[c]] and r.header("deadletter.stage") == b"decode":
+                intact.add(c)
+        res.dead_letters = len(seen)
+        res.duplicates_dead_letters = sum(n - 1 for n in seen.values())
+        res.lost_dead_letters = len(bad - intact)
+        res.rejected_by_database = len(seen.keys() & valid)
+        if res.lost_dead_letters:
+            missing = sorted(bad - intact)[:5]
+            res.problems.append(f"dead letters missing or altered for {res.lost_dead_letters} invalid inputs, "
+                                f"e.g. {missing} ({', '.join(_kind(values[index[c]]) for c in missing)})")
+
+    def clean_up(self) -> None:
+        from streamer.kafka_admin import delete_topics
+
+        delete_topics(self.kafka, [self.topics[k] for k in ("raw", "scored", "deadletter")])
+        query(self.base_url, f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+
+
+def _source(record) -> tuple[int, int]:
+    return int(record.header("source.partition")), int(record.header("source.offset"))
+
+
+def _ends(coords) -> dict[int, int]:
+    ends: dict[int, int] = {}
+    for c in coords:
+        if c is not None:
+            ends[c[0]] = max(ends.get(c[0], 0), c[1] + 1)
+    return ends
+
+
+def _kind(value: bytes) -> str:
+    return f"{len(value)} bytes starting {value[:20]!r}"
+
+
+def _code_state() -> dict:
+    """The commit the drill ran, and whether the pipeline's files had uncommitted changes."""
+    def git(*args):
+        try:
+            return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+    return {"commit": git("rev-parse", "--short", "HEAD"),
+            "uncommitted": git("status", "--porcelain", "--", "streamer").splitlines()}
+
+
+def run_drill(p: Params, log=print) -> Result:
+    """The drill with parameters p; cleans up after a pass unless p.keep (a failure keeps everything)."""
+    drill = Drill(p, log)
+    result = drill.run()
+    if result.ok and not p.keep:
+        drill.clean_up()
+    else:
+        log(f"chaos: kept topics {drill.topics['raw']} (+ .scored, .deadletter), group {drill.topics['group']}, "
+            f"schema {drill.schema}, logs {drill.run_dir.relative_to(ROOT)}")
+    return result
+
+
+# --- report -----------------------------------------------------------------------------------------------
+
+def table(r: Result) -> list[tuple[str, str]]:
+    finals = [e for e in r.exits if e.get("final")]
+    restarts = f"broker {r.broker_restarts}, PostgreSQL {r.db_restarts}"
+    return [
+        ("events", f"{r.events:,} ({r.valid:,} valid, {r.invalid:,} invalid)"),
+        ("SIGKILLs (member restarted)", f"{r.kills}"),
+        ("restarts", restarts),
+        ("rebalances", f"member added {r.members_added}, removed {r.members_removed}"),
+        ("unexpected member exits", f"{r.unexpected_exits}"),
+        ("clean stops at the end (SIGTERM, exit 0)", f"{sum(e['code'] == 0 for e in finals)} of {len(finals)}"),
+        ("lost", f"{r.lost} (log_entries {r.lost_log_entries}, ml_predictions {r.lost_predictions}, "
+                 f"logs.scored {r.lost_scored}, dead letters {r.lost_dead_letters})"),
+        ("duplicated in DB", f"{r.duplicate_rows} (rows for non-inputs: {r.extra_rows})"),
+        ("duplicated on logs.scored", f"{r.duplicates_scored:,} ({r.duplicates_scored / max(r.valid, 1):.2%})"),
+        ("duplicated on dead-letter topic", f"{r.duplicates_dead_letters}"),
+        ("dead letters", f"{r.dead_letters:,} (rejected by the database: {r.rejected_by_database})"),
+        ("committed offsets at the end", "every partition" if r.committed_at_end else "NOT at the end"),
+        ("wall time", f"{r.wall_seconds:,.1f} s ({r.events / max(r.wall_seconds, 1e-9):,.0f} events/s "
+                      f"through the faults)"),
+    ]
+
+
+def render_text(r: Result) -> str:
+    rows = table(r)
+    width = max(len(k) for k, _ in rows)
+    lines = [f"== streamer chaos drill {r.run_id} (seed {r.params['seed']}): {'PASS' if r.ok else 'FAIL'}"]
+    lines += [f"  {k:<{width}}  {v}" for k, v in rows]
+    lines += [f"  problem: {p}" for p in r.problems]
+    return "\n".join(lines)
+
+
+def render_markdown(r: Result) -> str:
+    p = r.params
+    out = [f"# Chaos drill {r.run_id}: {'PASS' if r.ok else 'FAIL'}", "",
+           f"`python bench/chaos.py --events {p['events']} --kills {p['kills']} --seed {p['seed']}` "
+           f"(commit {r.code.get('commit') or '?'}"
+           f"{', pipeline files modified: ' + ' '.join(r.code['uncommitted']) if r.code.get('uncommitted') else ''})",
+           "", "| figure | value |", "|---|---|"]
+    out += [f"| {k} | {v} |" for k, v in table(r)]
+    out += ["", "## Faults", "", "| t (s) | produced | committed | fault | took (s) | group committing again "
+            "after (s) |", "|---|---|---|---|---|---|"]
+    for f in r.timeline:
+        if f["fired_s"] is None:
+            out.append(f"| not fired | | | {f['kind']} | | |")
+            continue
+        out.append(f"| {f['fired_s']} | {f['produced']:,} | {f['progress']:,} | {f['kind']}: {f['detail']} | "
+                   f"{'' if f['took_s'] is None else f['took_s']} | "
+                   f"{'' if f['recovered_s'] is None else f['recovered_s']} |")
+    unexpected = [e for e in r.exits if not e.get("final")]
+    if unexpected:
+        out += ["", "## Members that exited by themselves", ""]
+        out += [f"- {e['member']} at {e['at_s']} s, code {e['code']}: `{e['last_lines']}`" for e in unexpected]
+    if r.problems:
+        out += ["", "## Problems", ""] + [f"- {x}" for x in r.problems]
+    return "\n".join(out) + "\n"
+
+
+def write_results(r: Result, directory: Path = RESULTS) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "chaos.json").write_text(json.dumps(r.to_json(), indent=2) + "\n")
+    (directory / "chaos.md").write_text(render_markdown(r))
+
+
+def main(argv: list[str] | None = None) -> int:
+    d = Params()
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--events", type=int, default=d.events)
+    ap.add_argument("--invalid-ratio", type=float, default=d.invalid_ratio)
+    ap.add_argument("--kills", type=int, default=d.kills, help="SIGKILLs of a member (each restarted)")
+    ap.add_argument("--broker-restarts", type=int, default=d.broker_restarts)
+    ap.add_argument("--db-restarts", type=int, default=d.db_restarts)
+    ap.add_argument("--no-rebalance", action="store_true", help="no third member joining and leaving")
+    ap.add_argument("--seed", type=int, help="workload and fault plan (default: random, printed)")
+    ap.add_argument("--max-lag", type=int, default=d.max_lag, help="records produced ahead of the commits")
+    ap.add_argument("--rate", type=float, default=d.rate, help="records/s produced at most (0: no limit)")
+    ap.add_argument("--timeout", type=float, default=d.timeout, help="seconds for the whole drill")
+    ap.add_argument("--stall-timeout", type=float, default=d.stall_timeout,
+                    help="end the drill when records wait and nothing is committed for this long")
+    ap.add_argument("--keep", action="store_true", help="keep topics, schema and logs after a pass")
+    ap.add_argument("--results", type=Path, default=RESULTS, help="where chaos.json and chaos.md go")
+    a = ap.parse_args(argv)
+    params = Params(events=a.events, invalid_ratio=a.invalid_ratio, kills=a.kills, broker_restarts=a.broker_restarts,
+                    db_restarts=a.db_restarts, rebalance=not a.no_rebalance, seed=a.seed, max_lag=a.max_lag,
+                    rate=a.rate, timeout=a.timeout, stall_timeout=a.stall_timeout, keep=a.keep)
+    # `timeout`/kill -TERM: unwind, so the members are stopped rather than orphaned.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        result = run_drill(params)
+    except faults.FaultUnavailable as err:
+        print(f"chaos: cannot inject the faults here: {err}", file=sys.stderr)
+        return 2
+    write_results(result, a.results)
+    print(render_text(result))
+    print(f"chaos: results in {a.results}/chaos.json and chaos.md")
+    return 0 if result.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
