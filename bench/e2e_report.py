@@ -95,7 +95,12 @@ def write(results: dict, out: Path) -> None:
     plot_throughput(results, out / "throughput.png")
     if results.get("latency"):
         plot_latency(results["latency"], out / "latency.png")
-    (out / "e2e.json").write_text(json.dumps(_for_json(results), indent=1) + "\n")
+    text = json.dumps(_for_json(results), indent=1) + "\n"
+    (out / "e2e.json").write_text(text)
+    # Every run is also kept (git-ignored), to compare runs of a changing pipeline.
+    history = ROOT / "bench" / "results" / "tmp"
+    history.mkdir(parents=True, exist_ok=True)
+    (history / f"e2e-{results['started_at'].replace(':', '')[:17]}.json").write_text(text)
     (out / "e2e.md").write_text(markdown(results))
 
 
