@@ -83,7 +83,8 @@ class Fault:
     progress: int | None = None  # records the group had committed when it fired
     detail: str = ""
     took_s: float | None = None  # how long the fault itself took (restarts)
-    recovered_s: float | None = None  # from firing until the group committed more records
+    caught_up_s: float | None = None  # from firing until every record acknowledged before it was committed
+    ends: dict | None = None  # partition -> acknowledged end offset when it fired
 
 
 @dataclass
@@ -113,7 +114,8 @@ class Result:
     dead_letters: int = 0  # distinct inputs on the dead-letter topic
     rejected_by_database: int = 0  # valid inputs dead-lettered by the store stage
     committed_at_end: bool = False
-    wall_seconds: float = 0.0
+    wall_seconds: float = 0.0  # first member started .. the group committed the end
+    verify_seconds: float = 0.0  # reading everything back
     produce_seconds: float = 0.0
     timeline: list = field(default_factory=list)
     exits: list = field(default_factory=list)
@@ -143,6 +145,7 @@ class Feeder(threading.Thread):
         self.kafka_config, self.topic, self.values, self.keys = kafka_config, topic, values, keys
         self.max_lag, self.rate = max_lag, rate
         self.coords: list[tuple[int, int] | None] = [None] * len(values)
+        self.acked_ends: dict[int, int] = {}  # partition -> last acknowledged offset + 1
         self.errors: list[str] = []
         self.committed = 0  # records the group has committed; the controller keeps it current
         self.produced = 0
@@ -165,7 +168,10 @@ class Feeder(threading.Thread):
         if err is not None:
             self.errors.append(f"record {i}: {err.str()}")
         else:
-            self.coords[i] = (msg.partition(), msg.offset())
+            p, o = msg.partition(), msg.offset()
+            self.coords[i] = (p, o)
+            if o >= self.acked_ends.get(p, 0):
+                self.acked_ends[p] = o + 1
 
     def _produce(self) -> None:
         from confluent_kafka import Producer
@@ -335,14 +341,16 @@ class Drill:
         if any(c is None for c in feeder.coords):
             res.problems.append(f"{sum(c is None for c in feeder.coords)} records were never acknowledged")
         self.say("reading everything back")
+        started = time.monotonic()
         self.verify(values, invalid, feeder.coords)
+        res.verify_seconds = round(time.monotonic() - started, 1)
         return res
 
     def control(self, feeder: Feeder, probe: Probe, plan: list[Fault]) -> None:
         res, p = self.result, self.p
         todo = list(plan)
         restarts: list[tuple[float, str]] = []  # (monotonic time, member) to start again
-        watching: list[tuple[Fault, int]] = []  # faults waiting for the group to commit again
+        watching: list[Fault] = []  # faults whose earlier records are not all committed yet
         crashes: Counter = Counter()  # exits by themselves since the group last committed more
         done_count = 0
         progressed_at = time.monotonic()
@@ -355,10 +363,10 @@ class Drill:
                     progressed_at = time.monotonic()
                 done_count = sum(offsets.values())
                 feeder.committed = done_count
-                for f, before in list(watching):
-                    if done_count > before:
-                        f.recovered_s = round(self.elapsed() - f.fired_s, 1)
-                        watching.remove((f, before))
+                for f in list(watching):
+                    if all(offsets.get(q, 0) >= e for q, e in f.ends.items()):
+                        f.caught_up_s = round(self.elapsed() - f.fired_s, 1)
+                        watching.remove(f)
 
             for name, proc in list(self.members.items()):
                 if proc is not None and not proc.alive():  # killed/removed members are None
@@ -385,10 +393,10 @@ class Drill:
 
             if todo and feeder.produced >= todo[0].at * res.events:  # one per round: points can bunch up
                 if self.fire(todo[0], done_count, restarts):
-                    watching.append((todo.pop(0), done_count))
+                    watching.append(todo.pop(0))
 
             if feeder.done.is_set() and not todo and not restarts:
-                ends = _ends(feeder.coords)
+                ends = dict(feeder.acked_ends)
                 if offsets is not None and all(offsets.get(q, 0) >= e for q, e in ends.items()):
                     self.say("the group committed the end of every partition", done_count)
                     return
@@ -396,7 +404,7 @@ class Drill:
                 res.problems.append(f"producer failed: {feeder.failure}")
                 return
             if feeder.produced > done_count and time.monotonic() - progressed_at > p.stall_timeout:
-                behind = {q: f"{offsets.get(q, 0)}/{e}" for q, e in _ends(feeder.coords).items()
+                behind = {q: f"{offsets.get(q, 0)}/{e}" for q, e in dict(feeder.acked_ends).items()
                           if offsets is not None and offsets.get(q, 0) < e}
                 res.problems.append(f"stalled: no commit for {p.stall_timeout:.0f}s with "
                                     f"{feeder.produced - done_count:,} records waiting; partitions behind "
@@ -416,6 +424,7 @@ class Drill:
             return False
         f.fired_s, f.progress = round(self.elapsed(), 1), done_count
         f.produced = self.feeder.produced
+        f.ends = dict(self.feeder.acked_ends)
         started = time.monotonic()
         if f.kind == "kill":
             victim = self.rng.choice(alive)
@@ -537,27 +546,20 @@ def _source(record) -> tuple[int, int]:
     return int(record.header("source.partition")), int(record.header("source.offset"))
 
 
-def _ends(coords) -> dict[int, int]:
-    ends: dict[int, int] = {}
-    for c in coords:
-        if c is not None:
-            ends[c[0]] = max(ends.get(c[0], 0), c[1] + 1)
-    return ends
-
-
 def _kind(value: bytes) -> str:
     return f"{len(value)} bytes starting {value[:20]!r}"
 
 
 def _code_state() -> dict:
     """The commit the drill ran, and whether the pipeline's files had uncommitted changes."""
-    def git(*args):
+    def git(*args) -> list[str]:
         try:
-            return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
+            out = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout
         except (OSError, subprocess.SubprocessError):
-            return ""
-    return {"commit": git("rev-parse", "--short", "HEAD"),
-            "uncommitted": git("status", "--porcelain", "--", "streamer").splitlines()}
+            return []
+        return [line.strip() for line in out.splitlines() if line.strip()]
+    return {"commit": "".join(git("rev-parse", "--short", "HEAD")),
+            "uncommitted": git("status", "--porcelain", "--", "streamer")}
 
 
 def run_drill(p: Params, log=print) -> Result:
@@ -592,8 +594,13 @@ def table(r: Result) -> list[tuple[str, str]]:
         ("dead letters", f"{r.dead_letters:,} (rejected by the database: {r.rejected_by_database})"),
         ("committed offsets at the end", "every partition" if r.committed_at_end else "NOT at the end"),
         ("wall time", f"{r.wall_seconds:,.1f} s ({r.events / max(r.wall_seconds, 1e-9):,.0f} events/s "
-                      f"through the faults)"),
+                      f"through the faults; producer paced at {_rate(r)}), read-back {r.verify_seconds:,.1f} s"),
     ]
+
+
+def _rate(r: Result) -> str:
+    rate = r.params["rate"]
+    return f"{rate:,.0f}/s" if rate else f"no limit, at most {r.params['max_lag']:,} ahead of the commits"
 
 
 def render_text(r: Result) -> str:
@@ -602,26 +609,41 @@ def render_text(r: Result) -> str:
     lines = [f"== streamer chaos drill {r.run_id} (seed {r.params['seed']}): {'PASS' if r.ok else 'FAIL'}"]
     lines += [f"  {k:<{width}}  {v}" for k, v in rows]
     lines += [f"  problem: {p}" for p in r.problems]
+    lines.append(f"  same workload and fault plan: {_command(r.params)}")
     return "\n".join(lines)
+
+
+def _command(params: dict) -> str:
+    """The command line that repeats this drill (same workload and fault plan; timings differ)."""
+    defaults = asdict(Params())
+    flags = {"events": "--events", "invalid_ratio": "--invalid-ratio", "kills": "--kills",
+             "broker_restarts": "--broker-restarts", "db_restarts": "--db-restarts", "rate": "--rate",
+             "max_lag": "--max-lag"}
+    words = ["python bench/chaos.py"] + [f"{flag} {params[k]:g}" if isinstance(params[k], float) else
+                                         f"{flag} {params[k]}" for k, flag in flags.items()
+                                         if params[k] != defaults[k]]
+    if not params["rebalance"]:
+        words.append("--no-rebalance")
+    return " ".join(words + [f"--seed {params['seed']}"])
 
 
 def render_markdown(r: Result) -> str:
     p = r.params
     out = [f"# Chaos drill {r.run_id}: {'PASS' if r.ok else 'FAIL'}", "",
-           f"`python bench/chaos.py --events {p['events']} --kills {p['kills']} --seed {p['seed']}` "
-           f"(commit {r.code.get('commit') or '?'}"
+           f"`{_command(p)}` (commit {r.code.get('commit') or '?'}"
            f"{', pipeline files modified: ' + ' '.join(r.code['uncommitted']) if r.code.get('uncommitted') else ''})",
            "", "| figure | value |", "|---|---|"]
     out += [f"| {k} | {v} |" for k, v in table(r)]
-    out += ["", "## Faults", "", "| t (s) | produced | committed | fault | took (s) | group committing again "
-            "after (s) |", "|---|---|---|---|---|---|"]
+    out += ["", "## Faults", "", "Caught up: seconds from the fault until the group had committed, in every "
+            "partition, every record acknowledged before the fault.", "", "| t (s) | produced | committed | fault | took (s) | caught up (s) |",
+            "|---|---|---|---|---|---|"]
     for f in r.timeline:
         if f["fired_s"] is None:
             out.append(f"| not fired | | | {f['kind']} | | |")
             continue
         out.append(f"| {f['fired_s']} | {f['produced']:,} | {f['progress']:,} | {f['kind']}: {f['detail']} | "
                    f"{'' if f['took_s'] is None else f['took_s']} | "
-                   f"{'' if f['recovered_s'] is None else f['recovered_s']} |")
+                   f"{'' if f['caught_up_s'] is None else f['caught_up_s']} |")
     unexpected = [e for e in r.exits if not e.get("final")]
     if unexpected:
         out += ["", "## Members that exited by themselves", ""]
