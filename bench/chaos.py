@@ -342,7 +342,10 @@ class Drill:
             res.problems.append(f"{sum(c is None for c in feeder.coords)} records were never acknowledged")
         self.say("reading everything back")
         started = time.monotonic()
-        self.verify(values, invalid, feeder.coords)
+        try:
+            self.verify(values, invalid, feeder.coords)
+        except Exception as err:  # a broker or database that did not come back: say so, keep the figures
+            res.problems.append(f"read-back failed: {type(err).__name__}: {str(err).splitlines()[0][:300]}")
         res.verify_seconds = round(time.monotonic() - started, 1)
         return res
 
@@ -392,7 +395,12 @@ class Drill:
                     self.say(f"started {name} again (generation {self.generation[name]})", done_count)
 
             if todo and feeder.produced >= todo[0].at * res.events:  # one per round: points can bunch up
-                if self.fire(todo[0], done_count, restarts):
+                try:
+                    fired = self.fire(todo[0], done_count, restarts)
+                except faults.FaultFailed as err:
+                    res.problems.append(f"{todo[0].kind} fault: {err}")
+                    return
+                if fired:
                     watching.append(todo.pop(0))
 
             if feeder.done.is_set() and not todo and not restarts:
