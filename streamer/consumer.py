@@ -2,10 +2,11 @@
 
     consume → decode → batch → score → sinks (PostgreSQL, logs.scored, dead letters) → commit
 
-Two batches overlap: while a worker thread delivers batch k (database transaction, produce, producer flush —
-see streamer/checkpointing), the main thread polls, decodes and scores batch k+1. The main thread then commits
-batch k's offsets and only after that hands batch k+1 over, so commits stay in order; every consumer call
-stays on the main thread. Offsets are committed only after the database commit and a clean producer flush.
+Batches overlap: while worker threads deliver batches k-1 and k (each its own database transaction on its own
+connection, produce, producer flush — see streamer/checkpointing), the main thread polls, decodes and scores
+batch k+1. The main thread commits offsets batch by batch in the order the batches were read, and only for a
+batch whose delivery finished; every consumer call stays on the main thread. Offsets are therefore committed
+only after the database commit and a clean producer flush of that batch and of every batch before it.
 
 When the in-flight batch fails, it is merged back in front of the pending one and the loop falls back to
 processing synchronously: the same records are retried with jittered backoff while the assigned partitions
@@ -17,10 +18,12 @@ partition this member no longer owns.
 from __future__ import annotations
 
 import logging
+import queue
 import random
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
@@ -41,6 +44,9 @@ REVOKE_BOUND = 20.0  # finishing the in-flight batch on revoke (one attempt)
 SHUTDOWN_BOUND = 30.0  # finishing the last batch on SIGTERM/SIGINT
 BACKOFF_FIRST, BACKOFF_MAX = 0.2, 5.0
 IDLE_POLL = 0.5
+# Batches delivered at once. PostgreSQL spends most of a batch's time on the server, so a second connection
+# keeps it busy while the first commits; more mostly adds memory.
+DELIVERING = 2
 
 
 def consumer_config(settings: Settings) -> dict:
@@ -51,6 +57,7 @@ def consumer_config(settings: Settings) -> dict:
         "partition.assignment.strategy": "range",
         "statistics.interval.ms": 5000,
         "fetch.max.bytes": 64 * 1024 * 1024,
+        "queued.max.messages.kbytes": 16 * 1024,  # prefetch per process: ample at tens of thousands/s, small RSS
         **settings.kafka_client_config(),
         "group.id": settings.group_id,
         # Offsets move only through Checkpoint's synchronous commit.
@@ -81,12 +88,15 @@ class Pipeline:
             "error_cb": self._on_kafka_error,
         })
         self.kafka = KafkaSink(producer_config(settings), settings.output_topic, settings.dlq_topic)
-        self.db = PostgresSink(settings.database_url)
+        self.db = PostgresSink(settings.database_url)  # the synchronous retry path's
         self.checkpoint = Checkpoint(self.consumer, self.kafka, self.db, self.metrics)
+        self._worker_dbs: queue.SimpleQueue[PostgresSink] = queue.SimpleQueue()  # one per delivering batch
+        for _ in range(DELIVERING):
+            self._worker_dbs.put(PostgresSink(settings.database_url))
         self.stop = stop or threading.Event()
         self._pending = Batch()  # the batch being collected or retried; rebalance callbacks trim it
-        self._inflight: tuple[ScoredBatch, Future] | None = None  # handed to the worker, not yet committed
-        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="streamer-checkpoint")
+        self._inflight: deque[tuple[ScoredBatch, Future]] = deque()  # delivering or delivered, uncommitted; oldest first
+        self._worker = ThreadPoolExecutor(max_workers=DELIVERING, thread_name_prefix="streamer-deliver")
         self._retrying = False
         self._failure: str | None = None  # the cause currently logged, for logging once per state change
         self.health.model_loaded = True
@@ -107,10 +117,10 @@ class Pipeline:
                 if not len(self._pending):
                     continue
                 if self._failure is None:
-                    scored = self._score(self._pending)  # overlaps with the in-flight checkpoint
-                    if self._finish_inflight(block=True):
+                    scored = self._score(self._pending)  # overlaps with the batches being delivered
+                    if self._finish_inflight(keep=DELIVERING - 1):
                         self._pending = Batch()
-                        self._inflight = (scored, self._worker.submit(self.checkpoint.deliver, scored))
+                        self._inflight.append((scored, self._worker.submit(self._deliver, scored)))
                         continue
                 # Something failed: the in-flight records are back in front of the pending ones.
                 clean = self._process_until_done(deadline=None)
@@ -118,26 +128,46 @@ class Pipeline:
             clean = self._shutdown() and clean
         return 0 if clean else 1
 
-    def _finish_inflight(self, block: bool) -> bool:
-        """Collect the in-flight checkpoint's outcome. False when it failed: its records are merged back in
-        front of the pending batch, uncommitted, for the synchronous retry path."""
-        if self._inflight is None:
-            return True
-        scored, future = self._inflight
-        if not block and not future.done():
-            return True
-        self._inflight = None
+    def _deliver(self, scored: ScoredBatch) -> None:
+        db = self._worker_dbs.get()
         try:
-            future.result()
-            self.checkpoint.commit_offsets(scored)
-        except TransientError as err:
-            self.metrics.retries.labels(_cause_label(str(err))).inc()
-            self._set_failure(str(err))
-            self._pending = scored.batch.merged_with(self._pending)
-            return False
-        self._record(scored)
-        self._set_failure(None)
+            self.checkpoint.deliver(scored, db)
+        finally:
+            self._worker_dbs.put(db)
+
+    def _finish_inflight(self, keep: int = 0, block: bool = True) -> bool:
+        """Commit delivered batches, oldest first, until at most `keep` remain in flight (block=False: only
+        those already delivered). False when one failed: it and every later in-flight batch are merged back,
+        in order and uncommitted, in front of the pending batch for the synchronous retry path."""
+        while len(self._inflight) > keep:
+            scored, future = self._inflight[0]
+            if not block and not future.done():
+                return True
+            try:
+                future.result()
+                self.checkpoint.commit_offsets(scored)
+            except TransientError as err:
+                self.metrics.retries.labels(_cause_label(str(err))).inc()
+                self._set_failure(str(err))
+                self._requeue_inflight()
+                return False
+            except BaseException:
+                self._requeue_inflight()  # nothing of it is committed; the caller stops the process
+                raise
+            self._inflight.popleft()
+            self._record(scored)
+            self._set_failure(None)
         return True
+
+    def _requeue_inflight(self) -> None:
+        # Later batches may have been stored and published already; redoing them adds no row (primary keys)
+        # and at most duplicates on logs.scored, which at-least-once allows.
+        wait([f for _, f in self._inflight])
+        merged = Batch()
+        for scored, _ in self._inflight:
+            merged = merged.merged_with(scored.batch)
+        self._inflight.clear()
+        self._pending = merged.merged_with(self._pending)
 
     def _collect(self) -> None:
         """Poll until the batch is full, old enough, or stop is set. Decodes as records arrive."""
@@ -150,10 +180,10 @@ class Pipeline:
             if room <= 0:
                 return
             timeout = IDLE_POLL if not len(pending) else max(0.0, max_seconds - pending.age_ms() / 1000.0)
-            if self._inflight is not None:
+            if self._inflight:
                 if not self._finish_inflight(block=False):
                     return  # the synchronous retry path takes over
-                timeout = min(timeout, 0.05)  # notice the worker finishing soon
+                timeout = min(timeout, 0.05)  # notice a delivery finishing soon
             started = time.perf_counter()
             messages = self.consumer.consume(num_messages=min(room, 10_000), timeout=timeout)
             polled = time.perf_counter()
@@ -290,8 +320,8 @@ class Pipeline:
     def _on_revoke(self, consumer, partitions) -> None:
         revoked = {(tp.topic, tp.partition) for tp in partitions}
         log.info("revoked %s", _names(partitions))
-        # The in-flight checkpoint commits before the partitions go, or its records rejoin the pending batch.
-        self._finish_inflight(block=True)
+        # Delivering batches commit before the partitions go, or their records rejoin the pending batch.
+        self._finish_inflight()
         if not revoked & self._pending.partitions():
             return
         if not self._retrying:
@@ -305,13 +335,13 @@ class Pipeline:
     def _on_lost(self, consumer, partitions) -> None:
         lost = {(tp.topic, tp.partition) for tp in partitions}
         log.warning("assignment lost: %s; dropping their records uncommitted", _names(partitions))
-        self._finish_inflight(block=True)  # its commit of lost partitions is refused; the records rejoin
+        self._finish_inflight()  # commits of lost partitions are refused; their records rejoin
         self._pending = self._pending.without(lost)
 
     # --- shutdown ---------------------------------------------------------------------------------------
 
     def _shutdown(self) -> bool:
-        if not self._finish_inflight(block=True):
+        if not self._finish_inflight():
             self._process_until_done(deadline=time.monotonic() + SHUTDOWN_BOUND)
         self._worker.shutdown()
         # Every batch the loop collects is processed, so anything pending here failed within its bound.
@@ -326,6 +356,8 @@ class Pipeline:
             log.warning("consumer close: %s", err)
         self.kafka.producer.flush(5)
         self.db.close()
+        while not self._worker_dbs.empty():
+            self._worker_dbs.get().close()
         log.info("stopped")
         return clean
 

@@ -50,9 +50,14 @@ class Event:
     level: str | None  # the level the event declared, normalised; None when it declared none we know
     host: str | None
     service: str | None
-    raw: dict  # the decoded object; a text line becomes {"message": line}
-    raw_json: str  # `raw` as JSON text, for the jsonb column (the input text itself when it was JSON)
-    json_value: bytes | None  # the input bytes when they were a JSON object (the output splices into them)
+    raw_json: str  # the event as JSON text, for the jsonb column: the input itself when it was a JSON object
+    is_json: bool  # the input was a JSON object (the output record splices into raw_json); else a text line
+
+    @property
+    def raw(self) -> dict:
+        """The decoded event (a text line is {"message": line}). Parsed again on demand: batches keep only the
+        text, which takes a fraction of the memory of the object."""
+        return orjson.loads(self.raw_json)
 
 
 @dataclass(slots=True)
@@ -130,11 +135,10 @@ class Decoder:
             if obj is not _NOT_JSON:
                 if not isinstance(obj, dict):
                     return dead("not_an_object", f"JSON {type(obj).__name__} is not an object")
-                return self._from_object(obj, text, topic, partition, offset, timestamp_ms, key, headers, dead,
-                                         value)
+                return self._from_object(obj, text, topic, partition, offset, timestamp_ms, key, headers, dead)
         return self._from_text(stripped, topic, partition, offset, timestamp_ms, key, headers)
 
-    def _from_object(self, obj, text, topic, partition, offset, timestamp_ms, key, headers, dead, value=None):
+    def _from_object(self, obj, text, topic, partition, offset, timestamp_ms, key, headers, dead):
         message = None
         for name in self.message_fields:
             candidate = _lookup(obj, name)
@@ -154,7 +158,7 @@ class Decoder:
                     break
         return Event(
             topic, partition, offset, key, headers, message, event_time, level,
-            _first_string(obj, HOST_FIELDS), _first_string(obj, SERVICE_FIELDS), obj, text, value,
+            _first_string(obj, HOST_FIELDS), _first_string(obj, SERVICE_FIELDS), text, True,
         )
 
     def _from_text(self, line, topic, partition, offset, timestamp_ms, key, headers) -> Event:
@@ -166,10 +170,9 @@ class Decoder:
                 event_time = _parse_time(head.group("ts"))
             if head.group("level"):
                 level = normalise(head.group("level"))
-        raw = {"message": line}
         return Event(
             topic, partition, offset, key, headers, line, event_time or _kafka_time(timestamp_ms), level,
-            None, None, raw, orjson.dumps(raw).decode(), None,
+            None, None, orjson.dumps({"message": line}).decode(), False,
         )
 
 

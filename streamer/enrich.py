@@ -54,11 +54,11 @@ def scored_records(events: list[Event], columns) -> Iterator[ScoredRecord]:
             "model_version": version,
             "source": {"topic": event.topic, "partition": event.partition, "offset": event.offset},
         }
-        original = event.json_value
-        if original is not None and b'"streamer"' not in original:
-            value = original.rstrip()[:-1] + b',"streamer":' + dumps(streamer) + b"}"
+        original = event.raw_json
+        if event.is_json and '"streamer"' not in original:
+            value = original.rstrip()[:-1].encode() + b',"streamer":' + dumps(streamer) + b"}"
         else:  # a text line, or an event that has a `streamer` member of its own: ours replaces it
-            out = dict(event.raw)
+            out = event.raw
             out["streamer"] = streamer
             value = dumps(out)
         headers = list(event.headers) if event.headers else []

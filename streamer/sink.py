@@ -21,8 +21,25 @@ from streamer.kafka_admin import TOPIC_MAX_MESSAGE_BYTES
 log = logging.getLogger(__name__)
 
 
+class Deliveries:
+    """Delivery failures of one batch's records (librdkafka reports only failures: no per-record Python)."""
+
+    __slots__ = ("failures", "first_failure")
+
+    def __init__(self):
+        self.failures = 0
+        self.first_failure: str | None = None
+
+    def __call__(self, err, msg) -> None:
+        if err is not None:
+            self.failures += 1
+            if self.first_failure is None:
+                self.first_failure = f"{msg.topic()}: {err.str()}"
+
+
 class KafkaSink:
-    """Produces scored records and dead letters; flush() raises TransientError unless every one was acked."""
+    """Produces scored records and dead letters; flush() raises TransientError unless every record of the
+    batch was acknowledged. Several batches may publish at once, from different threads."""
 
     def __init__(self, producer_config: dict, output_topic: str, dlq_topic: str):
         config = {
@@ -35,68 +52,55 @@ class KafkaSink:
             # publish_dead_letters can still send its coordinates, not at the broker.
             "message.max.bytes": TOPIC_MAX_MESSAGE_BYTES - 64 * 1024,
             **producer_config,
-            "delivery.report.only.error": True,  # only failures call back: no per-record Python callback
-            "on_delivery": self._on_delivery,
+            "delivery.report.only.error": True,
         }
         self.producer = Producer(config)
         self.output_topic = output_topic
         self.dlq_topic = dlq_topic
-        self._failures = 0
-        self._first_failure: str | None = None
 
-    def _on_delivery(self, err, msg) -> None:
-        if err is not None:
-            self._failures += 1
-            if self._first_failure is None:
-                self._first_failure = f"{msg.topic()}: {err.str()}"
-
-    def begin(self) -> None:
-        """Start counting delivery failures for a new batch."""
-        self._failures = 0
-        self._first_failure = None
-
-    def publish_scored(self, records: Iterable[ScoredRecord]) -> None:
+    def publish_scored(self, records: Iterable[ScoredRecord], deliveries: Deliveries) -> None:
         produce = self.producer.produce
         topic = self.output_topic
         for key, value, headers in records:
             try:
-                produce(topic, value, key, headers=headers)
+                produce(topic, value, key, headers=headers, on_delivery=deliveries)
             except BufferError:
                 self._make_room()
-                produce(topic, value, key, headers=headers)
+                produce(topic, value, key, headers=headers, on_delivery=deliveries)
             except KafkaException as err:
                 raise self._classify(err, topic) from None
 
-    def publish_dead_letters(self, dead_letters: Iterable[DeadLetter]) -> None:
+    def publish_dead_letters(self, dead_letters: Iterable[DeadLetter], deliveries: Deliveries) -> None:
         for d in dead_letters:
             headers = dead_letter_headers(d)
             try:
-                self._produce_dead(d.value, d.key, headers)
+                self._produce_dead(d.value, d.key, headers, deliveries)
             except KafkaException as err:
                 if err.args[0].code() != KafkaError.MSG_SIZE_TOO_LARGE:
                     raise self._classify(err, self.dlq_topic) from None
                 # Too big for the producer even as a dead letter: keep the coordinates so the original can
                 # still be read from the source topic, and say why the value is missing.
                 headers.append(("deadletter.value_omitted", b"too large to republish"))
-                self._produce_dead(None, d.key, headers)
+                self._produce_dead(None, d.key, headers, deliveries)
 
-    def _produce_dead(self, value, key, headers) -> None:
+    def _produce_dead(self, value, key, headers, deliveries) -> None:
         try:
-            self.producer.produce(self.dlq_topic, value, key, headers=headers)
+            self.producer.produce(self.dlq_topic, value, key, headers=headers, on_delivery=deliveries)
         except BufferError:
             self._make_room()
-            self.producer.produce(self.dlq_topic, value, key, headers=headers)
+            self.producer.produce(self.dlq_topic, value, key, headers=headers, on_delivery=deliveries)
 
     def _make_room(self) -> None:
         # The local queue is full: serve delivery reports until librdkafka has room again.
         self.producer.poll(0.1)
 
-    def flush(self, timeout: float) -> None:
+    def flush(self, timeout: float, deliveries: Deliveries) -> None:
+        """Wait until everything produced so far is acknowledged; raise if any of this batch's records failed."""
         remaining = self.producer.flush(timeout)
         if remaining:
             raise TransientError(f"Kafka did not acknowledge {remaining} records within {timeout:.0f}s")
-        if self._failures:
-            raise TransientError(f"Kafka refused {self._failures} records ({self._first_failure})")
+        if deliveries.failures:
+            raise TransientError(f"Kafka refused {deliveries.failures} records ({deliveries.first_failure})")
 
     def poll(self) -> None:
         self.producer.poll(0)

@@ -5,7 +5,7 @@ from streamer.decode import DeadLetter, Event
 
 
 def event(p, o):
-    return Event("raw", p, o, None, None, "m", datetime.now(timezone.utc), None, None, None, {}, "{}", None)
+    return Event("raw", p, o, None, None, "m", datetime.now(timezone.utc), None, None, None, "{}", True)
 
 
 def dead(p, o):

@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 import numpy as np
 import pytest
 
-from streamer.decode import Event
+from streamer.decode import DeadLetter, Event
 from streamer.enrich import database_rows
 from streamer.sink import PostgresSink
 from tests.support import query
@@ -27,9 +27,8 @@ class Columns:
 
 
 def event(offset: int, message: str = "ok", raw_json: str | None = None) -> Event:
-    raw = {"message": message}
     return Event("logs.raw", 0, offset, None, None, message, datetime(2024, 1, 1, tzinfo=timezone.utc), "INFO",
-                 "h", "svc", raw, raw_json if raw_json is not None else '{"message": "ok"}', None)
+                 "h", "svc", raw_json if raw_json is not None else '{"message": "ok"}', True)
 
 
 def counts(url: str) -> tuple[int, int]:
@@ -75,19 +74,34 @@ def test_unreachable_database_is_transient(migrated_db_url):
 
 def test_kafka_sink_dead_letters_keep_bytes_or_coordinates(kafka_bootstrap, topics):
     from streamer.decode import DeadLetter
-    from streamer.sink import KafkaSink
+    from streamer.sink import Deliveries, KafkaSink
     from tests.support import consume_all
 
     sink = KafkaSink({"bootstrap.servers": kafka_bootstrap, "message.max.bytes": 4000}, topics.scored,
                      topics.deadletter)
     small = DeadLetter("raw", 1, 7, b"k", [("trace", b"1")], b"\xff\xfe", "invalid_utf8", "not UTF-8", "decode")
     huge = DeadLetter("raw", 2, 9, None, None, b"x" * 10_000, "too_large", "10000 bytes", "decode")
-    sink.begin()
-    sink.publish_dead_letters([small, huge])
-    sink.flush(30)
+    deliveries = Deliveries()
+    sink.publish_dead_letters([small, huge], deliveries)
+    sink.flush(30, deliveries)
+    assert deliveries.failures == 0
     got = {r.header("source.offset"): r for r in consume_all(kafka_bootstrap, topics.deadletter, expected=2)}
     assert got[b"7"].value == b"\xff\xfe" and got[b"7"].key == b"k" and got[b"7"].header("trace") == b"1"
     assert got[b"7"].header("deadletter.error_class") == b"invalid_utf8"
     assert got[b"7"].header("deadletter.stage") == b"decode" and got[b"7"].header("source.partition") == b"1"
     assert got[b"9"].value is None and got[b"9"].header("deadletter.value_omitted")
     assert got[b"9"].header("deadletter.error_class") == b"too_large"
+
+
+def test_kafka_sink_flush_fails_when_a_record_is_refused(kafka_bootstrap, topics):
+    from streamer.errors import TransientError
+    from streamer.sink import Deliveries, KafkaSink
+
+    sink = KafkaSink({"bootstrap.servers": kafka_bootstrap, "message.timeout.ms": 2000},
+                     f"{topics.scored}-missing", topics.deadletter)  # topics are never auto-created
+    ok, failing = Deliveries(), Deliveries()
+    sink.publish_dead_letters([DeadLetter("raw", 0, 1, None, None, b"x", "empty", "", "decode")], ok)
+    sink.publish_scored([(None, b'{"message": "m"}', [])], failing)
+    with pytest.raises(TransientError, match="refused 1 records"):
+        sink.flush(30, failing)
+    sink.flush(30, ok)  # another batch's records all arrived: its flush succeeds

@@ -22,6 +22,7 @@ from streamer.batch import Batch
 from streamer.decode import DeadLetter
 from streamer.enrich import database_rows, scored_records
 from streamer.errors import TransientError
+from streamer.sink import Deliveries
 
 log = logging.getLogger(__name__)
 
@@ -57,16 +58,18 @@ class Checkpoint:
         self.deliver(scored)
         self.commit_offsets(scored)
 
-    def deliver(self, scored: ScoredBatch) -> None:
-        """Steps 1 and 2. Touches only the sinks, never the consumer, so a worker thread may run it while
-        the consumer polls (librdkafka's consumer calls block each other across threads)."""
+    def deliver(self, scored: ScoredBatch, db=None) -> None:
+        """Steps 1 and 2. Touches only the sinks, never the consumer, so worker threads may run it while the
+        consumer polls (librdkafka's consumer calls block each other across threads). `db`: a PostgresSink
+        of the calling thread's own, when several batches are delivered at once."""
+        db = db or self.db
         batch = scored.batch
         events = batch.events
         if not scored.stored:
             started = time.perf_counter()
             rejected = []
             if events:
-                rejected = self.db.write(database_rows(events, scored.columns))
+                rejected = db.write(database_rows(events, scored.columns))
             scored.dead_letters = list(batch.dead_letters) + [
                 DeadLetter(e.topic, e.partition, e.offset, e.key, e.headers, e.raw_json.encode(),
                            error_class, reason, "store")
@@ -82,15 +85,15 @@ class Checkpoint:
 
         if not scored.published:
             started = time.perf_counter()
-            self.kafka.begin()
+            deliveries = Deliveries()
             if events:
                 bad = scored.rejected_indexes
                 records = scored_records(events, scored.columns)
                 if bad:
                     records = (r for i, r in enumerate(records) if i not in bad)
-                self.kafka.publish_scored(records)
-            self.kafka.publish_dead_letters(scored.dead_letters)
-            self.kafka.flush(self.flush_timeout)
+                self.kafka.publish_scored(records, deliveries)
+            self.kafka.publish_dead_letters(scored.dead_letters, deliveries)
+            self.kafka.flush(self.flush_timeout, deliveries)
             scored.published = True
             scored.stage_seconds["publish"] = time.perf_counter() - started
 

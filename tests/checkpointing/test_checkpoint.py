@@ -47,20 +47,17 @@ class FakeKafka:
         self.journal, self.fail_flush = journal, fail_flush
         self.scored, self.dead = [], []
 
-    def begin(self):
-        self.journal.append(("kafka.begin",))
-
-    def publish_scored(self, records):
+    def publish_scored(self, records, deliveries):
         records = list(records)
         self.scored += records
         self.journal.append(("kafka.publish_scored", len(records)))
 
-    def publish_dead_letters(self, dead):
+    def publish_dead_letters(self, dead, deliveries):
         dead = list(dead)
         self.dead += dead
         self.journal.append(("kafka.publish_dead_letters", len(dead)))
 
-    def flush(self, timeout):
+    def flush(self, timeout, deliveries):
         if self.fail_flush:
             raise TransientError("Kafka refused 1 records")
         self.journal.append(("kafka.flush",))
@@ -84,7 +81,7 @@ def batch_of(n_events, partitions=(0, 1)):
     for i in range(n_events):
         p = partitions[i % len(partitions)]
         b.add(Event("raw", p, 100 + i, None, None, f"m{i}", datetime.now(timezone.utc), None, None, None,
-                    {"message": f"m{i}"}, f'{{"message":"m{i}"}}', None))
+                    f'{{"message":"m{i}"}}', True))
     b.add(DeadLetter("raw", partitions[0], 100 + n_events, None, None, b"\xff", "invalid_utf8", "x", "decode"))
     return b
 
@@ -100,7 +97,7 @@ def test_order_is_database_then_flush_then_commit():
     checkpoint, kafka = make(journal)
     batch = batch_of(4)
     checkpoint.commit(ScoredBatch(batch, Columns(4)))
-    assert [step[0] for step in journal] == ["db.write", "kafka.begin", "kafka.publish_scored",
+    assert [step[0] for step in journal] == ["db.write", "kafka.publish_scored",
                                              "kafka.publish_dead_letters", "kafka.flush", "consumer.commit"]
     # Exactly the next offsets: partition 0 holds events 100, 102 and the dead letter 104.
     assert journal[-1] == ("consumer.commit", [("raw", 0, 105), ("raw", 1, 104)])
