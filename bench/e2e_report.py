@@ -151,6 +151,9 @@ def markdown(r: dict) -> str:
         lines += ["> **The stack restarted under the benchmark** (someone else's drill?): "
                   + "; ".join(f"{', '.join(names)} during {part}" for part, names in restarted)
                   + ". Those runs include the outage; run again.", ""]
+    for name, error in r.get("retried", {}).items():
+        if name not in r.get("errors", {}):
+            lines += [f"> {name} was run twice: the first attempt failed with `{error.splitlines()[0][:200]}`.", ""]
     for name, error in r.get("errors", {}).items():
         lines += [f"> **{name} failed**: `{error.splitlines()[0][:300]}`", ""]
     lines += ["## Targets", "", "| target | measured | |", "|---|---|---|"]

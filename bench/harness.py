@@ -60,12 +60,16 @@ class RunEnv:
         schema = "bench_" + re.sub(r"[^a-z0-9]", "_", tag.lower())
         env = cls(tag, f"bench-{tag}.raw", f"bench-{tag}.scored", f"bench-{tag}.deadletter", f"bench-{tag}",
                   schema, with_search_path(DATABASE_URL, schema))
-        ensure_topics({"bootstrap.servers": BOOTSTRAP}, {env.raw: PARTITIONS, env.scored: PARTITIONS,
-                                                         env.deadletter: 1})
-        with connect(DATABASE_URL, autocommit=True) as conn:
-            conn.execute(f'CREATE SCHEMA "{schema}"')
-        with connect(env.db_url) as conn:
-            migrate(conn)
+        try:
+            ensure_topics({"bootstrap.servers": BOOTSTRAP}, {env.raw: PARTITIONS, env.scored: PARTITIONS,
+                                                             env.deadletter: 1})
+            with connect(DATABASE_URL, autocommit=True) as conn:
+                conn.execute(f'CREATE SCHEMA "{schema}"')
+            with connect(env.db_url) as conn:
+                migrate(conn)
+        except BaseException:
+            env.drop()
+            raise
         return env
 
     def streamer_env(self, **extra: str) -> dict[str, str]:
@@ -94,11 +98,17 @@ class RunEnv:
         from streamer.db import connect
         from streamer.kafka_admin import delete_topics
 
-        try:
-            delete_topics({"bootstrap.servers": BOOTSTRAP}, [self.raw, self.scored, self.deadletter])
-        finally:
-            with connect(DATABASE_URL, autocommit=True) as conn:
-                conn.execute(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')
+        # Retried for a while: the stack may be restarting (another user's drill) when a run ends.
+        for attempt in range(30):
+            try:
+                delete_topics({"bootstrap.servers": BOOTSTRAP}, [self.raw, self.scored, self.deadletter])
+                with connect(DATABASE_URL, autocommit=True) as conn:
+                    conn.execute(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')
+                return
+            except Exception:
+                if attempt == 29:
+                    raise
+                time.sleep(2)
 
 
 def preload(topic: str, values: list[bytes], keys: list[bytes | None]) -> dict[int, int]:
