@@ -36,6 +36,8 @@ from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
 
+import orjson
+
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -113,6 +115,11 @@ class Result:
     duplicates_dead_letters: int = 0
     dead_letters: int = 0  # distinct inputs on the dead-letter topic
     rejected_by_database: int = 0  # valid inputs dead-lettered by the store stage
+    # Content, not just coordinates: a batch merged or trimmed wrongly under faults would pair an event with
+    # another event's scores. Each row/record is compared with the input decoded and scored afresh.
+    wrong_rows: int = 0  # log_entries.message differs from the input's
+    wrong_predictions: int = 0  # ml_predictions differ from scoring the input again
+    wrong_scored: int = 0  # logs.scored records whose event or scores differ
     committed_at_end: bool = False
     wall_seconds: float = 0.0  # first member started .. the group committed the end
     verify_seconds: float = 0.0  # reading everything back
@@ -129,6 +136,7 @@ class Result:
     @property
     def ok(self) -> bool:
         return (self.lost == 0 and self.duplicate_rows == 0 and self.extra_rows == 0 and self.extra_scored == 0
+                and self.wrong_rows == 0 and self.wrong_predictions == 0 and self.wrong_scored == 0
                 and self.committed_at_end and not self.problems)
 
     def to_json(self) -> dict:
@@ -508,11 +516,18 @@ class Drill:
         done = committed(self.bootstrap, t["group"], t["raw"], PARTITIONS)
         res.committed_at_end = all(done.get(q, -1) >= e for q, e in ends.items())
 
-        rows = Counter(query(self.db_url, "SELECT kafka_partition, kafka_offset FROM log_entries "
-                                          "WHERE kafka_topic = %s", [t["raw"]]))
-        preds = Counter((q, o) for q, o, v in query(
-            self.db_url, "SELECT kafka_partition, kafka_offset, model_version FROM ml_predictions "
-                         "WHERE kafka_topic = %s", [t["raw"]]) if v == self.model_version)
+        expected = self.expected(values, coords, valid)
+        entries = query(self.db_url, "SELECT kafka_partition, kafka_offset, message FROM log_entries "
+                                     "WHERE kafka_topic = %s", [t["raw"]])
+        rows = Counter((q, o) for q, o, _ in entries)
+        res.wrong_rows = sum(1 for q, o, m in entries if (q, o) in expected and m != expected[(q, o)][0])
+        predictions = query(self.db_url, "SELECT kafka_partition, kafka_offset, model_version, predicted_level, "
+                                         "severity, anomaly_score FROM ml_predictions WHERE kafka_topic = %s",
+                            [t["raw"]])
+        preds = Counter((q, o) for q, o, v, *_ in predictions if v == self.model_version)
+        res.wrong_predictions = sum(1 for q, o, v, *scores in predictions
+                                    if (q, o) in expected and not _same_scores(scores, expected[(q, o)][1:]))
+        del entries, predictions
         other_versions = query(self.db_url, "SELECT count(*) FROM ml_predictions WHERE model_version <> %s",
                                [self.model_version])[0][0]
         res.lost_log_entries = len(valid - rows.keys())
@@ -520,7 +535,18 @@ class Drill:
         res.duplicate_rows = sum(n - 1 for n in rows.values()) + sum(n - 1 for n in preds.values())
         res.extra_rows = len(rows.keys() - valid) + len(preds.keys() - valid) + other_versions
 
-        scored = Counter(_source(r) for r in consume_all(self.bootstrap, t["scored"], timeout=900))
+        scored: Counter = Counter()
+        for r in consume_all(self.bootstrap, t["scored"], timeout=900):
+            c = _source(r)
+            scored[c] += 1
+            if c in expected:
+                body = orjson.loads(r.value)
+                mine = body.pop("streamer", {})
+                want = expected[c]
+                if (mine.get("source", {}).get("offset") != c[1] or body != want[4]
+                        or not _same_scores((mine.get("predicted_level"), mine.get("severity"),
+                                             mine.get("anomaly_score")), want[1:4])):
+                    res.wrong_scored += 1
         res.lost_scored = len(valid - scored.keys())
         res.duplicates_scored = sum(n - 1 for n in scored.values())
         res.extra_scored = len(scored.keys() - valid)
@@ -542,6 +568,30 @@ class Drill:
             res.problems.append(f"dead letters missing or altered for {res.lost_dead_letters} invalid inputs, "
                                 f"e.g. {missing} ({', '.join(_kind(values[index[c]]) for c in missing)})")
 
+    def expected(self, values: list[bytes], coords: list, valid: set) -> dict:
+        """coordinates -> (message, predicted_level, severity, anomaly_score, event without `streamer`) for
+        every valid input, decoded and scored here the way the members do it."""
+        from streamer.config import Settings
+        from streamer.decode import Decoder
+        from streamer.ml.scorer import Scorer
+
+        defaults = Settings()
+        decoder = Decoder(max_message_bytes=defaults.max_message_bytes,
+                          message_fields=defaults.message_field_names())
+        scorer = Scorer.load(MODELS)
+        events = [decoder.decode(values[i], topic=self.topics["raw"], partition=c[0], offset=c[1])
+                  for i, c in enumerate(coords) if c in valid]
+        out = {}
+        for start in range(0, len(events), 20_000):
+            chunk = events[start:start + 20_000]
+            cols = scorer.score([e.message for e in chunk], [e.level for e in chunk])
+            scores = cols.anomaly_score.tolist()
+            for j, e in enumerate(chunk):
+                raw = {k: v for k, v in e.raw.items() if k != "streamer"}
+                out[(e.partition, e.offset)] = (e.message, cols.predicted_level[j], cols.severity[j], scores[j],
+                                                raw)
+        return out
+
     def clean_up(self) -> None:
         from streamer.kafka_admin import delete_topics
 
@@ -552,6 +602,12 @@ class Drill:
 
 def _source(record) -> tuple[int, int]:
     return int(record.header("source.partition")), int(record.header("source.offset"))
+
+
+def _same_scores(got, want) -> bool:
+    """(predicted_level, severity, anomaly_score): labels equal, score equal to the 4 places logs.scored keeps."""
+    level, sev, score = got
+    return level == want[0] and sev == want[1] and score is not None and abs(score - want[2]) <= 1e-4
 
 
 def _kind(value: bytes) -> str:
@@ -597,6 +653,8 @@ def table(r: Result) -> list[tuple[str, str]]:
         ("lost", f"{r.lost} (log_entries {r.lost_log_entries}, ml_predictions {r.lost_predictions}, "
                  f"logs.scored {r.lost_scored}, dead letters {r.lost_dead_letters})"),
         ("duplicated in DB", f"{r.duplicate_rows} (rows for non-inputs: {r.extra_rows})"),
+        ("wrong content", f"{r.wrong_rows + r.wrong_predictions + r.wrong_scored} (log_entries {r.wrong_rows}, "
+                          f"ml_predictions {r.wrong_predictions}, logs.scored {r.wrong_scored})"),
         ("duplicated on logs.scored", f"{r.duplicates_scored:,} ({r.duplicates_scored / max(r.valid, 1):.2%})"),
         ("duplicated on dead-letter topic", f"{r.duplicates_dead_letters}"),
         ("dead letters", f"{r.dead_letters:,} (rejected by the database: {r.rejected_by_database})"),
@@ -643,7 +701,8 @@ def render_markdown(r: Result) -> str:
            "", "| figure | value |", "|---|---|"]
     out += [f"| {k} | {v} |" for k, v in table(r)]
     out += ["", "## Faults", "", "Caught up: seconds from the fault until the group had committed, in every "
-            "partition, every record acknowledged before the fault.", "", "| t (s) | produced | committed | fault | took (s) | caught up (s) |",
+            "partition, every record acknowledged before the fault.", "",
+            "| t (s) | produced | committed | fault | took (s) | caught up (s) |",
             "|---|---|---|---|---|---|"]
     for f in r.timeline:
         if f["fired_s"] is None:
