@@ -39,6 +39,7 @@ def test_chaos_drill_loses_nothing_and_duplicates_no_row(kafka_bootstrap, databa
     assert result.members_added == 1 and result.members_removed == 1, report
     assert result.lost == 0, report
     assert result.duplicate_rows == 0 and result.extra_rows == 0, report
+    assert result.wrong_rows == result.wrong_predictions == result.wrong_scored == 0, report
     assert result.committed_at_end, report
     assert not result.problems, report
     assert result.dead_letters == result.invalid, report
