@@ -232,7 +232,10 @@ def original_run(n: int, seed: int, keep: bool) -> dict:
         values, keys, invalid = workload(n, 0.01, seed=seed, kinds=BENCH_INVALID_KINDS)
         preload(env.raw, values, keys)
         log(f"original: processing {n:,} pre-loaded events one by one (trained in {models.train_seconds:.1f}s)")
+        cpu = CpuMeter([]).start()  # the loop runs in this process: "benchmark driver"
         result = run_original(env, n, models)
+        result["cpu_cores_used"] = cpu.stop()
+        result["stack_restarted"] = cpu.restarted
         result["train_rows"] = models.train_rows
         result["train_seconds"] = round(models.train_seconds, 1)
         log(f"original: {result['events_per_s']:,} events/s ({result['ms_per_stored_event']} ms per event)")

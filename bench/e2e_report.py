@@ -257,7 +257,8 @@ def markdown(r: dict) -> str:
 
 
 def _disturbed(r: dict, limit: float = 0.3) -> list[tuple[str, float]]:
-    parts = [("the throughput run", r.get("throughput")), ("the latency run", r.get("latency")),
+    parts = [("the throughput run", r.get("throughput")), ("the original design's run", r.get("original")),
+             ("the latency run", r.get("latency")),
              ("the 1-process scaling run", (r.get("scaling") or {}).get("one")),
              ("the 2-process scaling run", (r.get("scaling") or {}).get("two"))]
     busy = [(name, run["cpu_cores_used"]["everything else"]) for name, run in parts
