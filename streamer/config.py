@@ -33,7 +33,7 @@ class Settings:
     database_url: str = DEFAULT_DATABASE_URL
     models_dir: str = "models"
     batch_max_events: int = 5000
-    batch_max_ms: int = 200
+    batch_max_ms: int = 100
     max_message_bytes: int = 1024 * 1024
     metrics_port: int | None = None
     anomaly_threshold: float | None = None

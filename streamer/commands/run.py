@@ -21,7 +21,7 @@ def configure(parser) -> None:
     g.add_argument("--batch-max-events", type=int, metavar="N",
                    help="events per micro-batch at most (STREAMER_BATCH_MAX_EVENTS, default 5000)")
     g.add_argument("--batch-max-ms", type=int, metavar="MS",
-                   help="age of a micro-batch at most (STREAMER_BATCH_MAX_MS, default 200)")
+                   help="age of a micro-batch at most (STREAMER_BATCH_MAX_MS, default 100)")
     g.add_argument("--max-message-bytes", type=int, metavar="BYTES",
                    help="larger values are dead-lettered (STREAMER_MAX_MESSAGE_BYTES, default 1 MiB)")
     g.add_argument("--message-fields", metavar="A,B,..",
@@ -39,6 +39,7 @@ def run(args) -> int:
     import signal
     import threading
     import time
+    from concurrent.futures import ThreadPoolExecutor
 
     from streamer import logs
     from streamer.config import redact_url, settings_from_args
@@ -64,20 +65,25 @@ def run(args) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
 
-    scorer = Scorer.load(settings.models_dir, anomaly_threshold=settings.anomaly_threshold)
-    # A database that is still starting (or restarting) is waited for; one that stays away stops start-up.
-    deadline = time.monotonic() + STARTUP_DATABASE_WAIT
-    while True:
-        try:
-            with connect(settings.database_url, connect_timeout=5) as conn:
-                migrate(conn)
-            break
-        except StreamerError as err:
-            if time.monotonic() >= deadline or stopping.is_set():
-                raise
-            log.warning("%s; retrying for up to %ds", err, STARTUP_DATABASE_WAIT)
-            stopping.wait(2.0)
-    log.info("database %s is migrated", redact_url(settings.database_url))
+    # The model loads (mostly scikit-learn's imports) while the database is reached and migrated.
+    with ThreadPoolExecutor(max_workers=1) as loader:
+        loading = loader.submit(Scorer.load, settings.models_dir, anomaly_threshold=settings.anomaly_threshold)
+        # A database that is still starting (or restarting) is waited for; one that stays away stops start-up.
+        deadline = time.monotonic() + STARTUP_DATABASE_WAIT
+        while True:
+            try:
+                with connect(settings.database_url, connect_timeout=5) as conn:
+                    migrate(conn)
+                break
+            except StreamerError as err:
+                if loading.done() and loading.exception() is not None:
+                    raise loading.exception() from None  # a bad model is the clearer, final error
+                if time.monotonic() >= deadline or stopping.is_set():
+                    raise
+                log.warning("%s; retrying for up to %ds", err, STARTUP_DATABASE_WAIT)
+                stopping.wait(2.0)
+        log.info("database %s is migrated", redact_url(settings.database_url))
+        scorer = loading.result()
 
     metrics, health = Metrics(), Health()
     if settings.metrics_port is not None:
