@@ -66,7 +66,7 @@ def log_times(output: str, started_wall: float) -> dict[str, float]:
     """Seconds after the process started at which its start-up log lines appeared."""
     from datetime import datetime
 
-    marks = {"model loaded, database migrated": " is migrated", "subscribed": "consuming ",
+    marks = {"database migrated": " is migrated", "model loaded, subscribed": "consuming ",
              "partitions assigned": "assigned "}
     out: dict[str, float] = {}
     for line in output.splitlines():

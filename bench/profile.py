@@ -57,6 +57,7 @@ def short_file(path: str) -> str:
 def parse(raw: Path) -> dict[str, tuple[Counter, Counter, Counter, int]]:
     """Collapsed stacks -> per thread name: (own by function, own by line, inclusive by function, samples)."""
     threads: dict[str, tuple[Counter, Counter, Counter, list[int]]] = {}
+    ids: dict[str, set[str]] = {}  # a pool's threads are summarised together
     for text in raw.read_text(errors="replace").splitlines():
         stack, _, count = text.rpartition(" ")
         if not stack or not count.isdigit():
@@ -66,6 +67,7 @@ def parse(raw: Path) -> dict[str, tuple[Counter, Counter, Counter, int]]:
         thread = head.split(": ", 1)[1] if ": " in head else head
         thread = re.sub(r"_\d+$", "", thread)  # pool workers: streamer-checkpoint_0 -> streamer-checkpoint
         own_fn, own_line, incl, total = threads.setdefault(thread, (Counter(), Counter(), Counter(), [0]))
+        ids.setdefault(thread, set()).add(head)
         n = int(count)
         total[0] += n
         names = []
@@ -82,7 +84,8 @@ def parse(raw: Path) -> dict[str, tuple[Counter, Counter, Counter, int]]:
         own_line[f"{leaf[:-1]}:{line})" if line else leaf] += n
         for name in {name for name, _ in names}:
             incl[name] += n
-    return {name: (a, b, c, t[0]) for name, (a, b, c, t) in threads.items()}
+    return {(name if len(ids[name]) == 1 else f"{name} ({len(ids[name])} threads)"): (a, b, c, t[0])
+            for name, (a, b, c, t) in threads.items()}
 
 
 def table(title: str, counts: Counter, total: int, top: int) -> list[str]:
@@ -161,8 +164,8 @@ def main() -> int:
     shown = [name for name in sorted(threads, key=lambda k: -threads[k][3]) if args.all_threads or "http" not in name]
     for name in shown:
         own_fn, own_line, incl, samples = threads[name]
-        if not samples:
-            continue
+        if samples < 0.02 * max(t[3] for t in threads.values()):
+            continue  # a thread seen in passing
         lines += [f"## Thread {name} ({samples:,} samples)", ""]
         lines += table("Own time by function", own_fn, samples, args.top)
         lines += table("Own time by line", own_line, samples, args.top)
