@@ -127,6 +127,8 @@ def _kafka_passthrough(pairs: list[str], env) -> dict[str, str]:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"--kafka-config expects KEY=VALUE, got {_redact_pair(pair)!r}")
+        if not _PROPERTY.match(key.strip()):
+            raise ConfigError(f"--kafka-config: {_redact_pair(pair)!r} does not start with a property name")
         config[key.strip()] = value
     reserved = sorted(_RESERVED_KAFKA & config.keys())
     if reserved:
@@ -166,9 +168,17 @@ def redact_config(config: dict[str, str]) -> dict[str, str]:
     return {k: ("***" if is_secret_key(k) else v) for k, v in config.items()}
 
 
+_PROPERTY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
 def _redact_pair(pair: str) -> str:
+    """A KEY=VALUE pair fit to print: the value hidden for a secret key; for text that is not KEY=VALUE,
+    only its leading property-like name (what follows may be a password typed with ':' or ' ')."""
     key, sep, _ = pair.partition("=")
-    return f"{key}=***" if sep and is_secret_key(key) else pair
+    if sep and _PROPERTY.match(key.strip()):
+        return f"{key}=***" if is_secret_key(key) else pair
+    name = re.match(r"[A-Za-z0-9._-]*", pair).group(0)
+    return f"{name}…" if name != pair else pair
 
 
 def redact_url(url: str) -> str:

@@ -25,13 +25,13 @@ import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from streamer.batch import Batch
 from streamer.checkpointing import Checkpoint, ScoredBatch
-from streamer.config import Settings
+from streamer.config import Settings, is_secret_key
 from streamer.decode import Decoder
-from streamer.errors import StreamerError, TransientError
+from streamer.errors import ConfigError, StreamerError, TransientError
 from streamer.health import Health
 from streamer.metrics import Metrics
 from streamer.sink import KafkaSink, PostgresSink
@@ -57,7 +57,7 @@ def consumer_config(settings: Settings) -> dict:
         "partition.assignment.strategy": "range",
         "statistics.interval.ms": 5000,
         "fetch.max.bytes": 64 * 1024 * 1024,
-        "queued.max.messages.kbytes": 16 * 1024,  # prefetch per process: ample at tens of thousands/s, small RSS
+        "queued.max.messages.kbytes": 8 * 1024,  # prefetch: ample at tens of thousands/s; keeps RSS small
         **settings.kafka_client_config(),
         "group.id": settings.group_id,
         # Offsets move only through Checkpoint's synchronous commit.
@@ -73,6 +73,25 @@ def producer_config(settings: Settings) -> dict:
     return {k: v for k, v in settings.kafka_client_config().items() if not k.startswith(consumer_only)}
 
 
+def check_kafka_config(settings: Settings) -> None:
+    """Build (and drop) a consumer and a producer from the settings, so an unknown or invalid librdkafka
+    property stops start-up with one line before anything else is done."""
+    quiet = {"log_level": 0}  # they connect to the bootstrap servers at once; their logs would be noise
+    try:
+        Producer({**producer_config(settings), **quiet})
+        Consumer({**consumer_config(settings), **quiet}).close()
+    except KafkaException as err:
+        raise _config_error(err, settings) from None
+
+
+def _config_error(err: KafkaException, settings: Settings) -> ConfigError:
+    message = err.args[0].str()
+    for key, value in settings.kafka_config.items():  # librdkafka may quote a value; never a secret one
+        if value and is_secret_key(key):
+            message = message.replace(value, "***")
+    return ConfigError(f"librdkafka configuration: {message}")
+
+
 class Pipeline:
     def __init__(self, settings: Settings, scorer, metrics: Metrics | None = None,
                  health: Health | None = None, stop: threading.Event | None = None):
@@ -82,12 +101,15 @@ class Pipeline:
         self.health = health or Health()
         self.decoder = Decoder(max_message_bytes=settings.max_message_bytes,
                                message_fields=settings.message_field_names())
-        self.consumer = Consumer({
-            **consumer_config(settings),
-            "stats_cb": self.metrics.observe_stats,
-            "error_cb": self._on_kafka_error,
-        })
-        self.kafka = KafkaSink(producer_config(settings), settings.output_topic, settings.dlq_topic)
+        try:
+            self.consumer = Consumer({
+                **consumer_config(settings),
+                "stats_cb": self.metrics.observe_stats,
+                "error_cb": self._on_kafka_error,
+            })
+            self.kafka = KafkaSink(producer_config(settings), settings.output_topic, settings.dlq_topic)
+        except KafkaException as err:
+            raise _config_error(err, settings) from None
         self.db = PostgresSink(settings.database_url)  # the synchronous retry path's
         self.checkpoint = Checkpoint(self.consumer, self.kafka, self.db, self.metrics)
         self._worker_dbs: queue.SimpleQueue[PostgresSink] = queue.SimpleQueue()  # one per delivering batch

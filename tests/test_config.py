@@ -57,3 +57,10 @@ def test_redact_url():
     assert redact_url("postgresql://u:s3cret@h:5432/db?password=x&sslmode=require") == \
         "postgresql://u:***@h:5432/db?password=***&sslmode=require"
     assert redact_url("postgresql://h/db") == "postgresql://h/db"
+
+
+def test_text_that_is_not_key_value_never_echoes_what_follows_the_name():
+    for pair in ("sasl.password:hunter2", "sasl.password hunter2", "sasl.password=hunter2 extra"):
+        with pytest.raises(ConfigError) as err:
+            settings_from_args(argparse.Namespace(kafka_config=[pair.replace("=", ":", 1)]), {})
+        assert "hunter2" not in str(err.value)

@@ -43,7 +43,7 @@ def run(args) -> int:
 
     from streamer import logs
     from streamer.config import redact_url, settings_from_args
-    from streamer.consumer import Pipeline
+    from streamer.consumer import Pipeline, check_kafka_config
     from streamer.db import connect
     from streamer.db.migrations import migrate
     from streamer.errors import StreamerError
@@ -65,6 +65,7 @@ def run(args) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
 
+    check_kafka_config(settings)
     # The model loads (mostly scikit-learn's imports) while the database is reached and migrated.
     with ThreadPoolExecutor(max_workers=1) as loader:
         loading = loader.submit(Scorer.load, settings.models_dir, anomaly_threshold=settings.anomaly_threshold)
