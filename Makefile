@@ -17,7 +17,7 @@ help:
 	@echo "make status  what is running"
 	@echo "make venv    create .venv and install streamer with test and bench extras"
 	@echo "make bench   end-to-end benchmark (bench/e2e.py; BENCH_ARGS=--quick for a smoke run)"
-	@echo "make chaos   failure drills (placeholder)"
+	@echo "make chaos   the chaos drill: kills, broker and PostgreSQL restarts, rebalances (bench/chaos.py; CHAOS_ARGS=...)"
 
 venv: $(STAMP)
 
