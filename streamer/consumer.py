@@ -281,7 +281,9 @@ class Pipeline:
         """Back off while keeping the group membership: partitions paused, poll still served."""
         if not self._retrying:
             self._retrying = True
-            self.consumer.pause(self.consumer.assignment())
+            paused = self.consumer.assignment()
+            self.consumer.pause(paused)
+            log.info("paused %d partition(s) while the batch is retried", len(paused))
         until = time.monotonic() + seconds
         if deadline is not None:
             until = min(until, deadline)
@@ -293,11 +295,14 @@ class Pipeline:
                 tp = TopicPartition(msg.topic(), msg.partition(), msg.offset())
                 self.consumer.seek(tp)
                 self.consumer.pause([tp])
+                log.info("paused %s[%d] at offset %d until the batch is retried", tp.topic, tp.partition, tp.offset)
             self.kafka.poll()
 
     def _resume(self) -> None:
         self._retrying = False
-        self.consumer.resume(self.consumer.assignment())
+        resumed = self.consumer.assignment()
+        self.consumer.resume(resumed)
+        log.info("resumed %d partition(s)", len(resumed))
 
     def _set_failure(self, cause: str | None) -> None:
         if cause == self._failure:
@@ -333,11 +338,10 @@ class Pipeline:
     # --- rebalance --------------------------------------------------------------------------------------
 
     def _on_assign(self, consumer, partitions) -> None:
+        # Partitions assigned while a batch is retried are not paused here (a pause inside the callback can
+        # be lost while librdkafka is still fetching their committed offsets); a record they deliver during
+        # the backoff is rewound and its partition paused (_wait_paused).
         log.info("assigned %s", _names(partitions))
-        if self._retrying and partitions:
-            # Stay paused while a batch is being retried; the new partitions wait for it.
-            consumer.assign(partitions)
-            consumer.pause(partitions)
 
     def _on_revoke(self, consumer, partitions) -> None:
         revoked = {(tp.topic, tp.partition) for tp in partitions}

@@ -32,7 +32,14 @@ def wait_caught_up(bootstrap, topics, procs, timeout=120):
         for p in procs:
             assert p.alive(), f"streamer exited early:\n{p.output()[-3000:]}"
         return caught_up(bootstrap, topics.group, topics.raw, 6)
-    wait_for(done, timeout=timeout, interval=0.5, what="the group to commit the end of every partition")
+    try:
+        wait_for(done, timeout=timeout, interval=0.5, what="the group to commit the end of every partition")
+    except AssertionError as err:
+        logs = "\n".join(f"--- member {i}:\n" + "\n".join(
+            line for line in p.output().splitlines() if not line.startswith("%"))[-3000:]
+            for i, p in enumerate(procs))
+        raise AssertionError(f"{err}\ncommitted {committed(bootstrap, topics.group, topics.raw, 6)}, "
+                             f"ends {end_offsets(bootstrap, topics.raw, 6)}\n{logs}") from None
 
 
 def check_delivery(bootstrap, topics, db_url, coords, values, invalid):
