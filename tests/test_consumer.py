@@ -4,6 +4,8 @@ a database outage, a poison record and a member leaving the group."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from tests.pipeline_support import (StreamerProcess, TcpProxy, caught_up, committed, end_offsets, mixed_values,
@@ -25,6 +27,17 @@ def start(streamer_env, tmp_path):
     yield _start
     for p in procs:
         p.close()
+
+
+@pytest.fixture
+def db_proxy(migrated_db_url):
+    """A TCP proxy in front of the test's real database, and the database URL through it."""
+    from urllib.parse import urlsplit
+
+    target = urlsplit(migrated_db_url)
+    proxy = TcpProxy(target.hostname, target.port or 5432)
+    yield proxy, migrated_db_url.replace(f"{target.hostname}:{target.port or 5432}", f"127.0.0.1:{proxy.port}")
+    proxy.close()
 
 
 def wait_caught_up(bootstrap, topics, procs, timeout=120):
@@ -131,37 +144,30 @@ def test_end_to_end_then_sigterm_and_restart(kafka_bootstrap, topics, migrated_d
     assert all(by_coord[coords[i]] == keys[i] for i in range(len(values)) if i not in invalid)
 
 
-def test_database_outage_commits_nothing_and_loses_nothing(kafka_bootstrap, topics, migrated_db_url, start):
-    from urllib.parse import urlsplit
+def test_database_outage_commits_nothing_and_loses_nothing(kafka_bootstrap, topics, migrated_db_url, start,
+                                                          db_proxy):
+    proxy, via_proxy = db_proxy
+    values, invalid = mixed_values(1000)
+    coords = produce(kafka_bootstrap, topics.raw, values)
+    proc = start(env={"STREAMER_DATABASE_URL": via_proxy})
+    wait_caught_up(kafka_bootstrap, topics, [proc])
 
-    target = urlsplit(migrated_db_url)
-    proxy = TcpProxy(target.hostname, target.port or 5432)
-    via_proxy = migrated_db_url.replace(f"{target.hostname}:{target.port or 5432}", f"127.0.0.1:{proxy.port}")
-    try:
-        values, invalid = mixed_values(1000)
-        coords = produce(kafka_bootstrap, topics.raw, values)
-        proc = start(env={"STREAMER_DATABASE_URL": via_proxy})
-        wait_caught_up(kafka_bootstrap, topics, [proc])
+    proxy.cut()
+    more, more_invalid = mixed_values(1000, seed=8)
+    coords += produce(kafka_bootstrap, topics.raw, more)
+    values += more
+    invalid |= {i + 1000 for i in more_invalid}
+    before = committed(kafka_bootstrap, topics.group, topics.raw, 6)
+    wait_for(lambda: "retrying with backoff" in proc.output(), timeout=30, what="the outage to be noticed")
+    time.sleep(3)
+    assert committed(kafka_bootstrap, topics.group, topics.raw, 6) == before, "committed while the DB was down"
+    assert proc.alive()
 
-        proxy.cut()
-        more, more_invalid = mixed_values(1000, seed=8)
-        coords += produce(kafka_bootstrap, topics.raw, more)
-        values += more
-        invalid |= {i + 1000 for i in more_invalid}
-        before = committed(kafka_bootstrap, topics.group, topics.raw, 6)
-        wait_for(lambda: "retrying with backoff" in proc.output(), timeout=30, what="the outage to be noticed")
-        import time
-        time.sleep(3)
-        assert committed(kafka_bootstrap, topics.group, topics.raw, 6) == before, "committed while the DB was down"
-        assert proc.alive()
-
-        proxy.restore()
-        wait_caught_up(kafka_bootstrap, topics, [proc])
-        assert "recovered" in proc.output()
-        assert proc.terminate() == 0
-        check_delivery(kafka_bootstrap, topics, migrated_db_url, coords, values, invalid)
-    finally:
-        proxy.close()
+    proxy.restore()
+    wait_caught_up(kafka_bootstrap, topics, [proc])
+    assert "recovered" in proc.output()
+    assert proc.terminate() == 0
+    check_delivery(kafka_bootstrap, topics, migrated_db_url, coords, values, invalid)
 
 
 def test_poison_record_only_it_is_dead_lettered(kafka_bootstrap, topics, migrated_db_url, start):
@@ -212,29 +218,21 @@ def test_a_wrong_setting_stops_start_up_with_one_line(streamer_env):
     assert done.stderr.strip() == "streamer run: STREAMER_BATCH_MAX_MS='soon' is not a valid int"
 
 
-def test_rebalance_while_retrying_an_outage(kafka_bootstrap, topics, migrated_db_url, start):
+def test_rebalance_while_retrying_an_outage(kafka_bootstrap, topics, migrated_db_url, start, db_proxy):
     """Member a loses its database; member b joins mid-outage (a's partitions are revoked while a is paused and
     retrying). a must resume the partitions it gets back, and every event lands once the database returns."""
-    import time
-    from urllib.parse import urlsplit
-
-    target = urlsplit(migrated_db_url)
-    proxy = TcpProxy(target.hostname, target.port or 5432)
-    via_proxy = migrated_db_url.replace(f"{target.hostname}:{target.port or 5432}", f"127.0.0.1:{proxy.port}")
-    try:
-        values, invalid = mixed_values(2000)
-        coords = produce(kafka_bootstrap, topics.raw, values[:1000])
-        a = start(env={"STREAMER_DATABASE_URL": via_proxy})
-        wait_caught_up(kafka_bootstrap, topics, [a])
-        proxy.cut()
-        coords += produce(kafka_bootstrap, topics.raw, values[1000:])
-        wait_for(lambda: "retrying with backoff" in a.output(), timeout=30, what="a to notice the outage")
-        b = start()
-        wait_for(lambda: f"assigned {topics.raw}" in b.output(), timeout=60, what="b to join")
-        time.sleep(2)
-        proxy.restore()
-        wait_caught_up(kafka_bootstrap, topics, [a, b])
-        assert a.terminate() == 0 and b.terminate() == 0
-        check_delivery(kafka_bootstrap, topics, migrated_db_url, coords, values, invalid)
-    finally:
-        proxy.close()
+    proxy, via_proxy = db_proxy
+    values, invalid = mixed_values(2000)
+    coords = produce(kafka_bootstrap, topics.raw, values[:1000])
+    a = start(env={"STREAMER_DATABASE_URL": via_proxy})
+    wait_caught_up(kafka_bootstrap, topics, [a])
+    proxy.cut()
+    coords += produce(kafka_bootstrap, topics.raw, values[1000:])
+    wait_for(lambda: "retrying with backoff" in a.output(), timeout=30, what="a to notice the outage")
+    b = start()
+    wait_for(lambda: f"assigned {topics.raw}" in b.output(), timeout=60, what="b to join")
+    time.sleep(2)
+    proxy.restore()
+    wait_caught_up(kafka_bootstrap, topics, [a, b])
+    assert a.terminate() == 0 and b.terminate() == 0
+    check_delivery(kafka_bootstrap, topics, migrated_db_url, coords, values, invalid)
