@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.support import (LOCAL_BOOTSTRAP, LOCAL_DATABASE_URL, LOCAL_SASL_BOOTSTRAP, query,
+from tests.support import (LOCAL_BOOTSTRAP, LOCAL_DATABASE_URL, LOCAL_SASL_BOOTSTRAP, free_port, query,
                            with_search_path)
 
 KAFKA_IMAGE = "apache/kafka:4.1.1"  # same release as pom.xml
@@ -54,14 +54,6 @@ def _kafka_answers(bootstrap: str, timeout: float = 10.0) -> str | None:
         return err.args[0].str()
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _start_kafka_container(request) -> str:
     """The official apache/kafka image (same release as pom.xml), KRaft single node, via testcontainers.
 
@@ -71,7 +63,7 @@ def _start_kafka_container(request) -> str:
     from testcontainers.core.container import DockerContainer
     from testcontainers.core.waiting_utils import wait_for_logs
 
-    port = _free_port()
+    port = free_port()
     container = (
         DockerContainer(KAFKA_IMAGE)
         .with_bind_ports(port, port)

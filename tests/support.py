@@ -181,3 +181,24 @@ def with_search_path(url: str, schema: str) -> str:
     """`url` with libpq options selecting `schema` (appends to any query string already there)."""
     sep = "&" if "?" in url else "?"
     return f"{url}{sep}options=-csearch_path%3D{schema}"
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now (for a metrics endpoint or a container mapping)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def scrape(port: int, path: str) -> tuple[int, str]:
+    """GET http://127.0.0.1:port/path -> (status, body); a 503 from /readyz still has a body worth reading."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode()

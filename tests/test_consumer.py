@@ -10,7 +10,7 @@ import pytest
 
 from tests.pipeline_support import (StreamerProcess, TcpProxy, caught_up, committed, end_offsets, mixed_values,
                                     valid_event)
-from tests.support import consume_all, produce, query, wait_for
+from tests.support import consume_all, free_port, produce, query, scrape, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -83,25 +83,6 @@ def check_delivery(bootstrap, topics, db_url, coords, values, invalid):
         assert r.header("deadletter.error_class") and r.header("deadletter.reason")
         assert r.header("deadletter.stage") == b"decode" and r.header("source.topic") == topics.raw.encode()
     return len(scored) - len(valid)
-
-
-def scrape(port: int, path: str) -> tuple[int, str]:
-    import urllib.error
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as err:
-        return err.code, err.read().decode()
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_end_to_end_then_sigterm_and_restart(kafka_bootstrap, topics, migrated_db_url, start):

@@ -6,12 +6,9 @@ from __future__ import annotations
 import ast
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
 from urllib.parse import urlsplit, urlunsplit
 
@@ -19,7 +16,7 @@ import orjson
 import pytest
 
 from tests.pipeline_support import MODELS, ROOT, StreamerProcess, mixed_values
-from tests.support import consume_all, produce, query, wait_for
+from tests.support import consume_all, free_port, produce, query, scrape, wait_for
 
 
 def canary() -> str:
@@ -27,18 +24,12 @@ def canary() -> str:
     return f"Canary-{uuid.uuid4().hex[:12]}-pw"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def scrape(port: int, path: str) -> str:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
-            return r.read().decode()
-    except urllib.error.HTTPError as err:  # /readyz answers 503 while not ready; its body still counts
-        return err.read().decode()
+def assert_not_leaked(secret: str, output: str, endpoints: dict[str, str]) -> None:
+    """Not in the process output, not in any endpoint's body; and the output is JSON lines as asked."""
+    assert secret not in output
+    for path, body in endpoints.items():
+        assert secret not in body, path
+    assert_json_lines(output)
 
 
 def sasl_env(streamer_env: dict, sasl: dict, password: str, metrics_port: int) -> dict:
@@ -75,16 +66,13 @@ def test_pipeline_runs_through_the_sasl_listener_without_printing_the_password(
                  what=f"{valid} events stored by streamer run over SASL")
         scored = consume_all(sasl["bootstrap.servers"], topics.scored, expected=valid, config=client)
         assert len(scored) == valid
-        endpoints = {path: scrape(port, path) for path in ("/metrics", "/readyz", "/healthz")}
+        endpoints = {path: scrape(port, path)[1] for path in ("/metrics", "/readyz", "/healthz")}
         assert "streamer_events_scored" in endpoints["/metrics"]
         assert proc.terminate() == 0, proc.output()[-3000:]
         output = proc.output()
     finally:
         proc.close()
-    assert password not in output
-    for path, body in endpoints.items():
-        assert password not in body, path
-    assert_json_lines(output)
+    assert_not_leaked(password, output, endpoints)
 
 
 @pytest.mark.integration
@@ -96,15 +84,12 @@ def test_a_refused_sasl_password_is_not_printed_or_exported(kafka_sasl_config, s
     try:
         wait_for(lambda: "authentication" in proc.output().lower(), timeout=60,
                  what="the broker refusing the SASL login")
-        endpoints = {path: scrape(port, path) for path in ("/metrics", "/readyz", "/healthz")}
+        endpoints = {path: scrape(port, path)[1] for path in ("/metrics", "/readyz", "/healthz")}
         proc.terminate()
         output = proc.output()
     finally:
         proc.close()
-    assert secret not in output
-    for path, body in endpoints.items():
-        assert secret not in body, path
-    assert_json_lines(output)
+    assert_not_leaked(secret, output, endpoints)
 
 
 # --- (b) secrets in error messages -----------------------------------------------------------------------
