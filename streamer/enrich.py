@@ -18,12 +18,12 @@ from streamer.decode import DeadLetter, Event
 ScoredRecord = tuple[bytes | None, bytes, list[tuple[str, bytes]]]
 
 
+def partition_headers(topic: str, partition: int) -> list[tuple[str, bytes]]:
+    return [("source.topic", topic.encode()), ("source.partition", b"%d" % partition)]
+
+
 def source_headers(topic: str, partition: int, offset: int) -> list[tuple[str, bytes]]:
-    return [
-        ("source.topic", topic.encode()),
-        ("source.partition", str(partition).encode()),
-        ("source.offset", str(offset).encode()),
-    ]
+    return partition_headers(topic, partition) + [("source.offset", b"%d" % offset)]
 
 
 def scored_records(events: list[Event], columns) -> Iterator[ScoredRecord]:
@@ -39,12 +39,12 @@ def scored_records(events: list[Event], columns) -> Iterator[ScoredRecord]:
     severities = columns.severity
     version = columns.model_version
     dumps = orjson.dumps
-    partition_headers: dict[tuple[str, int], list[tuple[str, bytes]]] = {}  # built once per partition
+    per_partition: dict[tuple[str, int], list[tuple[str, bytes]]] = {}  # built once per partition
     for i, event in enumerate(events):
         tp = (event.topic, event.partition)
-        fixed = partition_headers.get(tp)
+        fixed = per_partition.get(tp)
         if fixed is None:
-            fixed = partition_headers[tp] = source_headers(event.topic, event.partition, 0)[:2]
+            fixed = per_partition[tp] = partition_headers(event.topic, event.partition)
         streamer = {
             "predicted_level": levels[i],
             "level_confidence": confidences[i],

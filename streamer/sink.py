@@ -229,15 +229,6 @@ class PostgresSink:
                     raise
                 self._isolate(conn, rows, half, rejected)
 
-    def ping(self) -> None:
-        conn = self._connection()
-        try:
-            conn.execute("SELECT 1")
-            conn.rollback()
-        except psycopg.Error as err:
-            self._drop_connection()
-            raise TransientError(f"PostgreSQL is unreachable: {_first_line(err)}") from None
-
     def _drop_connection(self) -> None:
         if self.conn is not None:
             try:

@@ -240,7 +240,7 @@ def _db(g: _G) -> tuple[str, str]:
         return (f"automatic vacuum of table \"shop.public.{t}\": index scans: {g.num(0, 3)}, pages: "
                 f"{g.num(0, 900)} removed, {g.num(100, 90000)} remain", "INFO")
     if r < 0.84:
-        return (f"could not receive data from client: Connection reset by peer", g.pick(("INFO", "WARN")))
+        return ("could not receive data from client: Connection reset by peer", g.pick(("INFO", "WARN")))
     if r < 0.88:
         return (f"canceling statement due to statement timeout (query ran {g.ms(30000, 60000)})", "ERROR")
     if r < 0.93:
@@ -510,7 +510,7 @@ def _a_exhaustion(g: _G) -> tuple[str, str, str]:
     if r < 0.35:
         return (f"write {g.path()}: No space left on device", "ERROR", "app")
     if r < 0.5:
-        return (f"accept4() failed (24: Too many open files)", "ERROR", "web")
+        return ("accept4() failed (24: Too many open files)", "ERROR", "web")
     if r < 0.62:
         return (f"Container {g.pick(_PODS)} in pod {g.pick(('prod', 'payments'))}/{g.pick(_PODS)}-"
                 f"{g.hexid(10)} was OOMKilled (limit {g.num(256, 4096)}Mi)", "ERROR", "k8s")

@@ -209,7 +209,7 @@ class LogVectorizer:
         known = ids >= 0
         # familiarity: the share of the message's words and word pairs the vocabulary knows; placeholders
         # alone are neither known nor unknown words (pairs with them count: "took xdur_s" is a pattern)
-        uni_ids, uni_docs = ids[:n_uni_total], docs[:n_uni_total]
+        uni_ids = ids[:n_uni_total]
         placeholder = np.zeros(len(uni_ids), dtype=bool)
         placeholder[uni_ids >= 0] = self.placeholder_[uni_ids[uni_ids >= 0]]
         counted = np.ones(len(ids), dtype=bool)
