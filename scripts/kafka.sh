@@ -93,11 +93,11 @@ CFG
 
 format_storage() {
   [[ -f "$KDIR/data/meta.properties" ]] && return 0
-  local id
+  local id  # may start with "-": passed as --cluster-id=ID so it is not taken for an option
   id="$(python3 -c 'import base64,uuid;print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))')"
   log "kafka: formatting storage in .stack/kafka/data (cluster id $id)"
   java -cp "$LIB/*" -Dlog4j2.configurationFile="$ROOT/scripts/kafka/log4j2.properties" -Dkafka.logs.dir="$KDIR/logs" \
-    kafka.tools.StorageTool format -t "$id" -c "$CONF" >"$KDIR/logs/format.log" 2>&1 \
+    kafka.tools.StorageTool format --cluster-id="$id" -c "$CONF" >"$KDIR/logs/format.log" 2>&1 \
     || die "formatting Kafka storage failed: $(tail -n1 "$KDIR/logs/format.log")"
 }
 
