@@ -66,7 +66,7 @@ def run(args) -> int:
     signal.signal(signal.SIGINT, stop)
 
     check_kafka_config(settings)
-    # The model loads (mostly scikit-learn's imports) while the database is reached and migrated.
+    # The model loads (mostly numpy/scipy imports) while the database is reached and migrated.
     with ThreadPoolExecutor(max_workers=1) as loader:
         loading = loader.submit(Scorer.load, settings.models_dir, anomaly_threshold=settings.anomaly_threshold)
         # A database that is still starting (or restarting) is waited for; one that stays away stops start-up.

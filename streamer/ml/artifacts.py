@@ -7,9 +7,10 @@ can run arbitrary code from a pickle):
   - no other file sits in the directory (README*, *.md and dot-files are allowed) — an unlisted pickle is
     refused rather than ignored;
   - every listed file exists, has the recorded size (else "truncated"/"size differs") and sha256;
-  - library versions: scikit-learn major.minor must equal the training one (pickled estimators are only
-    supported within a minor release); numpy, scipy and joblib must have the same major version; Python must
-    be 3.x with x >= the training minor. Patch/minor differences within those bounds are tolerated.
+  - library versions: scikit-learn major.minor must equal the training one (models saved by older releases
+    pickled its estimators, which are only supported within a minor release; current ones keep plain numpy
+    weights); numpy, scipy and joblib must have the same major version; Python must be 3.x with x >= the
+    training minor. Patch/minor differences within those bounds are tolerated.
 Every failure is a ModelError with one line naming the file and what is wrong.
 
 model_version is derived from the artifacts' content ("m-" + 12 hex digits of a hash over their sha256s),
@@ -35,13 +36,12 @@ SCHEMA = 1
 
 
 def library_versions() -> dict[str, str]:
-    import joblib
-    import numpy
-    import scipy
-    import sklearn
+    # From the installed distributions: importing scikit-learn only to read its version would double the
+    # start-up time of `streamer run`.
+    from importlib.metadata import version
 
-    return {"sklearn": sklearn.__version__, "numpy": numpy.__version__, "scipy": scipy.__version__,
-            "joblib": joblib.__version__, "python": platform.python_version()}
+    return {"sklearn": version("scikit-learn"), "numpy": version("numpy"), "scipy": version("scipy"),
+            "joblib": version("joblib"), "python": platform.python_version()}
 
 
 def _sha256(path: Path) -> str:

@@ -14,14 +14,39 @@ from __future__ import annotations
 import hashlib
 
 import numpy as np
-from scipy.optimize import minimize_scalar
-from scipy.special import log_softmax, softmax
 
 from streamer.ml.features import Features
 
 
+class LinearWeights:
+    """What scoring needs of a fitted linear classifier: its weights, bias and classes. The shipped models
+    keep this instead of the scikit-learn estimator, so loading them does not import scikit-learn (most of a
+    cold start)."""
+
+    __slots__ = ("coef_", "intercept_", "classes_")
+
+    def __init__(self, estimator):
+        self.coef_ = np.ascontiguousarray(estimator.coef_)
+        self.intercept_ = np.asarray(estimator.intercept_)
+        self.classes_ = np.asarray(estimator.classes_)
+
+    def __getstate__(self):
+        return self.coef_, self.intercept_, self.classes_
+
+    def __setstate__(self, state):
+        self.coef_, self.intercept_, self.classes_ = state
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
 def _fit_temperature(logits: np.ndarray, y_index: np.ndarray) -> float:
     """Temperature T minimising the negative log-likelihood of softmax(logits / T) on held-out rows."""
+    from scipy.optimize import minimize_scalar
+    from scipy.special import log_softmax
+
     if len(y_index) == 0:
         return 1.0
     rows = np.arange(len(y_index))
@@ -51,7 +76,7 @@ class LevelModel:
         self.clf = None
 
     def fit(self, X, y, X_cal=None, y_cal=None, temperature: float | None = None) -> "LevelModel":
-        self.clf = _logistic(self.seed, self.C).fit(X, y)
+        self.clf = LinearWeights(_logistic(self.seed, self.C).fit(X, y))
         self.classes_ = self.clf.classes_
         counts = np.array([np.sum(np.asarray(y) == c) for c in self.classes_], dtype=np.float64)
         self.prior_ = counts / counts.sum()
@@ -64,7 +89,7 @@ class LevelModel:
         return self
 
     def _logits(self, X) -> np.ndarray:
-        # what decision_function computes, minus its per-call input validation (it dominates small batches)
+        # what sklearn's decision_function computes
         z = np.asarray(X @ self.clf.coef_.T) + self.clf.intercept_
         if z.shape[1] == 1:
             z = z[:, 0]
@@ -73,7 +98,7 @@ class LevelModel:
         return z
 
     def predict_proba(self, X) -> np.ndarray:
-        return softmax(self._logits(X) / self.temperature, axis=1)
+        return _softmax(self._logits(X) / self.temperature)
 
     def predict(self, features: Features) -> tuple[list[str], np.ndarray]:
         """(predicted levels, confidence 0..1) for a whole batch: one decision_function call.
@@ -115,11 +140,11 @@ class SupervisedAnomaly:
         self.clf = None
 
     def fit(self, X, y, X_cal=None, y_cal=None, temperature: float | None = None) -> "SupervisedAnomaly":
-        self.clf = _logistic(self.seed, self.C).fit(X, np.asarray(y, dtype=bool))
+        self.clf = LinearWeights(_logistic(self.seed, self.C).fit(X, np.asarray(y, dtype=bool)))
         if temperature is not None:
             self.temperature = temperature
         elif X_cal is not None and X_cal.shape[0] and np.unique(y_cal).size == 2:
-            z = self.clf.decision_function(X_cal)
+            z = (np.asarray(X_cal @ self.clf.coef_.T) + self.clf.intercept_)[:, 0]  # sklearn's decision_function
             self.temperature = _fit_temperature(np.column_stack([np.zeros_like(z), z]),
                                                 np.asarray(y_cal, dtype=np.int64))
         return self

@@ -1,5 +1,8 @@
 import json
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -19,6 +22,16 @@ def test_a_good_directory_loads(model_copy):
     meta, objs = load_model(model_copy)
     assert meta["model_version"].startswith("m-")
     assert set(objs) == {"vectorizer.joblib", "level_model.joblib", "anomaly_model.joblib"}
+
+
+def test_loading_the_shipped_model_does_not_import_scikit_learn():
+    # scikit-learn's import is most of a cold start; the shipped models hold plain numpy weights.
+    models = Path(__file__).resolve().parents[2] / "models"
+    code = ("import sys; from streamer.ml.scorer import Scorer; s = Scorer.load(sys.argv[1]); "
+            "s.score(['disk full on /dev/sda1'], [None]); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'sklearn' or m == 'scipy.optimize'))")
+    out = subprocess.run([sys.executable, "-c", code, str(models)], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 def test_tampered_artifact_is_refused_before_unpickling(model_copy):
