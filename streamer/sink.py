@@ -10,6 +10,7 @@ import logging
 from collections.abc import Iterable
 
 import psycopg
+from psycopg.types.json import set_json_dumps
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from streamer.config import redact_url
@@ -125,7 +126,12 @@ CREATE TEMP TABLE IF NOT EXISTS streamer_stage (
     level_confidence real, is_anomaly bool, anomaly_score real, severity text
 ) ON COMMIT DELETE ROWS
 """
-_COPY_STAGE = f"COPY streamer_stage ({', '.join(STAGE_COLUMNS)}) FROM STDIN"
+# Binary COPY: about a third of the client CPU of the text format, which matters as it holds the GIL.
+STAGE_TYPES = (
+    "text", "int4", "int8", "timestamptz", "text", "text", "text", "text", "jsonb", "text", "text", "float4",
+    "bool", "float4", "text",
+)
+_COPY_STAGE = f"COPY streamer_stage ({', '.join(STAGE_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
 _INSERT_ENTRIES = """
 INSERT INTO log_entries (kafka_topic, kafka_partition, kafka_offset, event_time, level, message, host,
                          service, raw)
@@ -169,6 +175,8 @@ class PostgresSink:
             except psycopg.OperationalError as err:
                 raise TransientError(f"cannot connect to PostgreSQL at {redact_url(self.url)}: "
                                      f"{_first_line(err)}") from None
+            # `raw` is already JSON text (the input itself): the jsonb dumper passes it through unparsed.
+            set_json_dumps(_as_is, context=self.conn)
             self.conn.execute(_CREATE_STAGE)
             self.conn.commit()
         return self.conn
@@ -201,6 +209,7 @@ class PostgresSink:
     def _load(self, conn: psycopg.Connection, rows: list[tuple]) -> None:
         with conn.cursor() as cur:
             with cur.copy(_COPY_STAGE) as copy:
+                copy.set_types(STAGE_TYPES)
                 write_row = copy.write_row
                 for row in rows:
                     write_row(row)
@@ -239,6 +248,10 @@ class PostgresSink:
 
     def close(self) -> None:
         self._drop_connection()
+
+
+def _as_is(json_text: str) -> str:
+    return json_text
 
 
 # 08 connection exception, 40 transaction rollback (deadlock, serialization), 53 insufficient resources,
