@@ -177,12 +177,14 @@ class Decoder:
 
 
 _NOT_JSON = object()
+_MISSING = object()
 
 
 def _lookup(obj: dict, dotted: str):
     """obj["a.b"], else obj["a"]["b"]: shippers write ECS fields either way."""
-    if dotted in obj:
-        return obj[dotted]
+    value = obj.get(dotted, _MISSING)
+    if value is not _MISSING:
+        return value
     if "." not in dotted:
         return None
     node = obj
@@ -225,7 +227,10 @@ def _parse_time(value) -> datetime | None:
             seconds = value / 1000.0 if abs(value) > _EPOCH_MS_ABOVE else float(value)
             return datetime.fromtimestamp(seconds, tz=timezone.utc)
         if isinstance(value, str):
-            parsed = datetime.fromisoformat(value.strip().replace(",", "."))
+            try:
+                parsed = datetime.fromisoformat(value)
+            except ValueError:  # surrounding spaces, or a comma before the fraction ("12:00:00,123")
+                parsed = datetime.fromisoformat(value.strip().replace(",", "."))
             if parsed.tzinfo is None:
                 parsed = parsed.replace(tzinfo=timezone.utc)  # shippers that omit the zone mean UTC
             return parsed if parsed >= _MIN_TIME else None

@@ -25,6 +25,10 @@ _ALIASES: dict[str, str] = {
     "emergency": "FATAL", "panic": "FATAL", "f": "FATAL", "c": "FATAL",
 }
 
+# The aliases as shippers usually write them (info, INFO, Info): looked up before any normalising.
+_EXACT: dict[str, str] = {spelling: level for alias, level in _ALIASES.items()
+                          for spelling in (alias, alias.upper(), alias.capitalize())}
+
 # syslog severities 0..7 (RFC 5424)
 _SYSLOG = {0: "FATAL", 1: "FATAL", 2: "FATAL", 3: "ERROR", 4: "WARN", 5: "INFO", 6: "INFO", 7: "DEBUG"}
 
@@ -57,6 +61,9 @@ def normalise(value: object) -> str | None:
         return _from_otel_number(value)
     if not isinstance(value, str):
         return None
+    exact = _EXACT.get(value)
+    if exact is not None:  # the usual spellings, without the string work below (once per event)
+        return exact
     key = value.strip().strip("[]<>():").lower()
     if not key:
         return None
