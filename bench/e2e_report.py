@@ -248,6 +248,12 @@ def markdown(r: dict) -> str:
         else:
             verdict = (f"The machine was only {100 * busy:.0f} % busy with 2 processes ({where}): cores were not "
                        "the limit; waiting (database, acknowledgements) was.")
+        if "ceiling_ratio" in s:
+            c1 = s["one"]["cpu_cores_used"]
+            verdict += (f" Ceiling: one process used {c1['streamer'] + c1['kafka broker'] + c1['postgresql']:.2f} "
+                        f"cores of the stack (streamer, broker, PostgreSQL) for {_n(s['one']['events_per_s'])} "
+                        f"events/s, so {c1['cores']:.0f} cores allow at most **{s['ceiling_ratio']:.2f}x** with any "
+                        "number of processes.")
         lines += ["", f"Ratio **{s['ratio']:.2f}x**. {verdict}", ""]
 
     lines += ["## Plots", "", "- `throughput.png`: committed events per second over time (throughput and scaling "
