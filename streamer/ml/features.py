@@ -1,9 +1,10 @@
 """The one shared vectorizer: mask variable parts of log messages, tokenise, weight with TF-IDF.
 
 Everything here works on a whole batch at once: the messages are joined into one string, lower-cased, masked
-with ONE compiled regex pass and tokenised with ONE findall; unigrams and bigrams are looked up in the
-vocabulary with a C-level map, and the sparse matrix is assembled with numpy. Per-message Python work is a
-list slice at most, which is what makes batch scoring fast.
+with ONE compiled regex pass and tokenised with ONE findall; transform() looks the words up with a C-level map
+to integer ids, finds bigram columns from pairs of ids with numpy (no bigram strings are built), and assembles
+the sparse matrix with numpy. Per-message Python work is a list slice at most, which is what makes batch
+scoring fast.
 
 Masking replaces ids, IPs, numbers, paths, URLs... with typed placeholder words (xip, xnum, xpath...) so the
 models learn templates rather than values. A few values carry meaning and are bucketed instead of erased:
@@ -34,34 +35,68 @@ _DUR_UNITS = {
     "min": 6e4, "mins": 6e4, "minute": 6e4, "minutes": 6e4,
 }
 
-# One alternation; the replacement is chosen by the group that matched (m.lastgroup). For speed, every
-# top-level alternative starts with a literal or a character class (the regex engine then skips it with one
-# comparison) and word-start-only patterns share one "first character + not preceded by a word" test.
+# One regex pass. Its first item is one character class, so the engine jumps between candidate characters in C;
+# the rest of a start is decided by a lookbehind on that character (digit, g-z, a-f, '@', '/', '~', ':'), and
+# inside a branch every alternative opens with a literal or a class of the NEXT character where possible, which
+# the engine rejects without entering the alternative. At a given start the alternatives that can match are
+# tried in the same order as in the plain one-alternative-per-kind form (factored only where they cannot both
+# match), so the masked text is the same. Each alternative ends with an empty group named
+# <kind> or <kind>_<variant>; the replacement is chosen by m.lastindex.
 _MASK = re.compile(
     r"""
-    @(?P<email>[\w-]+(?:\.[\w-]+)+)
-  | /(?<![\w/.].)(?P<path>[^\s"'<>,;()\[\]]*[\w/])
-  | ~(?<!\w.)(?P<hpath>/[^\s"'<>,;()\[\]]*[\w/])
-  | [a-z0-9:](?<!\w.)(?:
-        (?<=[hfwsj])(?P<url>(?:(?<=h)ttps?|(?<=f)tps?|(?<=f)ile|(?<=w)ss?|(?<=s)3|(?<=s)ftp|(?<=j)dbc:[a-z0-9]+)://[^\s"'<>]+)
-      | (?<=[sch])(?P<status>(?:(?<=s)tatus|(?<=c)ode|(?<=h)ttp/\d(?:\.\d)?"?)[=:]?[ \t]?(?P<sd>[1-5])\d\d\b)
-      | (?<=[a-z])(?P<wpath>:\\[^\s"'<>,;()\[\]]*[\w\\])
-      | (?<=[0-9a-f])(?P<uuid>[0-9a-f]{7}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b)
-      | (?<=[0-9a-f])(?P<mac>[0-9a-f](?::[0-9a-f]{2}){5}\b)
-      | (?<=\d)(?P<ip>\d{0,2}(?:\.\d{1,3}){3}(?::\d{1,5})?\b)
-      | (?<=[0-9a-f:])(?P<ip6>[0-9a-f]{0,3}:(?:[0-9a-f]{0,4}:){3,6}[0-9a-f]{1,4}\b)
-      | (?<=0)(?P<hex0>x[0-9a-f]+\b)
-      | (?<=[0-9a-f])(?P<hex>(?:(?<=[a-f])[0-9a-f]*\d|(?<=\d)[0-9a-f]*[a-f])[0-9a-f]*\b(?<=[0-9a-f]{6}))
-      | (?<=\d)(?P<dur>\d*(?:\.\d+)?[ \t]?(?:ns|us|µs|ms|msecs?|millis|milliseconds|s|secs?|seconds?|mins?|minutes?)\b)
-      | (?<=\d)(?P<pct>\d*(?:\.\d+)?[ \t]?%)
-      | (?<=\d)(?P<size>\d*(?:\.\d+)?[ \t]?(?:[kmgt]i?b|bytes)\b)
-      | (?<=\d)(?P<num>\d*(?:[.,:]\d+)*\b)
+    [@/~0-9a-z:](?<!\w[~0-9a-z:])       # '@' and '/' anywhere ('/' checked below); the rest at a word start
+    (?:
+        (?<=[g-z])(?:
+            t(?:(?<=ht)tp(?:s?://[^\s"'<>]+(?P<url>)
+                          | /\d(?:\.\d)?"?[=:]?[ \t]?[1-5]\d\d\b(?P<status>))
+               | (?<=st)atus[=:]?[ \t]?[1-5]\d\d\b(?P<status_s>))
+          | s(?<=ws)s?://[^\s"'<>]+(?P<url_ws>)
+          | 3(?<=s3)://[^\s"'<>]+(?P<url_s3>)
+          | f(?<=sf)tp://[^\s"'<>]+(?P<url_sftp>)
+          | d(?<=jd)bc:[a-z0-9]+://[^\s"'<>]+(?P<url_jdbc>)
+          | :\\[^\s"'<>,;()\[\]]*[\w\\](?P<wpath>))
+      | (?<=[0-9])(?:
+            # the common plain number, when what follows rules out every longer or other reading below
+            [0-9]*+(?=[\n")\]/;=]|[ ][^nusµm%kgtb]|-(?<![0-9]{8}-))(?P<num_plain>)
+          | [0-9a-f]{7}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b(?P<uuid>)
+          | [0-9a-f](?::[0-9a-f]{2}){5}\b(?P<mac>)
+          | \d{0,2}(?:\.\d{1,3}){3}(?::\d{1,5})?\b(?P<ip>)
+          | [0-9a-f]{0,3}:(?:[0-9a-f]{0,4}:){3,6}[0-9a-f]{1,4}\b(?P<ip6>)
+          | x(?<=0x)[0-9a-f]+\b(?P<hex0>)
+          | [0-9]*+[a-f][0-9a-f]*+\b(?<=[0-9a-f]{6})(?P<hex>)
+            # duration, percentage and size share the number; only its longest form can precede a unit
+          | \d*+(?:\.\d+)?+[ \t]?+(?:
+                (?:ns|us|µs|ms|msecs?|millis|milliseconds|s|secs?|seconds?|mins?|minutes?)\b(?P<dur>)
+              | %(?P<pct>)
+              | (?:[kmgt]i?b|bytes)\b(?P<size>))
+          | \d*(?:[.,:]\d+)*\b(?P<num>))
+      | (?<=[a-f])(?:
+            t(?<=ft)ps?://[^\s"'<>]+(?P<url_ftp>)
+          | i(?<=fi)le://[^\s"'<>]+(?P<url_file>)
+          | o(?<=co)de[=:]?[ \t]?[1-5]\d\d\b(?P<status_code>)
+          | :\\[^\s"'<>,;()\[\]]*[\w\\](?P<wpath_af>)
+          | [0-9a-f]{7}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b(?P<uuid_af>)
+          | [0-9a-f](?::[0-9a-f]{2}){5}\b(?P<mac_af>)
+          | [0-9a-f]{0,3}:(?:[0-9a-f]{0,4}:){3,6}[0-9a-f]{1,4}\b(?P<ip6_af>)
+          | [0-9a-f]*\d[0-9a-f]*\b(?<=[0-9a-f]{6})(?P<hex_af>))
+      | (?<=@)[\w-]+(?:\.[\w-]+)+(?P<email>)
+      | (?<=/)(?<![\w/.]/)[^\s"'<>,;()\[\]]*[\w/](?P<path>)
+      | (?<=~)/[^\s"'<>,;()\[\]]*[\w/](?P<hpath>)
+      | (?<=:)[0-9a-f]{0,3}:(?:[0-9a-f]{0,4}:){3,6}[0-9a-f]{1,4}\b(?P<ip6_colon>)
     )
 """,
     re.VERBOSE,
 )
 _ALIASES = {"hpath": " xpath ", "wpath": " xpath ", "ip6": " xip ", "hex0": " xhex "}
 _STATUS_CLASS = {"1": " xs_info ", "2": " xs_ok ", "3": " xs_redirect ", "4": " xs_client ", "5": " xs_server "}
+# by group number: the kind, and its fixed replacement (None for the kinds that look at the value)
+_KIND = [""] * (_MASK.groups + 1)
+_FIXED: list = [None] * (_MASK.groups + 1)
+for _name, _i in _MASK.groupindex.items():
+    _KIND[_i] = _name.split("_")[0]
+    if _KIND[_i] not in ("status", "dur", "pct"):
+        _FIXED[_i] = _ALIASES.get(_KIND[_i], " x" + _KIND[_i] + " ")
+del _name, _i
 _DUR_SPLIT = re.compile(r"(\d+(?:\.\d+)?)[ \t]?(\D+)")
 
 # Placeholder words the masks produce; they say a value was there, not what the message is about, so they
@@ -74,6 +109,12 @@ PLACEHOLDERS = frozenset({
 
 # Words of two or more letters/underscores, or the document separator. Digits split words (j12 -> j).
 _TOKEN = re.compile(r"[^\W\d][^\W\d]+|\x01")
+# The same on ASCII text, about twice as fast: one leading class lets the engine skip in C, no Unicode lookups.
+_TOKEN_ASCII = re.compile(r"[\x01A-Za-z_](?:(?<=\x01)|[A-Za-z_]+)")
+
+
+def _words(masked: str) -> list[str]:
+    return (_TOKEN_ASCII if masked.isascii() else _TOKEN).findall(masked)
 
 
 def _duration_token(text: str) -> str:
@@ -93,18 +134,17 @@ def _duration_token(text: str) -> str:
 
 
 def _replace(m: re.Match) -> str:
-    kind = m.lastgroup
-    if kind in _ALIASES:
-        return _ALIASES[kind]
+    fixed = _FIXED[m.lastindex]
+    if fixed is not None:
+        return fixed
+    kind = _KIND[m.lastindex]
     if kind == "status":
-        # keep the word, bucket the code: "status=503" -> "status xs_server"
-        return " status " + _STATUS_CLASS[m.group("sd")]
+        # keep the word, bucket the code: "status=503" -> "status xs_server" (the class digit is 3rd from the end)
+        return " status " + _STATUS_CLASS[m.group(0)[-3]]
     if kind == "dur":
         return _duration_token(m.group(0))
-    if kind == "pct":
-        value = float(m.group(0).rstrip("% \t"))
-        return " xpct_hi " if value >= 90 else (" xpct_mid " if value >= 50 else " xpct_lo ")
-    return " x" + kind + " "
+    value = float(m.group(0).rstrip("% \t"))
+    return " xpct_hi " if value >= 90 else (" xpct_mid " if value >= 50 else " xpct_lo ")
 
 
 def mask_batch(messages) -> str:
@@ -115,12 +155,12 @@ def mask_batch(messages) -> str:
 
 def mask(message: str) -> str:
     """The masked form of one message (for templates, tests and explanations)."""
-    return " ".join(_TOKEN.findall(mask_batch([message])))
+    return " ".join(_words(mask_batch([message])))
 
 
 def tokenize_batch(messages) -> list[list[str]]:
     """Unigram token lists per message, after masking."""
-    tokens = _TOKEN.findall(mask_batch(messages))
+    tokens = _words(mask_batch(messages))
     out: list[list[str]] = [[]]
     for t in tokens:
         if t == _SEP_TOKEN:
@@ -139,11 +179,11 @@ class Features:
 
 
 def _stream(messages):
-    """Token stream of a batch: unigrams then bigrams, as one flat list with document boundaries.
+    """Token stream of a batch (for fit): unigrams then bigrams, as one flat list with document boundaries.
 
     Returns (tokens, doc_of_token, n_unigrams_per_doc).
     """
-    uni = _TOKEN.findall(mask_batch(messages))
+    uni = _words(mask_batch(messages))
     n_docs = len(messages)
     uni_arr = np.array(uni, dtype=object)
     is_sep = uni_arr == _SEP_TOKEN if uni else np.zeros(0, dtype=bool)
@@ -166,6 +206,43 @@ def _stream(messages):
     return tokens, docs.astype(np.int64), n_uni, len(uni_arr)
 
 
+class _Lookup:
+    """Integer tables for transform(), derived from a vocabulary (cached on the vectorizer, never pickled).
+
+    Every word that is a feature or part of a feature bigram gets an id 0..K-1 (the document separator gets
+    K); a bigram is found by the key id_a * (K + 1) + id_b in a sorted array instead of building its string.
+    """
+
+    def __init__(self, vocabulary: dict, placeholder: np.ndarray):
+        self.vocabulary, self.placeholder = vocabulary, placeholder
+        words: dict[str, int] = {}
+        pairs = []
+        for token, col in vocabulary.items():
+            parts = token.split(" ")
+            if _SEP_TOKEN in parts:  # the separator is never a word, nor part of a pair
+                continue
+            if len(parts) == 1:
+                words.setdefault(token, len(words))
+            elif len(parts) == 2:  # other keys with a space can never be produced
+                a, b = (words.setdefault(t, len(words)) for t in parts)
+                pairs.append((a, b, col))
+        k = len(words) + 1
+        words[_SEP_TOKEN] = k - 1
+        self.words, self.sep = words, k - 1
+        # per word id (index -1, i.e. the separator slot, also serves unknown words): column and placeholder
+        self.col = np.full(k, -1, dtype=np.int64)
+        self.is_placeholder = np.zeros(k, dtype=bool)
+        for token, i in words.items():
+            col = vocabulary.get(token, -1) if i != self.sep else -1
+            self.col[i] = col
+            self.is_placeholder[i] = col >= 0 and bool(placeholder[col])
+        keys = np.array([a * k + b for a, b, _ in pairs], dtype=np.int64)
+        order = np.argsort(keys, kind="stable")
+        self.pair_keys = keys[order]
+        self.pair_cols = np.array([c for _, _, c in pairs], dtype=np.int64)[order]
+        self.k = k
+
+
 class LogVectorizer:
     """Masked word unigrams + bigrams, sublinear TF-IDF, L2-normalised rows; the vocabulary is bounded."""
 
@@ -175,6 +252,19 @@ class LogVectorizer:
         self.vocabulary_: dict[str, int] = {}
         self.idf_: np.ndarray = np.zeros(0)
         self.placeholder_: np.ndarray = np.zeros(0, dtype=bool)
+
+    def __getstate__(self):
+        # the lookup cache is derived data: keep it out of saved models (and their hashes)
+        state = self.__dict__
+        if "_lookup" in state:
+            state = {k: v for k, v in state.items() if k != "_lookup"}
+        return state
+
+    def _tables(self) -> _Lookup:
+        t = self.__dict__.get("_lookup")
+        if t is None or t.vocabulary is not self.vocabulary_ or t.placeholder is not self.placeholder_:
+            t = self._lookup = _Lookup(self.vocabulary_, self.placeholder_)
+        return t
 
     @property
     def n_features(self) -> int:
@@ -204,21 +294,34 @@ class LogVectorizer:
         F = len(self.vocabulary_)
         if n == 0:
             return Features(sp.csr_matrix((0, F), dtype=np.float64), np.zeros(0, dtype=np.float32))
-        tokens, docs, _, n_uni_total = _stream(messages)
-        ids = np.fromiter(map(self.vocabulary_.get, tokens, repeat(-1)), dtype=np.int64, count=len(tokens))
-        known = ids >= 0
+        t = self._tables()
+        words = _words(mask_batch(messages))
+        ids = np.fromiter(map(t.words.get, words, repeat(-1)), dtype=np.int64, count=len(words))
+        is_sep = ids == t.sep
+        doc = np.cumsum(is_sep)  # separators belong to the next document; they are never counted
+        col = t.col[ids]  # -1 for separators and unknown words (id -1 reads the separator's slot)
+        # bigrams: adjacent pairs not touching a separator; a pair with an unknown word has no key in the table
+        pair_ok = ~(is_sep[:-1] | is_sep[1:])
+        if len(t.pair_keys) and len(ids) > 1:
+            keys = ids[:-1] * t.k + ids[1:]  # never a table key if either id is -1 or the separator
+            pos = np.minimum(np.searchsorted(t.pair_keys, keys), len(t.pair_keys) - 1)
+            pair_col = np.where(t.pair_keys[pos] == keys, t.pair_cols[pos], -1)
+        else:
+            pair_col = np.full(max(len(ids) - 1, 0), -1, dtype=np.int64)
+        pair_doc = doc[:-1]
         # familiarity: the share of the message's words and word pairs the vocabulary knows; placeholders
         # alone are neither known nor unknown words (pairs with them count: "took xdur_s" is a pattern)
-        uni_ids = ids[:n_uni_total]
-        placeholder = np.zeros(len(uni_ids), dtype=bool)
-        placeholder[uni_ids >= 0] = self.placeholder_[uni_ids[uni_ids >= 0]]
-        counted = np.ones(len(ids), dtype=bool)
-        counted[:n_uni_total] = ~placeholder
-        total = np.bincount(docs[counted], minlength=n)
-        known_n = np.bincount(docs[counted & known], minlength=n)
+        counted = ~(is_sep | t.is_placeholder[ids])
+        known_word = counted & (col >= 0)
+        known_pair = pair_ok & (pair_col >= 0)
+        total = np.bincount(doc[counted], minlength=n) + np.bincount(pair_doc[pair_ok], minlength=n)
+        known_n = np.bincount(doc[known_word], minlength=n) + np.bincount(pair_doc[known_pair], minlength=n)
         familiarity = (known_n / np.maximum(total, 1)).astype(np.float32)
         # counts per (row, column): unique keys come out sorted by row, then column = CSR order
-        keys, counts = np.unique(docs[known] * F + ids[known], return_counts=True)
+        known = col >= 0
+        keys, counts = np.unique(np.concatenate([doc[known] * F + col[known],
+                                                 pair_doc[known_pair] * F + pair_col[known_pair]]),
+                                 return_counts=True)
         indptr = np.zeros(n + 1, dtype=np.int64)
         np.cumsum(np.bincount(keys // F, minlength=n), out=indptr[1:])
         X = sp.csr_matrix((counts.astype(np.float64), (keys % F).astype(np.int32), indptr), shape=(n, F))
