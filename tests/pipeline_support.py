@@ -106,6 +106,7 @@ def valid_event(i: int, rng: random.Random) -> bytes:
         "user {u} logged in from 10.0.{a}.{b}", "GET /api/orders/{u} 200 {ms}ms",
         "connection to db-{a} timed out after {ms} ms", "disk usage at {a}% on /var/lib/data",
         "OutOfMemoryError: Java heap space in worker-{a}", "payment {u} declined: card expired",
+        "tty{a}: control characters \x01\x1b[0m in the line",  # \x01 once crashed the scorer for the batch
     ]).format(u=rng.randrange(10**6), a=rng.randrange(255), b=rng.randrange(255), ms=rng.randrange(5000))
     if kind == 0:
         return orjson.dumps({"@timestamp": "2024-06-01T12:00:00Z", "message": text, "log": {"level": level},

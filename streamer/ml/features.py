@@ -149,8 +149,13 @@ def _replace(m: re.Match) -> str:
 
 def mask_batch(messages) -> str:
     """Lower-case and mask a batch; returns the joined, masked text (documents separated by _SEP)."""
-    text = _SEP.join(messages).lower()
-    return _MASK.sub(_replace, text)
+    messages = messages if isinstance(messages, list) else list(messages)
+    text = _SEP.join(messages)
+    if text.count(_SEP_TOKEN) > len(messages) - 1:
+        # A message holds the separator character itself (a control character of no meaning): read it as
+        # white space, or it would split the message into two documents.
+        text = _SEP.join(m.replace(_SEP_TOKEN, " ") for m in messages)
+    return _MASK.sub(_replace, text.lower())
 
 
 def mask(message: str) -> str:
