@@ -34,6 +34,7 @@ from streamer.decode import Decoder
 from streamer.errors import ConfigError, StreamerError, TransientError
 from streamer.health import Health
 from streamer.metrics import Metrics
+from streamer.score import score_batch
 from streamer.sink import KafkaSink, PostgresSink
 
 log = logging.getLogger(__name__)
@@ -257,9 +258,7 @@ class Pipeline:
 
     def _score(self, batch: Batch) -> ScoredBatch:
         started = time.perf_counter()
-        columns = None
-        if batch.events:
-            columns = self.scorer.score([e.message for e in batch.events], [e.level for e in batch.events])
+        batch, columns = score_batch(self.scorer, batch)  # events the scorer fails on become dead letters
         scored = ScoredBatch(batch, columns)
         scored.stage_seconds["score"] = time.perf_counter() - started
         return scored

@@ -173,6 +173,52 @@ def test_poison_record_only_it_is_dead_lettered(kafka_bootstrap, topics, migrate
     assert "rejected 1 of" in proc.output()
 
 
+SCORER_FAULT = """
+import streamer.ml.scorer as scorer
+
+_score = scorer.Scorer.score
+
+
+def score(self, messages, declared_levels=None):
+    if any("scorer-poison" in m for m in messages):
+        raise ValueError("injected scorer fault")
+    return _score(self, messages, declared_levels)
+
+
+scorer.Scorer.score = score
+"""
+
+
+def test_an_event_the_scorer_fails_on_is_dead_lettered_alone(kafka_bootstrap, topics, migrated_db_url, start,
+                                                              tmp_path):
+    import orjson
+    import random
+
+    # Fault injection in the real process: sitecustomize makes its scorer raise on any batch with a marker.
+    (tmp_path / "fault").mkdir()
+    (tmp_path / "fault" / "sitecustomize.py").write_text(SCORER_FAULT)
+    rng = random.Random(5)
+    values = [valid_event(i, rng) for i in range(300)]
+    poison = {100, 201}
+    for i in poison:
+        values[i] = orjson.dumps({"message": f"scorer-poison {i}", "seq": i})
+    coords = produce(kafka_bootstrap, topics.raw, values, partition=1)
+    proc = start(env={"PYTHONPATH": str(tmp_path / "fault"), "STREAMER_BATCH_MAX_EVENTS": "1000",
+                      "STREAMER_BATCH_MAX_MS": "2000"})
+    wait_caught_up(kafka_bootstrap, topics, [proc])
+    assert proc.terminate() == 0
+
+    good = {o for i, (_, o) in enumerate(coords) if i not in poison}
+    assert {o for (o,) in query(migrated_db_url, "select kafka_offset from ml_predictions")} == good
+    assert {int(m.header("source.offset")) for m in consume_all(kafka_bootstrap, topics.scored)} == good
+    dead = consume_all(kafka_bootstrap, topics.deadletter)
+    assert sorted(int(d.header("source.offset")) for d in dead) == sorted(coords[i][1] for i in poison)
+    assert {(d.header("deadletter.stage"), d.header("deadletter.error_class")) for d in dead} == {
+        (b"score", b"score_failed")}
+    assert {orjson.loads(d.value)["seq"] for d in dead} == poison
+    assert "the scorer failed on" in proc.output()
+
+
 def test_two_members_share_partitions_and_one_leaves(kafka_bootstrap, topics, migrated_db_url, start):
     values, invalid = mixed_values(6000, invalid_every=100)
     coords = produce(kafka_bootstrap, topics.raw, values[:3000])

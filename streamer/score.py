@@ -1,0 +1,72 @@
+"""The score stage: one scorer call for the whole batch, with the events that make it fail isolated.
+
+A scorer error that an event triggers would otherwise fail the batch at every redelivery: the process would
+crash-loop on one record. When the batch call raises, the batch is bisected until the events that fail on
+their own are found; they become `score`-stage dead letters and the rest is scored in one call again. When
+a plain canary message fails too, the input is not the cause (a broken model, a bug): the error is raised.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from streamer.batch import Batch
+from streamer.decode import DeadLetter, Event
+
+log = logging.getLogger(__name__)
+
+
+def score_batch(scorer, batch: Batch):
+    """Returns (batch, columns): the batch without the events the scorer cannot score (now dead letters),
+    and the ScoreColumns of its events (None when it has none)."""
+    if not batch.events:
+        return batch, None
+    try:
+        return batch, _score(scorer, batch.events)
+    except Exception as err:  # noqa: BLE001 - any error: find out whether some events cause it
+        first_error = err
+    failing: dict[int, Exception] = {}
+    indexes = list(range(len(batch.events)))
+    for half in (indexes[:len(indexes) // 2], indexes[len(indexes) // 2:]):
+        _bisect(scorer, batch.events, half, failing)
+    if not failing or not _scores_canary(scorer):
+        raise first_error
+    log.warning("the scorer failed on %d of %d events; they go to the dead-letter topic (first: %s: %s)",
+                len(failing), len(batch.events), type(first_error).__name__, first_error)
+    kept = Batch(first_record_at=batch.first_record_at, next_offsets=batch.next_offsets, records=batch.records)
+    kept.events = [e for i, e in enumerate(batch.events) if i not in failing]
+    kept.dead_letters = batch.dead_letters + [_dead_letter(batch.events[i], err) for i, err in failing.items()]
+    return kept, _score(scorer, kept.events)
+
+
+def _score(scorer, events: list[Event]):
+    return scorer.score([e.message for e in events], [e.level for e in events])
+
+
+def _scores_canary(scorer) -> bool:
+    try:
+        scorer.score(["service started"], [None])
+        return True
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def _bisect(scorer, events: list[Event], indexes: list[int], failing: dict[int, Exception]) -> None:
+    if not indexes:
+        return
+    try:
+        _score(scorer, [events[i] for i in indexes])
+        return
+    except Exception as err:  # noqa: BLE001
+        if len(indexes) == 1:
+            failing[indexes[0]] = err
+            return
+    mid = len(indexes) // 2
+    _bisect(scorer, events, indexes[:mid], failing)
+    _bisect(scorer, events, indexes[mid:], failing)
+
+
+def _dead_letter(e: Event, err: Exception) -> DeadLetter:
+    reason = f"{type(err).__name__}: {err}".splitlines()[0][:500]
+    return DeadLetter(e.topic, e.partition, e.offset, e.key, e.headers, e.raw_json.encode(), "score_failed",
+                      reason, "score")
