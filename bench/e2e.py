@@ -399,8 +399,15 @@ def verdicts(r: dict) -> list[tuple[str, bool | None, str]]:
     if t and o:
         ratio = t["events_per_s"] / o["events_per_s"]
         r["original_ratio"] = round(ratio, 1)
+        detail = f"{ratio:,.0f}x ({t['events_per_s']:,.0f} vs {o['events_per_s']:,.1f} events/s)"
+        need = TARGETS["original_ratio"] * o["events_per_s"]
+        pg_cores = t["cpu_cores_used"]["postgresql"] * need / t["events_per_s"]
+        if ratio < TARGETS["original_ratio"] and pg_cores > t["cpu_cores_used"]["cores"]:
+            # The database's own work per event, measured in the throughput run, rules the target out here.
+            detail += (f"; {TARGETS['original_ratio']:,}x is {need:,.0f} events/s, for which PostgreSQL alone "
+                       f"would need {pg_cores:.1f} of the {t['cpu_cores_used']['cores']:.0f} cores")
         out.append((f">= {TARGETS['original_ratio']:,}x the original design's events/s", ratio >= TARGETS["original_ratio"],
-                    f"{ratio:,.0f}x ({t['events_per_s']:,.0f} vs {o['events_per_s']:,.1f} events/s)"))
+                    detail))
     lat = r.get("latency")
     if lat:
         out.append((f"p99 <= {TARGETS['latency_p99_ms']} ms at {lat['rate_target']:,} events/s",
