@@ -1,7 +1,11 @@
+import functools
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from streamer.levels import LEVELS
 from streamer.ml.corpus import generate
@@ -108,3 +112,27 @@ def test_detects_injected_anomalies(scorer):
     truth = np.array([e["labels"]["is_anomaly"] for e in events])
     assert (cols.is_anomaly & truth).sum() >= 0.8 * truth.sum()
     assert (cols.is_anomaly & ~truth).sum() <= 0.02 * (~truth).sum()
+
+
+@functools.lru_cache(maxsize=1)
+def _shipped_scorer():
+    return Scorer.load(Path(__file__).resolve().parents[2] / "models")
+
+
+_pieces = st.one_of(
+    st.text(max_size=40),
+    st.sampled_from(["\x01", "\n\x01\n", "\x00", "status=503", "12 ms", "97%", "0xdead", "10.0.0.1:80",
+                     "/var/log", "C:\\x", "a@b.io", "https://x/y", "١٢", "İ", "ß", "\t", " "]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(_pieces, max_size=8).map("".join), min_size=1, max_size=6),
+       st.lists(st.sampled_from([None, "INFO", "warning", "??"]), min_size=6, max_size=6))
+def test_the_shipped_scorer_scores_any_text(messages, levels):
+    # Any text a decoder can produce must score: an exception here fails a whole batch.
+    cols = _shipped_scorer().score(messages, levels[:len(messages)])
+    assert len(cols) == len(messages) and len(cols.severity) == len(messages)
+    assert np.all((cols.level_confidence >= 0) & (cols.level_confidence <= 1))
+    assert np.all((cols.anomaly_score >= 0) & (cols.anomaly_score <= 1))
+    assert set(cols.predicted_level) <= set(LEVELS)
