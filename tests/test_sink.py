@@ -4,6 +4,7 @@ is isolated while the rest of its batch lands."""
 from datetime import datetime, timezone
 
 import numpy as np
+import orjson
 import pytest
 
 from streamer.decode import DeadLetter, Event
@@ -61,6 +62,29 @@ def test_poison_rows_are_isolated_and_the_rest_lands(migrated_db_url):
     stored = {r[0] for r in query(migrated_db_url, "select kafka_offset from log_entries")}
     assert stored == set(range(1000)) - {317, 808}
     sink.close()
+
+
+def test_values_reach_the_tables_unchanged(migrated_db_url):
+    # Binary COPY: no escaping, so what COPY's text format would escape must arrive byte for byte.
+    tricky = ["tab\there", "new\nline\r\n", "back\\slash \\N", "\\.", "emoji 🚀 ünïcödé ١٢٣", "x" * 100_000,
+              "ctrl \x01\x1b[0m"]
+    events = [Event("logs.raw", 3, i, None, None, m, datetime(1999, 12, 31, 23, 59, 59, 123456, tzinfo=timezone.utc),
+                    None, None if i % 2 else "h\tost", "svc", orjson.dumps({"message": m, "n": [i, None]}).decode(),
+                    True) for i, m in enumerate(tricky)]
+    cols = Columns(len(events))
+    cols.level_confidence[0], cols.anomaly_score[1], cols.is_anomaly[2] = 0.123456, 1.0, True
+    sink = PostgresSink(migrated_db_url)
+    assert sink.write(database_rows(events, cols)) == []
+    sink.close()
+    rows = query(migrated_db_url, "select e.kafka_offset, e.message, e.event_time, e.level, e.host, e.raw, "
+                 "p.level_confidence, p.anomaly_score, p.is_anomaly from log_entries e join ml_predictions p "
+                 "using (kafka_topic, kafka_partition, kafka_offset) order by 1")
+    assert [r[1] for r in rows] == tricky
+    assert {r[2] for r in rows} == {events[0].event_time} and {r[3] for r in rows} == {None}
+    assert [r[4] for r in rows] == [e.host for e in events]
+    assert [r[5] for r in rows] == [orjson.loads(e.raw_json) for e in events]  # jsonb, parsed by the server
+    assert rows[0][6] == pytest.approx(0.123456, rel=1e-6) and rows[1][7] == 1.0
+    assert [r[8] for r in rows] == [i == 2 for i in range(len(tricky))]
 
 
 def test_unreachable_database_is_transient(migrated_db_url):
