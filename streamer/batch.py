@@ -39,23 +39,14 @@ class Batch:
             self.next_offsets[tp] = item.offset + 1
 
     def add_polled(self, messages, decoder: Decoder) -> None:
-        """Decode confluent_kafka Messages (error-free ones, in poll order) into this batch. add() inlined:
-        this runs once per event on the main thread."""
-        if not messages:
-            return
-        if self.first_record_at is None:
-            self.first_record_at = time.monotonic()
+        """Decode confluent_kafka Messages (error-free ones) into this batch."""
         decode = decoder.decode
-        events, dead_letters, next_offsets = self.events, self.dead_letters, self.next_offsets
         for msg in messages:
-            topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
-            item = decode(msg.value(), topic=topic, partition=partition, offset=offset,
-                          timestamp_ms=msg.timestamp()[1], key=msg.key(), headers=msg.headers())
-            (events if type(item) is Event else dead_letters).append(item)
-            tp = (topic, partition)
-            if offset >= next_offsets.get(tp, 0):
-                next_offsets[tp] = offset + 1
-        self.records += len(messages)
+            _, ts = msg.timestamp()
+            self.add(decode(
+                msg.value(), topic=msg.topic(), partition=msg.partition(), offset=msg.offset(),
+                timestamp_ms=ts, key=msg.key(), headers=msg.headers(),
+            ))
 
     def age_ms(self) -> float:
         if self.first_record_at is None:
