@@ -184,12 +184,11 @@ class Features:
 
 
 def _stream(messages):
-    """Token stream of a batch (for fit): unigrams then bigrams, as one flat list with document boundaries.
+    """Token stream of a batch (for fit): unigrams then bigrams, as one flat list.
 
-    Returns (tokens, doc_of_token, n_unigrams_per_doc).
+    Returns (tokens, doc_of_token).
     """
     uni = _words(mask_batch(messages))
-    n_docs = len(messages)
     uni_arr = np.array(uni, dtype=object)
     is_sep = uni_arr == _SEP_TOKEN if uni else np.zeros(0, dtype=bool)
     # document index of every unigram (separators belong to the next document, then are dropped)
@@ -205,10 +204,9 @@ def _stream(messages):
         bi_doc = np.zeros(0, dtype=np.int64)
     keep = ~is_sep
     uni_arr, uni_doc = uni_arr[keep], doc_of[keep]
-    n_uni = np.bincount(uni_doc, minlength=n_docs)[:n_docs] if n_docs else np.zeros(0, dtype=np.int64)
     tokens = np.concatenate([uni_arr, bi_arr]) if len(bi_arr) else uni_arr
     docs = np.concatenate([uni_doc, bi_doc]) if len(bi_arr) else uni_doc
-    return tokens, docs.astype(np.int64), n_uni, len(uni_arr)
+    return tokens, docs.astype(np.int64)
 
 
 class _Lookup:
@@ -277,7 +275,7 @@ class LogVectorizer:
 
     def fit(self, messages) -> "LogVectorizer":
         messages = list(messages)
-        tokens, docs, _, _ = _stream(messages)
+        tokens, docs = _stream(messages)
         # document frequency of every distinct token
         codes, inverse = np.unique(tokens.astype(str), return_inverse=True)
         pairs = np.unique(inverse.astype(np.int64) * max(len(messages), 1) + docs)
