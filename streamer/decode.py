@@ -72,7 +72,13 @@ class DeadLetter:
     value: bytes | None
     error_class: str
     reason: str
-    stage: str  # decode (here) or store (rejected by the database)
+    stage: str  # decode (here), score (the scorer failed on it) or store (rejected by the database)
+
+    @classmethod
+    def of_event(cls, e: Event, error_class: str, reason: str, stage: str) -> "DeadLetter":
+        """An event refused after decoding; the value is its JSON text (the input itself for JSON input)."""
+        return cls(e.topic, e.partition, e.offset, e.key, e.headers, e.raw_json.encode(), error_class, reason,
+                   stage)
 
 
 # A leading timestamp (ISO 8601 / RFC 3339 or "YYYY-MM-DD HH:MM:SS[,.]fff") and/or level in a text line.

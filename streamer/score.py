@@ -12,6 +12,7 @@ import logging
 
 from streamer.batch import Batch
 from streamer.decode import DeadLetter, Event
+from streamer.isolate import failing_alone
 
 log = logging.getLogger(__name__)
 
@@ -25,17 +26,17 @@ def score_batch(scorer, batch: Batch):
         return batch, _score(scorer, batch.events)
     except Exception as err:  # noqa: BLE001 - any error: find out whether some events cause it
         first_error = err
-    failing: dict[int, Exception] = {}
-    indexes = list(range(len(batch.events)))
-    for half in (indexes[:len(indexes) // 2], indexes[len(indexes) // 2:]):
-        _bisect(scorer, batch.events, half, failing)
+    events = batch.events
+    failing = failing_alone(list(range(len(events))), first_error,
+                            lambda half: _score(scorer, [events[i] for i in half]))
     if not failing or not _scores_canary(scorer):
         raise first_error
     log.warning("the scorer failed on %d of %d events; they go to the dead-letter topic (first: %s: %s)",
-                len(failing), len(batch.events), type(first_error).__name__, first_error)
+                len(failing), len(events), type(first_error).__name__, first_error)
     kept = Batch(first_record_at=batch.first_record_at, next_offsets=batch.next_offsets, records=batch.records)
-    kept.events = [e for i, e in enumerate(batch.events) if i not in failing]
-    kept.dead_letters = batch.dead_letters + [_dead_letter(batch.events[i], err) for i, err in failing.items()]
+    kept.events = [e for i, e in enumerate(events) if i not in failing]
+    kept.dead_letters = batch.dead_letters + [DeadLetter.of_event(events[i], "score_failed", _reason(err), "score")
+                                              for i, err in failing.items()]
     return kept, _score(scorer, kept.events)
 
 
@@ -51,22 +52,5 @@ def _scores_canary(scorer) -> bool:
         return False
 
 
-def _bisect(scorer, events: list[Event], indexes: list[int], failing: dict[int, Exception]) -> None:
-    if not indexes:
-        return
-    try:
-        _score(scorer, [events[i] for i in indexes])
-        return
-    except Exception as err:  # noqa: BLE001
-        if len(indexes) == 1:
-            failing[indexes[0]] = err
-            return
-    mid = len(indexes) // 2
-    _bisect(scorer, events, indexes[:mid], failing)
-    _bisect(scorer, events, indexes[mid:], failing)
-
-
-def _dead_letter(e: Event, err: Exception) -> DeadLetter:
-    reason = f"{type(err).__name__}: {err}".splitlines()[0][:500]
-    return DeadLetter(e.topic, e.partition, e.offset, e.key, e.headers, e.raw_json.encode(), "score_failed",
-                      reason, "score")
+def _reason(err: Exception) -> str:
+    return f"{type(err).__name__}: {err}".splitlines()[0][:500]

@@ -17,6 +17,7 @@ from streamer.config import redact_url
 from streamer.decode import DeadLetter
 from streamer.enrich import ScoredRecord, dead_letter_headers
 from streamer.errors import StreamerError, TransientError
+from streamer.isolate import failing_alone
 from streamer.kafka_admin import TOPIC_MAX_MESSAGE_BYTES
 
 log = logging.getLogger(__name__)
@@ -148,19 +149,17 @@ FROM streamer_stage
 ON CONFLICT DO NOTHING
 """
 
-def is_data_error(err: psycopg.Error) -> bool:
-    """This data is wrong, retrying cannot help: SQLSTATE class 22 (data exception) and 23 (integrity
-    constraint violation) are DataError/IntegrityError subclasses; so are psycopg's client-side refusals
-    (a NUL byte in text)."""
-    return isinstance(err, (psycopg.DataError, psycopg.IntegrityError))
+# This data is wrong, retrying cannot help: SQLSTATE class 22 (data exception) and 23 (integrity constraint
+# violation) are DataError/IntegrityError subclasses; so are psycopg's client-side refusals (a NUL byte in text).
+DATA_ERRORS = (psycopg.DataError, psycopg.IntegrityError)
 
 
 class PostgresSink:
     """Bulk-loads a batch in one transaction: COPY into a temp staging table, then INSERT … ON CONFLICT DO
     NOTHING into log_entries and ml_predictions, so a redelivered event adds no row.
 
-    A batch rejected for data reasons is bisected inside the transaction (savepoints) until the bad rows are
-    isolated; write() returns their indexes and commits the rest.
+    A batch rejected for data reasons is bisected inside the transaction (streamer/isolate.py, one savepoint
+    per attempt) until the bad rows are isolated; write() returns their indexes and commits the rest.
     """
 
     def __init__(self, url: str, connect_timeout: int = 5):
@@ -190,15 +189,15 @@ class PostgresSink:
         try:
             with conn.transaction():
                 try:
-                    with conn.transaction():  # savepoint: the fast path, the whole batch at once
-                        self._load(conn, rows)
-                except psycopg.Error as err:
-                    if not is_data_error(err):
-                        raise
-                    self._isolate(conn, rows, list(range(len(rows))), rejected)
+                    self._load_in_savepoint(conn, rows)  # the fast path: the whole batch at once
+                except DATA_ERRORS as err:
+                    failing = failing_alone(list(range(len(rows))), err,
+                                            lambda half: self._load_in_savepoint(conn, [rows[i] for i in half]),
+                                            catch=DATA_ERRORS)
+                    rejected = [(i, f"db_{e.sqlstate or 'client'}", _first_line(e)) for i, e in failing.items()]
         except psycopg.Error as err:
             self._drop_connection()
-            if is_data_error(err):  # cannot happen after isolation; never retry it forever
+            if isinstance(err, DATA_ERRORS):  # cannot happen after isolation; never retry it forever
                 raise StreamerError(f"PostgreSQL rejected a batch after isolating bad rows: "
                                     f"{_first_line(err)}") from None
             if isinstance(err, (psycopg.OperationalError, psycopg.InterfaceError)) or _transient_state(err):
@@ -217,26 +216,9 @@ class PostgresSink:
             cur.execute(_INSERT_PREDICTIONS)
             cur.execute("TRUNCATE streamer_stage")
 
-    def _isolate(self, conn, rows, indexes: list[int], rejected: list) -> None:
-        """Bisect `indexes` in savepoints; good halves are kept, single bad rows go to `rejected`."""
-        if len(indexes) == 1:
-            try:
-                with conn.transaction():
-                    self._load(conn, [rows[indexes[0]]])
-            except psycopg.Error as err:
-                if not is_data_error(err):
-                    raise
-                rejected.append((indexes[0], f"db_{err.sqlstate or 'client'}", _first_line(err)))
-            return
-        mid = len(indexes) // 2
-        for half in (indexes[:mid], indexes[mid:]):
-            try:
-                with conn.transaction():
-                    self._load(conn, [rows[i] for i in half])
-            except psycopg.Error as err:
-                if not is_data_error(err):
-                    raise
-                self._isolate(conn, rows, half, rejected)
+    def _load_in_savepoint(self, conn: psycopg.Connection, rows: list[tuple]) -> None:
+        with conn.transaction():  # kept when it succeeds, rolled back alone when it fails
+            self._load(conn, rows)
 
     def _drop_connection(self) -> None:
         if self.conn is not None:

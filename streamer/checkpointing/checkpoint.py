@@ -40,7 +40,7 @@ class ScoredBatch:
     columns: object | None  # streamer.ml.scorer.ScoreColumns for batch.events; None when there are none
     stored: bool = False
     published: bool = False
-    dead_letters: list[DeadLetter] = field(default_factory=list)  # decode- plus store-stage
+    dead_letters: list[DeadLetter] = field(default_factory=list)  # decode-, score- plus store-stage
     rejected_indexes: set[int] = field(default_factory=set)  # events the database refused
     stage_seconds: dict[str, float] = field(default_factory=dict)
 
@@ -71,11 +71,8 @@ class Checkpoint:
             if events:
                 rejected = db.write(database_rows(events, scored.columns))
             scored.dead_letters = list(batch.dead_letters) + [
-                DeadLetter(e.topic, e.partition, e.offset, e.key, e.headers, e.raw_json.encode(),
-                           error_class, reason, "store")
-                for i, error_class, reason in rejected
-                for e in (events[i],)
-            ]
+                DeadLetter.of_event(events[i], error_class, reason, "store")
+                for i, error_class, reason in rejected]
             scored.stored = True
             scored.stage_seconds["store"] = time.perf_counter() - started
             scored.rejected_indexes = {i for i, _, _ in rejected}
