@@ -37,6 +37,12 @@ class LinearWeights:
         self.coef_, self.intercept_, self.classes_ = state
 
 
+def _decision(clf, X) -> np.ndarray:
+    """X · coefᵀ + intercept, one column per coefficient row: what sklearn's decision_function computes,
+    without its per-call input validation; works on LinearWeights and on estimators pickled by older models."""
+    return np.asarray(X @ clf.coef_.T) + clf.intercept_
+
+
 def _softmax(z: np.ndarray) -> np.ndarray:
     e = np.exp(z - z.max(axis=1, keepdims=True))
     return e / e.sum(axis=1, keepdims=True)
@@ -89,8 +95,7 @@ class LevelModel:
         return self
 
     def _logits(self, X) -> np.ndarray:
-        # what sklearn's decision_function computes
-        z = np.asarray(X @ self.clf.coef_.T) + self.clf.intercept_
+        z = _decision(self.clf, X)
         if z.shape[1] == 1:
             z = z[:, 0]
         if z.ndim == 1:  # binary: sklearn returns one column
@@ -144,7 +149,7 @@ class SupervisedAnomaly:
         if temperature is not None:
             self.temperature = temperature
         elif X_cal is not None and X_cal.shape[0] and np.unique(y_cal).size == 2:
-            z = (np.asarray(X_cal @ self.clf.coef_.T) + self.clf.intercept_)[:, 0]  # sklearn's decision_function
+            z = _decision(self.clf, X_cal)[:, 0]
             self.temperature = _fit_temperature(np.column_stack([np.zeros_like(z), z]),
                                                 np.asarray(y_cal, dtype=np.int64))
         return self
