@@ -41,6 +41,7 @@ elif str(ROOT) not in sys.path:
 from bench.harness import (BENCH_INVALID_KINDS, BOOTSTRAP, PARTITIONS, CpuMeter, OffsetWatcher,  # noqa: E402
                            RunEnv, StreamerProcess, end_offsets, kill_all, preload, run_until_caught_up,
                            stage_seconds)
+from bench.e2e_report import stack_cores  # noqa: E402
 from bench.workload import workload  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
@@ -365,7 +366,7 @@ QUIET_CORES = 0.3  # CPU used by other processes above which the figures are mar
 def ceiling_ratio(cpu: dict) -> float:
     """The most any number of processes could gain over this run on this machine: the cores divided by the
     cores the stack (streamers, broker, PostgreSQL) used for this run's throughput."""
-    stack = cpu["streamer"] + cpu["kafka broker"] + cpu["postgresql"]
+    stack = stack_cores(cpu)
     return round(cpu["cores"] / stack, 2) if stack else float("inf")
 
 
@@ -403,11 +404,11 @@ def verdicts(r: dict) -> list[tuple[str, bool | None, str]]:
         need = TARGETS["original_ratio"] * o["events_per_s"]
         c = t["cpu_cores_used"]
         scale = need / t["events_per_s"]
-        stack_cores = (c["streamer"] + c["kafka broker"] + c["postgresql"]) * scale
-        if ratio < TARGETS["original_ratio"] and stack_cores > c["cores"]:
+        needed = stack_cores(c) * scale
+        if ratio < TARGETS["original_ratio"] and needed > c["cores"]:
             # The CPU per event the stack used in the throughput run rules the target out on this machine.
             detail += (f"; {TARGETS['original_ratio']:,}x is {need:,.0f} events/s, for which the stack would need "
-                       f"{stack_cores:.1f} of the {c['cores']:.0f} cores at this run's CPU per event (PostgreSQL "
+                       f"{needed:.1f} of the {c['cores']:.0f} cores at this run's CPU per event (PostgreSQL "
                        f"alone {c['postgresql'] * scale:.1f})")
         out.append((f">= {TARGETS['original_ratio']:,}x the original design's events/s", ratio >= TARGETS["original_ratio"],
                     detail))

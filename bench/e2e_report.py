@@ -250,7 +250,7 @@ def markdown(r: dict) -> str:
                        "the limit; waiting (database, acknowledgements) was.")
         if "ceiling_ratio" in s:
             c1 = s["one"]["cpu_cores_used"]
-            verdict += (f" Ceiling: one process used {c1['streamer'] + c1['kafka broker'] + c1['postgresql']:.2f} "
+            verdict += (f" Ceiling: one process used {stack_cores(c1):.2f} "
                         f"cores of the stack (streamer, broker, PostgreSQL) for {_n(s['one']['events_per_s'])} "
                         f"events/s, so {c1['cores']:.0f} cores allow at most **{s['ceiling_ratio']:.2f}x** with any "
                         "number of processes.")
@@ -271,6 +271,11 @@ def _disturbed(r: dict, limit: float = 0.3) -> list[tuple[str, float]]:
             if run and run["cpu_cores_used"]["everything else"] > limit]
     restarted = [(name, run["stack_restarted"]) for name, run in parts if run and run.get("stack_restarted")]
     return busy, restarted
+
+
+def stack_cores(c: dict) -> float:
+    """Cores the stack itself used (streamers, broker, PostgreSQL), from a CpuMeter result."""
+    return c["streamer"] + c["kafka broker"] + c["postgresql"]
 
 
 def _cpu_table(c: dict) -> str:
