@@ -70,6 +70,29 @@ CREATE TABLE anomaly_labels (
         REFERENCES log_entries (kafka_topic, kafka_partition, kafka_offset) ON DELETE CASCADE
 );
 """),
+    # One Kafka message may carry many records (OTLP, a JSON array, NDJSON): the record's index inside its
+    # message joins every key. In place: existing rows get 0, which is what a one-record message has.
+    Migration(3, "record_index: many records per Kafka message", """
+ALTER TABLE ml_predictions DROP CONSTRAINT ml_predictions_kafka_topic_kafka_partition_kafka_offset_fkey;
+ALTER TABLE anomaly_labels DROP CONSTRAINT anomaly_labels_kafka_topic_kafka_partition_kafka_offset_fkey;
+
+ALTER TABLE log_entries ADD COLUMN record_index integer NOT NULL DEFAULT 0,
+    DROP CONSTRAINT log_entries_pkey,
+    ADD CONSTRAINT log_entries_pkey PRIMARY KEY (kafka_topic, kafka_partition, kafka_offset, record_index);
+
+ALTER TABLE ml_predictions ADD COLUMN record_index integer NOT NULL DEFAULT 0,
+    DROP CONSTRAINT ml_predictions_pkey,
+    ADD CONSTRAINT ml_predictions_pkey
+        PRIMARY KEY (kafka_topic, kafka_partition, kafka_offset, record_index, model_version),
+    ADD CONSTRAINT ml_predictions_log_entry_fkey FOREIGN KEY (kafka_topic, kafka_partition, kafka_offset, record_index)
+        REFERENCES log_entries (kafka_topic, kafka_partition, kafka_offset, record_index) ON DELETE CASCADE;
+
+ALTER TABLE anomaly_labels ADD COLUMN record_index integer NOT NULL DEFAULT 0,
+    DROP CONSTRAINT anomaly_labels_pkey,
+    ADD CONSTRAINT anomaly_labels_pkey PRIMARY KEY (kafka_topic, kafka_partition, kafka_offset, record_index),
+    ADD CONSTRAINT anomaly_labels_log_entry_fkey FOREIGN KEY (kafka_topic, kafka_partition, kafka_offset, record_index)
+        REFERENCES log_entries (kafka_topic, kafka_partition, kafka_offset, record_index) ON DELETE CASCADE;
+"""),
 )
 
 # Any constant shared by every streamer process; only ours take this lock.
@@ -90,8 +113,9 @@ def applied_versions(conn) -> list[int]:
         return [row[0] for row in cur.fetchall()]
 
 
-def migrate(conn) -> list[int]:
-    """Apply the migrations this schema lacks, in one transaction; return the versions newly applied.
+def migrate(conn, up_to: int | None = None) -> list[int]:
+    """Apply the migrations this schema lacks (those numbered up to `up_to`, default all), in one transaction;
+    return the versions newly applied.
 
     Commits on success, rolls back everything on failure. The connection must not be in autocommit mode.
     """
@@ -112,7 +136,7 @@ def migrate(conn) -> list[int]:
             cur.execute("SELECT version FROM schema_migrations")
             done = {row[0] for row in cur.fetchall()}
             for m in MIGRATIONS:
-                if m.version in done:
+                if m.version in done or (up_to is not None and m.version > up_to):
                     continue
                 cur.execute(m.sql)
                 cur.execute("INSERT INTO schema_migrations (version, description) VALUES (%s, %s)",
