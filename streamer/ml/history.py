@@ -78,9 +78,11 @@ def read_history(conn, since: datetime | None = None, until: datetime | None = N
         where.append("e.service = %s")
         params.append(service)
     sql = ("SELECT e.message, e.level, coalesce(e.event_time, e.ingested_at) AS t, a.is_anomaly "
-           "FROM log_entries e LEFT JOIN anomaly_labels a USING (kafka_topic, kafka_partition, kafka_offset) "
+           # A label belongs to one record of a message: the join takes record_index too.
+           "FROM log_entries e LEFT JOIN anomaly_labels a "
+           "USING (kafka_topic, kafka_partition, kafka_offset, record_index) "
            + (f"WHERE {' AND '.join(where)} " if where else "")
-           + "ORDER BY t, e.kafka_topic, e.kafka_partition, e.kafka_offset")
+           + "ORDER BY t, e.kafka_topic, e.kafka_partition, e.kafka_offset, e.record_index")
     messages, levels, labels, times = [], [], [], []
     marked = 0
     try:

@@ -112,3 +112,20 @@ def test_enough_history_trains_a_loadable_new_version(migrated_db_url, tmp_path)
     assert meta["training_data"]["source"].startswith("PostgreSQL log_entries")
     assert meta["metrics"]["level"]["macro_f1"] > 0.5
     assert not (tmp_path / "models").exists(), "training from history must not replace the default model"
+
+
+def test_labels_belong_to_one_record_of_a_multi_record_message(migrated_db_url):
+    from streamer.db import connect
+    from streamer.ml.history import read_history
+
+    # One Kafka message (offset 4) holding three records with the same time; only record 1 is labelled.
+    query(migrated_db_url,
+          "INSERT INTO log_entries (kafka_topic, kafka_partition, kafka_offset, record_index, event_time, message) "
+          "SELECT 'logs.raw', 0, 4, i, %s, 'record ' || i FROM generate_series(2, 0, -1) AS i", (T0,))
+    query(migrated_db_url,
+          "INSERT INTO anomaly_labels (kafka_topic, kafka_partition, kafka_offset, record_index, is_anomaly, "
+          "labelled_by) VALUES ('logs.raw', 0, 4, 1, true, 'test')")
+    with connect(migrated_db_url) as conn:
+        h = read_history(conn)
+    assert h.messages == ["record 0", "record 1", "record 2"]
+    assert h.is_anomaly == [None, True, None]
