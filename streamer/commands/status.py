@@ -74,14 +74,21 @@ def _database(settings) -> str:
     try:
         import psycopg
 
+        from streamer.db.migrations import applied_versions, latest_version
+
         with psycopg.connect(settings.database_url, connect_timeout=int(TIMEOUT_S)) as conn:
             version = conn.execute("SHOW server_version").fetchone()[0]
-            rows = None
-            try:
-                rows = conn.execute("SELECT count(*) FROM ml_predictions").fetchone()[0]
-            except psycopg.Error:
-                conn.rollback()
-        extra = f", {rows} prediction rows" if rows is not None else ", schema not initialised"
+            schema = applied_versions(conn)
+            extra = ", schema not initialised"
+            if schema:
+                extra = f", schema version {schema[-1]}"
+                if schema[-1] < latest_version():
+                    extra += f" (this streamer needs {latest_version()}: run `streamer init`)"
+                else:
+                    # Rows are records: a Kafka message may hold several (OTLP, JSON array, NDJSON).
+                    rows, later = conn.execute("SELECT count(*), count(*) FILTER (WHERE record_index > 0) "
+                                               "FROM ml_predictions").fetchone()
+                    extra += f", {rows} prediction rows ({later} from records after a message's first)"
         return f"database: {redact_url(settings.database_url)} reachable (PostgreSQL {version}{extra})"
     except Exception as err:
         first = str(err).strip().splitlines()[0][:160] if str(err).strip() else err.__class__.__name__
