@@ -10,6 +10,10 @@ Targets per partition (earliest/latest are the log-start offset and the high wat
   committed offset is an error, as in Kafka). Offset and shift targets are clamped to [earliest, latest].
 The group must have no members: the broker only accepts offsets from outside the group while it is empty,
 and a running pipeline would overwrite them with its next commit anyway.
+
+Offsets count Kafka messages, not records: a message holding several records (OTLP, a JSON array, NDJSON) is
+read again whole, and each of its records, keyed by (topic, partition, offset, record_index), gets its new
+prediction row while its log entry stays the one already stored.
 """
 
 from __future__ import annotations
