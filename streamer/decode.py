@@ -52,6 +52,7 @@ class Event:
     service: str | None
     raw_json: str  # the event as JSON text, for the jsonb column: the input itself when it was a JSON object
     is_json: bool  # the input was a JSON object (the output record splices into raw_json); else a text line
+    record_index: int = 0  # which record of its Kafka message (OTLP, JSON array, NDJSON hold several)
 
     @property
     def raw(self) -> dict:
@@ -73,12 +74,13 @@ class DeadLetter:
     error_class: str
     reason: str
     stage: str  # decode (here), score (the scorer failed on it) or store (rejected by the database)
+    record_index: int = 0  # which record of its Kafka message
 
     @classmethod
     def of_event(cls, e: Event, error_class: str, reason: str, stage: str) -> "DeadLetter":
         """An event refused after decoding; the value is its JSON text (the input itself for JSON input)."""
         return cls(e.topic, e.partition, e.offset, e.key, e.headers, e.raw_json.encode(), error_class, reason,
-                   stage)
+                   stage, e.record_index)
 
 
 # A leading timestamp (ISO 8601 / RFC 3339 or "YYYY-MM-DD HH:MM:SS[,.]fff") and/or level in a text line.

@@ -52,7 +52,8 @@ def scored_records(events: list[Event], columns) -> Iterator[ScoredRecord]:
             "anomaly_score": scores[i],
             "severity": severities[i],
             "model_version": version,
-            "source": {"topic": event.topic, "partition": event.partition, "offset": event.offset},
+            "source": {"topic": event.topic, "partition": event.partition, "offset": event.offset,
+                       "record_index": event.record_index},
         }
         original = event.raw_json
         if event.is_json and '"streamer"' not in original:
@@ -64,6 +65,8 @@ def scored_records(events: list[Event], columns) -> Iterator[ScoredRecord]:
         headers = list(event.headers) if event.headers else []
         headers += fixed
         headers.append(("source.offset", b"%d" % event.offset))
+        if event.record_index:  # one of several records in its Kafka message
+            headers.append(("source.record_index", b"%d" % event.record_index))
         yield event.key, value, headers
 
 
@@ -76,8 +79,8 @@ def database_rows(events: list[Event], columns) -> list[tuple]:
     severities = columns.severity
     version = columns.model_version
     return [
-        (e.topic, e.partition, e.offset, e.event_time, e.level, e.message, e.host, e.service, e.raw_json,
-         version, levels[i], confidences[i], anomalies[i], scores[i], severities[i])
+        (e.topic, e.partition, e.offset, e.record_index, e.event_time, e.level, e.message, e.host, e.service,
+         e.raw_json, version, levels[i], confidences[i], anomalies[i], scores[i], severities[i])
         for i, e in enumerate(events)
     ]
 
@@ -90,4 +93,6 @@ def dead_letter_headers(dead: DeadLetter) -> list[tuple[str, bytes]]:
         ("deadletter.stage", dead.stage.encode()),
     ])
     headers.extend(source_headers(dead.topic, dead.partition, dead.offset))
+    if dead.record_index:
+        headers.append(("source.record_index", b"%d" % dead.record_index))
     return headers

@@ -33,7 +33,8 @@ def test_scored_record_is_the_event_plus_streamer():
                 "severity": "critical", "model_version": "m-1"}
     for i, (event, (key, value, headers)) in enumerate(zip(events, records)):
         body = orjson.loads(value)
-        assert body["streamer"] == {**expected, "source": {"topic": "raw", "partition": 2, "offset": 10 + i}}
+        assert body["streamer"] == {**expected, "source": {"topic": "raw", "partition": 2, "offset": 10 + i,
+                                                           "record_index": 0}}
         assert {k: v for k, v in body.items() if k != "streamer"} == \
             {k: v for k, v in event.raw.items() if k != "streamer"}
         assert key == b"key"
@@ -53,3 +54,25 @@ def test_database_rows_follow_stage_columns():
     assert (named["level"], named["message"], named["host"], named["service"]) == ("WARN", "m", "h", "s")
     assert named["model_version"] == "m-1" and named["severity"] == "critical" and named["is_anomaly"] is True
     assert orjson.loads(named["raw"]) == events[0].raw
+    assert named["record_index"] == 0
+
+
+def test_a_later_record_of_a_message_is_named_in_source_headers_and_row():
+    from dataclasses import replace
+
+    from streamer.decode import DeadLetter
+    from streamer.enrich import dead_letter_headers
+    from streamer.sink import STAGE_COLUMNS
+
+    first, = decoded(b'{"message": "record zero"}')
+    later = replace(first, message="record two", record_index=2)
+    records = list(scored_records([first, later], Columns(2)))
+    assert [orjson.loads(v)["streamer"]["source"]["record_index"] for _, v, _ in records] == [0, 2]
+    assert [dict(h).get("source.record_index") for _, _, h in records] == [None, b"2"]  # only when > 0
+    rows = [dict(zip(STAGE_COLUMNS, r)) for r in database_rows([first, later], Columns(2))]
+    assert [(r["kafka_offset"], r["record_index"], r["message"]) for r in rows] == [(10, 0, "record zero"),
+                                                                                   (10, 2, "record two")]
+    dead = DeadLetter.of_event(later, "score_failed", "boom", "score")
+    assert dead.record_index == 2
+    assert dict(dead_letter_headers(dead))["source.record_index"] == b"2"
+    assert "source.record_index" not in dict(dead_letter_headers(DeadLetter.of_event(first, "x", "y", "score")))

@@ -129,3 +129,18 @@ def test_kafka_sink_flush_fails_when_a_record_is_refused(kafka_bootstrap, topics
     with pytest.raises(TransientError, match="refused 1 records"):
         sink.flush(30, failing)
     sink.flush(30, ok)  # another batch's records all arrived: its flush succeeds
+
+
+def test_records_of_one_message_are_rows_of_their_own_and_redelivery_adds_none(migrated_db_url):
+    from dataclasses import replace
+
+    sink = PostgresSink(migrated_db_url)
+    records = [replace(event(5, message=f"record {i}"), record_index=i) for i in range(3)] + [event(6)]
+    assert sink.write(database_rows(records, Columns(4))) == []
+    assert sink.write(database_rows(records[1:], Columns(3))) == []  # redelivered: the keys take record_index
+    assert counts(migrated_db_url) == (4, 4)
+    assert sink.write(database_rows(records, Columns(4, "v-two"))) == []
+    assert counts(migrated_db_url) == (4, 8)
+    assert query(migrated_db_url, "select kafka_offset, record_index, message from log_entries order by 1, 2") == [
+        (5, 0, "record 0"), (5, 1, "record 1"), (5, 2, "record 2"), (6, 0, "ok")]
+    sink.close()
