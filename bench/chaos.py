@@ -321,6 +321,7 @@ class Drill:
         self.check_faults()
         self.say(f"seed {self.seed}: generating {p.events:,} events ({p.invalid_ratio:.1%} invalid)")
         values, keys, invalid = workload(p.events, p.invalid_ratio, seed=self.seed)
+        with_multi_record_messages(values, invalid)
         res.events, res.invalid, res.valid = len(values), len(invalid), len(values) - len(invalid)
         self.set_up()
         self.say(f"topics {self.topics['raw']} (+ .scored, .deadletter), schema {self.schema}, "
@@ -506,8 +507,9 @@ class Drill:
     def verify(self, values: list[bytes], invalid: set[int], coords: list) -> None:
         res, t = self.result, self.topics
         index = {c: i for i, c in enumerate(coords) if c is not None}
-        valid = {c for i, c in enumerate(coords) if c is not None and i not in invalid}
-        bad = {c for i, c in enumerate(coords) if c is not None and i in invalid}
+        # Keys are records, (partition, offset, record_index): a message may hold several.
+        sent = {c for i, c in enumerate(coords) if c is not None and i not in invalid}
+        bad = {(*c, 0) for i, c in enumerate(coords) if c is not None and i in invalid}
 
         ends = end_offsets(self.bootstrap, t["raw"], PARTITIONS)
         if sum(ends.values()) != len(index):
@@ -516,17 +518,18 @@ class Drill:
         done = committed(self.bootstrap, t["group"], t["raw"], PARTITIONS)
         res.committed_at_end = all(done.get(q, -1) >= e for q, e in ends.items())
 
-        expected = self.expected(values, coords, valid)
-        entries = query(self.db_url, "SELECT kafka_partition, kafka_offset, message FROM log_entries "
+        expected = self.expected(values, coords, sent)
+        valid = set(expected)
+        entries = query(self.db_url, "SELECT kafka_partition, kafka_offset, record_index, message FROM log_entries "
                                      "WHERE kafka_topic = %s", [t["raw"]])
-        rows = Counter((q, o) for q, o, _ in entries)
-        res.wrong_rows = sum(1 for q, o, m in entries if (q, o) in expected and m != expected[(q, o)][0])
-        predictions = query(self.db_url, "SELECT kafka_partition, kafka_offset, model_version, predicted_level, "
-                                         "severity, anomaly_score FROM ml_predictions WHERE kafka_topic = %s",
-                            [t["raw"]])
-        preds = Counter((q, o) for q, o, v, *_ in predictions if v == self.model_version)
-        res.wrong_predictions = sum(1 for q, o, v, *scores in predictions
-                                    if (q, o) in expected and not _same_scores(scores, expected[(q, o)][1:]))
+        rows = Counter((q, o, r) for q, o, r, _ in entries)
+        res.wrong_rows = sum(1 for q, o, r, m in entries if (q, o, r) in expected and m != expected[(q, o, r)][0])
+        predictions = query(self.db_url, "SELECT kafka_partition, kafka_offset, record_index, model_version, "
+                                         "predicted_level, severity, anomaly_score FROM ml_predictions "
+                                         "WHERE kafka_topic = %s", [t["raw"]])
+        preds = Counter((q, o, r) for q, o, r, v, *_ in predictions if v == self.model_version)
+        res.wrong_predictions = sum(1 for q, o, r, v, *scores in predictions
+                                    if (q, o, r) in expected and not _same_scores(scores, expected[(q, o, r)][1:]))
         del entries, predictions
         other_versions = query(self.db_url, "SELECT count(*) FROM ml_predictions WHERE model_version <> %s",
                                [self.model_version])[0][0]
@@ -557,7 +560,7 @@ class Drill:
         for r in dead:
             c = _source(r)
             seen[c] += 1
-            if c in bad and r.value == values[index[c]] and r.header("deadletter.stage") == b"decode":
+            if c in bad and r.value == values[index[c[:2]]] and r.header("deadletter.stage") == b"decode":
                 intact.add(c)
         res.dead_letters = len(seen)
         res.duplicates_dead_letters = sum(n - 1 for n in seen.values())
@@ -566,21 +569,24 @@ class Drill:
         if res.lost_dead_letters:
             missing = sorted(bad - intact)[:5]
             res.problems.append(f"dead letters missing or altered for {res.lost_dead_letters} invalid inputs, "
-                                f"e.g. {missing} ({', '.join(_kind(values[index[c]]) for c in missing)})")
+                                f"e.g. {missing} ({', '.join(_kind(values[index[c[:2]]]) for c in missing)})")
 
-    def expected(self, values: list[bytes], coords: list, valid: set) -> dict:
-        """coordinates -> (message, predicted_level, severity, anomaly_score, event without `streamer`) for
-        every valid input, decoded and scored here the way the members do it."""
+    def expected(self, values: list[bytes], coords: list, sent: set) -> dict:
+        """(partition, offset, record_index) -> (message, predicted_level, severity, anomaly_score, event
+        without `streamer`) for every record of the valid inputs, decoded and scored here as the members do."""
         from streamer.config import Settings
-        from streamer.decode import Decoder
+        from streamer.decode import Decoder, Event
         from streamer.ml.scorer import Scorer
 
         defaults = Settings()
         decoder = Decoder(max_message_bytes=defaults.max_message_bytes,
                           message_fields=defaults.message_field_names())
         scorer = Scorer.load(MODELS)
-        events = [decoder.decode(values[i], topic=self.topics["raw"], partition=c[0], offset=c[1])
-                  for i, c in enumerate(coords) if c in valid]
+        events = []
+        for i, c in enumerate(coords):
+            if c in sent:
+                decoded = decoder.decode(values[i], topic=self.topics["raw"], partition=c[0], offset=c[1])
+                events += [d for d in (decoded if isinstance(decoded, list) else [decoded]) if isinstance(d, Event)]
         out = {}
         for start in range(0, len(events), 20_000):
             chunk = events[start:start + 20_000]
@@ -588,8 +594,8 @@ class Drill:
             scores = cols.anomaly_score.tolist()
             for j, e in enumerate(chunk):
                 raw = {k: v for k, v in e.raw.items() if k != "streamer"}
-                out[(e.partition, e.offset)] = (e.message, cols.predicted_level[j], cols.severity[j], scores[j],
-                                                raw)
+                out[(e.partition, e.offset, e.record_index)] = (e.message, cols.predicted_level[j],
+                                                                cols.severity[j], scores[j], raw)
         return out
 
     def clean_up(self) -> None:
@@ -600,8 +606,19 @@ class Drill:
         shutil.rmtree(self.run_dir, ignore_errors=True)
 
 
-def _source(record) -> tuple[int, int]:
-    return int(record.header("source.partition")), int(record.header("source.offset"))
+def _source(record) -> tuple[int, int, int]:
+    return (int(record.header("source.partition")), int(record.header("source.offset")),
+            int(record.header("source.record_index") or 0))
+
+
+def with_multi_record_messages(values: list[bytes], invalid: set[int], every: int = 20) -> None:
+    """Every `every`-th valid JSON event becomes a message of two records, NDJSON or a JSON array in turn,
+    the second record being the next value (so its content is known and stays distinct)."""
+    for n, i in enumerate(range(0, len(values) - 1, every)):
+        first, second = values[i], values[i + 1]
+        if i in invalid or i + 1 in invalid or not (first.startswith(b"{") and second.startswith(b"{")):
+            continue
+        values[i] = first + b"\n" + second if n % 2 else b"[" + first + b"," + second + b"]"
 
 
 def _same_scores(got, want) -> bool:
