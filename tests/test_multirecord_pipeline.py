@@ -103,7 +103,7 @@ def test_each_record_of_a_message_is_its_own_row_prediction_and_scored_record(
                                       "WHERE kafka_topic = %s", [topics.raw])
 
     assert {(p, o, i): m for p, o, i, m in stored()} == expected
-    assert len(stored()) == len(expected) == 15
+    assert len(stored()) == len(expected) == 14
     otlp_rows = query(migrated_db_url, "SELECT record_index, level, host, service, event_time FROM log_entries "
                                        "WHERE kafka_partition = %s AND kafka_offset = %s ORDER BY record_index",
                       list(coords[0]))
