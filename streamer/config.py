@@ -3,6 +3,8 @@
 Every librdkafka property passes through: `--kafka-config key=value` or `STREAMER_KAFKA_<PROPERTY>` with dots
 written as underscores (STREAMER_KAFKA_SASL_PASSWORD -> sasl.password), so TLS and SASL need no code here.
 Secrets never leave this module unredacted: use redact_url() / redact_config() for anything printed.
+Any STREAMER_* variable may instead be given as STREAMER_<NAME>_FILE naming a file that holds the value
+(trailing newline stripped) — the way to keep passwords out of `ps` (/proc/PID/cmdline) and of the environment.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class Settings:
     batch_max_ms: int = 100
     max_message_bytes: int = 1024 * 1024
     metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
     anomaly_threshold: float | None = None
     log_format: str = "text"
     message_fields: str = "message,msg,log,MESSAGE"
@@ -69,6 +72,7 @@ _OPTIONS: dict[str, tuple[str, type]] = {
     "batch_max_ms": ("STREAMER_BATCH_MAX_MS", int),
     "max_message_bytes": ("STREAMER_MAX_MESSAGE_BYTES", int),
     "metrics_port": ("STREAMER_METRICS_PORT", int),
+    "metrics_host": ("STREAMER_METRICS_HOST", str),
     "anomaly_threshold": ("STREAMER_ANOMALY_THRESHOLD", float),
     "log_format": ("STREAMER_LOG_FORMAT", str),
     "message_fields": ("STREAMER_MESSAGE_FIELDS", str),
@@ -99,7 +103,7 @@ def add_topic_arguments(parser: argparse.ArgumentParser) -> None:
 
 def settings_from_args(args: argparse.Namespace | None = None, env: os._Environ | dict | None = None) -> Settings:
     """Build Settings: flag, else environment variable, else default. Raises ConfigError on a bad value."""
-    env = os.environ if env is None else env
+    env = _read_file_variables(os.environ if env is None else env)
     values: dict[str, object] = {}
     for dest, (var, typ) in _OPTIONS.items():
         raw = getattr(args, dest, None) if args is not None else None
@@ -116,6 +120,24 @@ def settings_from_args(args: argparse.Namespace | None = None, env: os._Environ 
     settings = Settings(**values)
     _check(settings)
     return settings
+
+
+def _read_file_variables(env) -> dict[str, str]:
+    """STREAMER_X_FILE=/path -> STREAMER_X=<the file's text, trailing newline stripped>, for every STREAMER_*
+    variable (settings and STREAMER_KAFKA_* passthrough alike). Giving both X and X_FILE is an error."""
+    resolved = {var: value for var, value in env.items() if not (var.startswith("STREAMER_") and var.endswith("_FILE"))}
+    for var, path in env.items():
+        if not (var.startswith("STREAMER_") and var.endswith("_FILE")) or path == "":
+            continue
+        target = var[: -len("_FILE")]
+        if env.get(target, "") != "":
+            raise ConfigError(f"both {target} and {var} are set; give one")
+        try:
+            with open(path, encoding="utf-8") as f:
+                resolved[target] = f.read().rstrip("\r\n")
+        except (OSError, UnicodeDecodeError) as err:
+            raise ConfigError(f"{var}: cannot read {path!r}: {getattr(err, 'strerror', None) or err}") from None
+    return resolved
 
 
 def _kafka_passthrough(pairs: list[str], env) -> dict[str, str]:
@@ -147,6 +169,8 @@ def _check(s: Settings) -> None:
         raise ConfigError(f"metrics port must be 0..65535, got {s.metrics_port}")
     if s.anomaly_threshold is not None and not 0.0 <= s.anomaly_threshold <= 1.0:
         raise ConfigError(f"anomaly threshold must be within 0..1, got {s.anomaly_threshold}")
+    if not s.metrics_host.strip():
+        raise ConfigError("metrics host is empty")
     if s.log_format not in ("text", "json"):
         raise ConfigError(f"log format must be text or json, got {s.log_format!r}")
     if not s.bootstrap_servers.strip():

@@ -30,6 +30,9 @@ def configure(parser) -> None:
     o = parser.add_argument_group("operations")
     o.add_argument("--metrics-port", type=int, metavar="PORT",
                    help="serve /metrics, /healthz, /readyz on this port (STREAMER_METRICS_PORT; off when unset)")
+    o.add_argument("--metrics-host", metavar="ADDRESS",
+                   help="address the HTTP endpoints bind to (STREAMER_METRICS_HOST, default 127.0.0.1; "
+                   "0.0.0.0 for every interface)")
     o.add_argument("--log-format", choices=("text", "json"),
                    help="log lines as text or JSON (STREAMER_LOG_FORMAT, default text)")
 
@@ -88,8 +91,8 @@ def run(args) -> int:
 
     metrics, health = Metrics(), Health()
     if settings.metrics_port is not None:
-        serve(settings.metrics_port, health, metrics.registry)
-        log.info("serving /metrics, /healthz and /readyz on port %d", settings.metrics_port)
+        serve(settings.metrics_port, health, metrics.registry, host=settings.metrics_host)
+        log.info("serving /metrics, /healthz and /readyz on %s port %d", settings.metrics_host, settings.metrics_port)
     health.database_ok = True
 
     pipeline = Pipeline(settings, scorer, metrics, health, stop=stopping)
