@@ -85,10 +85,11 @@ def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--bootstrap-servers", metavar="HOST:PORT",
                    help=f"Kafka bootstrap servers (STREAMER_BOOTSTRAP_SERVERS, default {DEFAULT_BOOTSTRAP})")
     g.add_argument("--database-url", metavar="URL",
-                   help="PostgreSQL URL (STREAMER_DATABASE_URL, default "
-                   f"{redact_url(DEFAULT_DATABASE_URL)})")
+                   help="PostgreSQL URL (STREAMER_DATABASE_URL or STREAMER_DATABASE_URL_FILE, default "
+                   f"{redact_url(DEFAULT_DATABASE_URL)}); flags show in ps: pass passwords by file")
     g.add_argument("--kafka-config", metavar="KEY=VALUE", action="append", default=[],
-                   help="any librdkafka property, repeatable (also STREAMER_KAFKA_<PROPERTY>, dots as _)")
+                   help="any librdkafka property, repeatable (also STREAMER_KAFKA_<PROPERTY>, dots as _; "
+                   "secrets as STREAMER_KAFKA_<PROPERTY>_FILE=/path, out of ps)")
 
 
 def add_topic_arguments(parser: argparse.ArgumentParser) -> None:
