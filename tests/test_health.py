@@ -22,7 +22,7 @@ def server():
     registry = CollectorRegistry()
     Counter("probe_total", "a metric to scrape", registry=registry).inc()
     health = Health(model_loaded=True, broker_ok=True, database_ok=True)
-    srv = serve(0, health, registry, timeout=1.0, max_connections=4)
+    srv = serve(0, health, registry, timeout=5.0, max_connections=4)  # 5 s: the flood is in before any slot frees
     yield srv
     srv.shutdown()
     srv.server_close()
@@ -40,7 +40,7 @@ def _get(srv, path: str) -> tuple[int, bytes]:
 def _get_until_ok(srv, path: str) -> tuple[int, bytes, list[int]]:
     """GET until 200; every attempt must be answered (a hung server raises a timeout and fails the test)."""
     statuses = []
-    for _ in range(60):
+    for _ in range(120):
         status, body = _get(srv, path)
         statuses.append(status)
         if status != 503:
