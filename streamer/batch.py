@@ -41,12 +41,14 @@ class Batch:
     def add_polled(self, messages, decoder: Decoder) -> None:
         """Decode confluent_kafka Messages (error-free ones) into this batch."""
         decode = decoder.decode
+        add = self.add
         for msg in messages:
             _, ts = msg.timestamp()
-            self.add(decode(
+            for item in decode(  # one item per record of the message
                 msg.value(), topic=msg.topic(), partition=msg.partition(), offset=msg.offset(),
                 timestamp_ms=ts, key=msg.key(), headers=msg.headers(),
-            ))
+            ):
+                add(item)
 
     def age_ms(self) -> float:
         if self.first_record_at is None:

@@ -114,44 +114,116 @@ class Decoder:
         timestamp_ms: int | None = None,
         key: bytes | None = None,
         headers: Headers = None,
-    ) -> Event | DeadLetter:
-        def dead(error_class: str, reason: str) -> DeadLetter:
-            return DeadLetter(topic, partition, offset, key, headers, value, error_class, reason, "decode")
+    ) -> list[Event | DeadLetter]:
+        """One Event or DeadLetter per record of the message (a JSON array, NDJSON or OTLP hold several)."""
+        def dead(error_class: str, reason: str, index: int = 0) -> DeadLetter:
+            return DeadLetter(topic, partition, offset, key, headers, value, error_class, reason, "decode", index)
 
         if value is None or not value.strip():
-            return dead("empty", "the record has no value")
+            return [dead("empty", "the record has no value")]
         if len(value) > self.max_message_bytes:
-            return dead("too_large", f"{len(value)} bytes is over the limit of {self.max_message_bytes}")
+            return [dead("too_large", f"{len(value)} bytes is over the limit of {self.max_message_bytes}")]
         try:
             text = value.decode("utf-8")
         except UnicodeDecodeError as err:
-            return dead("invalid_utf8", f"not UTF-8: {err.reason} at byte {err.start}")
+            records = _otlp(value)  # binary: maybe an OTLP protobuf export
+            if isinstance(records, list):
+                return self._from_otlp(records, topic, partition, offset, timestamp_ms, key, headers, dead)
+            if isinstance(records, str):
+                return [dead("malformed_otlp", records)]
+            return [dead("invalid_utf8", f"not UTF-8: {err.reason} at byte {err.start}")]
 
-        stripped = text.strip()
-        if not stripped:  # str.strip() also removes Unicode spaces that bytes.strip() keeps
-            return dead("empty", "the record holds only white space")
-        first = stripped[0]
-        if first in '{["' or _JSON_SCALAR.match(stripped):
+        # One message rule on every path: strip line terminators, nothing else.
+        stripped = text.strip(_TERMINATORS)
+        if not stripped.strip():  # str.strip() also removes Unicode spaces that bytes.strip() keeps
+            return [dead("empty", "the record holds only white space")]
+        first = stripped.lstrip()[0]
+        if first in '{["' or _JSON_SCALAR.match(stripped.strip()):
             try:
                 obj = orjson.loads(value)
             except orjson.JSONDecodeError as err:
                 if first == "{":
-                    return dead("malformed_json", f"starts like JSON but does not parse: {err}")
+                    if "\n" in stripped:
+                        return self._from_ndjson(stripped, topic, partition, offset, timestamp_ms, key, headers,
+                                                 dead)
+                    return [dead("malformed_json", f"starts like JSON but does not parse: {err}")]
                 obj = _NOT_JSON
             except RecursionError:  # defensive: orjson bounds depth itself
-                return dead("malformed_json", "JSON nested too deeply")
+                return [dead("malformed_json", "JSON nested too deeply")]
             if obj is not _NOT_JSON:
-                if not isinstance(obj, dict):
-                    return dead("not_an_object", f"JSON {type(obj).__name__} is not an object")
-                return self._from_object(obj, text, topic, partition, offset, timestamp_ms, key, headers, dead)
-        return self._from_text(stripped, topic, partition, offset, timestamp_ms, key, headers)
+                if isinstance(obj, dict):
+                    if "resourceLogs" in obj:
+                        records = _otlp(value)
+                        if isinstance(records, list):
+                            return self._from_otlp(records, topic, partition, offset, timestamp_ms, key, headers,
+                                                   dead)
+                        if isinstance(records, str):
+                            return [dead("malformed_otlp", records)]
+                    return [self._from_object(obj, text, topic, partition, offset, timestamp_ms, key, headers, dead)]
+                if isinstance(obj, list):
+                    return self._from_array(obj, topic, partition, offset, timestamp_ms, key, headers, dead)
+                return [dead("not_an_object", f"JSON {type(obj).__name__} is not an object")]
+        return [self._from_text(stripped, topic, partition, offset, timestamp_ms, key, headers)]
+
+    def _from_array(self, items, topic, partition, offset, timestamp_ms, key, headers, dead):
+        """A JSON array of events: each element its own record; a bad element is dead-lettered alone."""
+        if not items:
+            return [dead("empty", "an empty JSON array holds no record")]
+        out: list[Event | DeadLetter] = []
+        for index, item in enumerate(items):
+            item_dead = _indexed(dead, index)
+            if not isinstance(item, dict):
+                out.append(item_dead("not_an_object", f"JSON {type(item).__name__} in the array is not an object"))
+                continue
+            got = self._from_object(item, orjson.dumps(item).decode(), topic, partition, offset, timestamp_ms, key,
+                                    headers, item_dead)
+            got.record_index = index
+            out.append(got)
+        return out
+
+    def _from_ndjson(self, text, topic, partition, offset, timestamp_ms, key, headers, dead):
+        """Newline-delimited JSON objects: one record per non-blank line; a bad line is dead-lettered alone."""
+        out: list[Event | DeadLetter] = []
+        lines = [line.strip(_TERMINATORS) for line in text.split("\n")]
+        for index, line in enumerate(line for line in lines if line.strip()):
+            item_dead = _indexed(dead, index)
+            try:
+                obj = orjson.loads(line)
+            except orjson.JSONDecodeError as err:
+                out.append(item_dead("malformed_json", f"NDJSON line {index} does not parse: {err}"))
+                continue
+            if not isinstance(obj, dict):
+                out.append(item_dead("not_an_object", f"NDJSON line {index}: JSON {type(obj).__name__} is not an "
+                                                      "object"))
+                continue
+            got = self._from_object(obj, line, topic, partition, offset, timestamp_ms, key, headers, item_dead)
+            got.record_index = index
+            out.append(got)
+        return out
+
+    def _from_otlp(self, records, topic, partition, offset, timestamp_ms, key, headers, dead):
+        if not records:
+            return [dead("empty", "the OTLP export holds no log record")]
+        out: list[Event | DeadLetter] = []
+        for index, rec in enumerate(records):
+            message = rec.get("message")
+            if not isinstance(message, str) or not message.strip(_TERMINATORS).strip():
+                out.append(dead("no_message", f"OTLP log record {index} has no text body", index))
+                continue
+            raw_json = orjson.dumps(rec, default=str).decode()
+            out.append(Event(
+                topic, partition, offset, key, headers, message.strip(_TERMINATORS),
+                rec.get("time") or _kafka_time(timestamp_ms), normalise(rec["level"]) if rec.get("level") else None,
+                rec.get("host"), rec.get("service"), raw_json, True, index,
+            ))
+        return out
 
     def _from_object(self, obj, text, topic, partition, offset, timestamp_ms, key, headers, dead):
         message = None
         for name in self.message_fields:
             candidate = _lookup(obj, name)
             if isinstance(candidate, str) and candidate.strip():
-                message = candidate
+                message = candidate.strip(_TERMINATORS)
                 break
         if message is None:
             names = ", ".join(self.message_fields)
@@ -186,6 +258,23 @@ class Decoder:
 
 _NOT_JSON = object()
 _MISSING = object()
+_TERMINATORS = "\r\n"
+
+
+def _indexed(dead, index: int):
+    return lambda error_class, reason: dead(error_class, reason, index)
+
+
+def _otlp(value: bytes) -> list[dict] | str | None:
+    """H4's OTLP decoder: its records, a reason string for a broken OTLP payload, or None (not OTLP / absent)."""
+    try:
+        from streamer.otlp import decode_otlp
+    except ImportError:
+        return None
+    try:
+        return decode_otlp(value)
+    except ValueError as err:
+        return f"broken OTLP payload: {err}"
 
 
 def _lookup(obj: dict, dotted: str):

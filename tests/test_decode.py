@@ -14,8 +14,14 @@ KAFKA_TS = 1_700_000_000_000
 decoder = Decoder(max_message_bytes=1000)
 
 
-def decode(value: bytes | None):
+def decode_all(value: bytes | None) -> list:
     return decoder.decode(value, topic="logs.raw", partition=3, offset=42, timestamp_ms=KAFKA_TS, key=b"k")
+
+
+def decode(value: bytes | None):
+    """The one item of a single-record message."""
+    (item,) = decode_all(value)
+    return item
 
 
 def test_ecs_event_nested_and_dotted_fields():
@@ -81,7 +87,7 @@ def test_bracketed_text_is_not_malformed_json():
     (b"x" * 1001, "too_large"),
     (b"\xff\xfe\xfd", "invalid_utf8"),
     (b'{"message": "truncated', "malformed_json"),
-    (b"[1, 2, 3]", "not_an_object"),
+    (b"[1]", "not_an_object"),  # an array of one record that is not an object
     (b'"just a string"', "not_an_object"),
     (b"12.5", "not_an_object"),
     (b"null", "not_an_object"),
@@ -101,14 +107,20 @@ def test_dead_letters_keep_original_bytes(value, error_class):
 
 def test_nesting_deeper_than_the_parser_allows_is_malformed():
     value = b'{"a":' * 1100 + b"1" + b"}" * 1100
-    dead = Decoder().decode(value, topic="t", partition=0, offset=0)
+    (dead,) = Decoder().decode(value, topic="t", partition=0, offset=0)
     assert isinstance(dead, DeadLetter) and dead.error_class == "malformed_json" and dead.value == value
 
 
-DEAD_LETTER_CLASSES = {"empty", "too_large", "invalid_utf8", "malformed_json", "not_an_object", "no_message"}
+DEAD_LETTER_CLASSES = {"empty", "too_large", "invalid_utf8", "malformed_json", "not_an_object", "no_message",
+                       "malformed_otlp"}
 
 
 def _check_total(result, value):
+    if isinstance(result, list):  # every record of a message
+        assert result
+        for item in result:
+            _check_total(item, value)
+        return
     assert isinstance(result, (Event, DeadLetter))
     if isinstance(result, DeadLetter):
         assert result.value == value
@@ -125,7 +137,7 @@ def _check_total(result, value):
 @settings(max_examples=500, deadline=None)
 @given(st.binary(max_size=1200))
 def test_fuzz_arbitrary_bytes(value):
-    _check_total(decode(value), value)
+    _check_total(decode_all(value), value)
 
 
 json_values = st.recursive(
@@ -151,15 +163,15 @@ def test_fuzz_arbitrary_json_objects(obj):
 @given(json_values)
 def test_fuzz_arbitrary_json_values(obj):
     value = orjson.dumps(obj)
-    _check_total(decode(value), value)
+    _check_total(decode_all(value), value)
 
 
 def test_message_fields_are_configurable():
     custom = Decoder(message_fields=("event.original", "text"))
-    event = custom.decode(b'{"event": {"original": "nested one"}, "message": "ignored"}', topic="t", partition=0,
+    (event,) = custom.decode(b'{"event": {"original": "nested one"}, "message": "ignored"}', topic="t", partition=0,
                           offset=0)
     assert isinstance(event, Event) and event.message == "nested one"
-    dead = custom.decode(b'{"message": "not a configured field"}', topic="t", partition=0, offset=1)
+    (dead,) = custom.decode(b'{"message": "not a configured field"}', topic="t", partition=0, offset=1)
     assert isinstance(dead, DeadLetter) and "event.original, text" in dead.reason
 
 
@@ -179,4 +191,4 @@ _text_lines = st.one_of(
 @given(_text_lines)
 def test_fuzz_text_lines(line):
     value = line.encode()
-    _check_total(decode(value), value)
+    _check_total(decode_all(value), value)

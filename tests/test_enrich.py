@@ -19,8 +19,8 @@ class Columns:
 
 def decoded(*values):
     d = Decoder()
-    return [d.decode(v, topic="raw", partition=2, offset=10 + i, key=b"key", headers=[("trace", b"t1")])
-            for i, v in enumerate(values)]
+    return [item for i, v in enumerate(values)
+            for item in d.decode(v, topic="raw", partition=2, offset=10 + i, key=b"key", headers=[("trace", b"t1")])]
 
 
 def test_scored_record_is_the_event_plus_streamer():
