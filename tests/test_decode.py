@@ -192,3 +192,34 @@ _text_lines = st.one_of(
 def test_fuzz_text_lines(line):
     value = line.encode()
     _check_total(decode_all(value), value)
+
+
+def test_json_array_gives_one_record_each_and_a_bad_one_alone():
+    value = b'[{"message": "a", "level": "error"}, 7, {"message": "c"}]'
+    items = decode_all(value)
+    assert [type(i) for i in items] == [Event, DeadLetter, Event]
+    assert [i.record_index for i in items] == [0, 1, 2]
+    assert items[0].message == "a" and items[0].level == "ERROR" and items[2].message == "c"
+    assert items[1].error_class == "not_an_object" and items[1].value == value
+    assert orjson.loads(items[2].raw_json) == {"message": "c"}
+
+
+def test_ndjson_gives_one_record_per_line_and_a_bad_line_alone():
+    value = b'{"message": "first"}\r\n{"message": broken\n\n{"msg": "third"}\n'
+    items = decode_all(value)
+    assert [type(i) for i in items] == [Event, DeadLetter, Event]
+    assert [i.record_index for i in items] == [0, 1, 2]
+    assert items[0].message == "first" and items[2].message == "third"
+    assert items[1].error_class == "malformed_json"
+
+
+def test_only_line_terminators_are_stripped_on_every_path():
+    text = decode(b"  indented line\t\r\n")
+    assert text.message == "  indented line\t"
+    obj = decode(b'{"message": "  kept spaces \\r\\n"}\n')
+    assert obj.message == "  kept spaces "
+
+
+def test_single_record_message_has_record_index_zero():
+    (item,) = decode_all(b'{"message": "one"}')
+    assert item.record_index == 0
