@@ -12,69 +12,58 @@ def configure(parser):
     add_model_arguments(parser)
 
 
-def _parse(line: str, loads):
-    """(event dict, message, declared level) for a JSON object line, else the line as text."""
-    from streamer.levels import normalise
-
-    if line.startswith("{"):
-        try:
-            event = loads(line)
-        except ValueError:
-            event = None
-        if isinstance(event, dict):
-            msg = event.get("message")
-            level = event.get("log.level")
-            if level is None and isinstance(event.get("log"), dict):
-                level = event["log"].get("level")
-            if level is None:
-                level = event.get("level")
-            return event, "" if msg is None else str(msg), normalise(level)
-    return {"message": line}, line, None
-
-
 def run(args) -> int:
     import sys
 
     import orjson
 
     from streamer.errors import StreamerError
+    from streamer.batch import Batch
+    from streamer.decode import Decoder
+    from streamer.enrich import scored_records
     from streamer.ml.cliargs import load_scorer
+    from streamer.score import score_batch
 
     scorer, _ = load_scorer(args)
     out = sys.stdout.buffer
-    loads = orjson.loads
+    # The same decoder, score stage and output record as `streamer run`: one line is one message.
+    decoder = Decoder()
 
-    def flush(batch):
-        if not batch:
+    def flush(batch: Batch):
+        if not len(batch):
             return
-        cols = scorer.score([b[1] for b in batch], [b[2] for b in batch])
-        chunks = []
-        for i, (event, _, _) in enumerate(batch):
-            chunks.append(orjson.dumps({**event, **cols.row(i)}))
-        out.write(b"\n".join(chunks) + b"\n")
-        batch.clear()
+        batch, columns = score_batch(scorer, batch)
+        for dead in batch.dead_letters:
+            print(orjson.dumps({"dead_letter": {"source": dead.topic, "line": dead.offset + 1,
+                                                "record_index": dead.record_index, "error_class": dead.error_class,
+                                                "reason": dead.reason}}).decode(), file=sys.stderr)
+        if columns is not None:
+            out.write(b"\n".join(value for _, value, _ in scored_records(batch.events, columns)) + b"\n")
 
     def lines():
         for name in args.files or ["-"]:
             if name == "-":
-                yield from sys.stdin
+                for number, line in enumerate(sys.stdin):
+                    yield "-", number, line
                 continue
             try:
                 f = open(name, encoding="utf-8", errors="replace")
             except OSError as err:
                 raise StreamerError(f"{name}: {err.strerror}") from None
             with f:
-                yield from f
+                for number, line in enumerate(f):
+                    yield name, number, line
 
-    batch = []
+    batch = Batch()
     try:
-        for raw in lines():
-            line = raw.rstrip("\r\n")
-            if not line.strip():
+        for name, number, raw in lines():
+            if not raw.strip():
                 continue
-            batch.append(_parse(line, loads))
+            for item in decoder.decode(raw.encode("utf-8"), topic=name, partition=0, offset=number):
+                batch.add(item)
             if len(batch) >= BATCH:
                 flush(batch)
+                batch = Batch()
         flush(batch)
         out.flush()
     except BrokenPipeError:

@@ -32,14 +32,13 @@ def test_score_round_trip_text_and_json(small_model_dir, monkeypatch):
     monkeypatch.setattr("sys.stdout", out)
     assert main(["score", "--models", str(small_model_dir)]) == 0
     rows = [json.loads(x) for x in out.buffer.getvalue().decode().splitlines()]
-    assert len(rows) == 31  # blank line skipped
+    assert len(rows) == 30  # blank line skipped; malformed JSON is a dead letter (on stderr), as in `run`
     for row, e in zip(rows[:20], events[:20]):
         assert row["message"] == e["message"] and row["host.name"] == e["host.name"]
     assert rows[25]["message"] == events[25]["message"].replace("\n", " ")
-    assert rows[-1]["message"] == "{not json at all"
     for row in rows:
         assert {"predicted_level", "level_confidence", "is_anomaly", "anomaly_score", "severity",
-                "model_version"} <= row.keys()
+                "model_version"} <= row["streamer"].keys()
 
 
 def test_score_files_and_threshold_flag(small_model_dir, tmp_path, monkeypatch):
@@ -49,7 +48,7 @@ def test_score_files_and_threshold_flag(small_model_dir, tmp_path, monkeypatch):
     monkeypatch.setattr("sys.stdout", out)
     assert main(["score", "--models", str(small_model_dir), "--anomaly-threshold", "0", str(f)]) == 0
     rows = [json.loads(x) for x in out.buffer.getvalue().decode().splitlines()]
-    assert [r["is_anomaly"] for r in rows] == [True, True]
+    assert [r["streamer"]["is_anomaly"] for r in rows] == [True, True]
 
 
 def test_score_missing_file_is_one_line(small_model_dir, capsys):
@@ -102,3 +101,15 @@ def test_train_with_data_file(tmp_path, capsys):
     meta = json.loads((out_dir / "metadata.json").read_text())
     assert meta["anomaly_model"]["supervised"] is False and meta["metrics"]["anomaly"] is None
     assert meta["num_training_samples"] == 800
+
+
+def test_score_uses_the_run_decoder_and_keeps_the_input_severity(small_model_dir, monkeypatch, capsys):
+    monkeypatch.setattr("sys.stdin", io.StringIO('{"msg": "disk full", "severity": "error"}\n[1]\n'))
+    out = _Stdout()
+    monkeypatch.setattr("sys.stdout", out)
+    assert main(["score", "--models", str(small_model_dir)]) == 0
+    (row,) = [json.loads(x) for x in out.buffer.getvalue().decode().splitlines()]
+    assert row["msg"] == "disk full" and row["severity"] == "error"  # the input's own field, not the scores'
+    assert row["streamer"]["source"]["offset"] == 0 and "anomaly_score" in row["streamer"]
+    dead = json.loads(capsys.readouterr().err.strip().splitlines()[-1])["dead_letter"]
+    assert dead["error_class"] == "not_an_object" and dead["line"] == 2
