@@ -26,6 +26,7 @@ from datetime import datetime, timezone
 import orjson
 
 from streamer.levels import normalise
+from streamer.lineformats import parse_line
 
 MESSAGE_FIELDS: tuple[str, ...] = ("message", "msg", "log", "MESSAGE")
 TIME_FIELDS: tuple[str, ...] = ("@timestamp", "timestamp", "time")
@@ -242,17 +243,19 @@ class Decoder:
         )
 
     def _from_text(self, line, topic, partition, offset, timestamp_ms, key, headers) -> Event:
-        event_time = None
-        level = None
-        head = _TEXT_HEAD.match(line)
-        if head is not None:
-            if head.group("ts"):
-                event_time = _parse_time(head.group("ts"))
-            if head.group("level"):
-                level = normalise(head.group("level"))
+        """A text line: its header (syslog, log4j, klog, ...) parsed off; `message` is the content, raw keeps
+        the line."""
+        head = parse_line(line.lstrip())
+        if head is None or not head.message.strip():
+            return Event(
+                topic, partition, offset, key, headers, line, _kafka_time(timestamp_ms), None,
+                None, None, orjson.dumps({"message": line}).decode(), False,
+            )
+        raw = {"message": head.message, "raw": line,
+               "level_source": "none" if head.level is None else "syslog_pri" if head.level_from_pri else "line"}
         return Event(
-            topic, partition, offset, key, headers, line, event_time or _kafka_time(timestamp_ms), level,
-            None, None, orjson.dumps({"message": line}).decode(), False,
+            topic, partition, offset, key, headers, head.message, head.time or _kafka_time(timestamp_ms),
+            head.level, head.host, head.service, orjson.dumps(raw).decode(), False,
         )
 
 

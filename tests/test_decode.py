@@ -71,8 +71,9 @@ def test_plain_text_line_with_timestamp_and_level():
     assert isinstance(event, Event)
     assert event.level == "ERROR"
     assert event.event_time == datetime(2024, 5, 1, 10, 0, 0, 123000, tzinfo=timezone.utc)
-    assert event.message == "2024-05-01 10:00:00,123 ERROR [main] connection refused"
-    assert event.raw == {"message": event.message}
+    assert event.message == "[main] connection refused"  # the content without its header is what is scored
+    assert event.raw["raw"] == "2024-05-01 10:00:00,123 ERROR [main] connection refused"
+    assert event.raw["level_source"] == "line"
 
 
 def test_bracketed_text_is_not_malformed_json():
