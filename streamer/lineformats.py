@@ -48,6 +48,11 @@ _PY_BASIC = re.compile(rf"(?P<lvl>{_LEVEL_WORD}):(?P<logger>[^:\s]*):(?P<msg>.*)
 # HDFS-style: yymmdd hhmmss pid LEVEL component: msg
 _HDFS = re.compile(rf"(?P<d>\d{{6}}) (?P<t>\d{{6}}) +\d+ (?P<lvl>{_LEVEL_WORD}) (?P<comp>[^\s:]+): (?P<msg>.*)",
                    re.S)
+# Spark/log4j short: yy/mm/dd hh:mm:ss LEVEL component: msg
+_YY_SLASH = re.compile(rf"(?P<d>\d{{2}}/\d{{2}}/\d{{2}}) (?P<t>\d{{2}}:\d{{2}}:\d{{2}}) (?P<lvl>{_LEVEL_WORD}) "
+                       r"(?P<comp>[^\s:]+): (?P<msg>.*)", re.S)
+# Windows CBS: 2016-09-28 04:30:30, Info   CBS    msg
+_WINDOWS = re.compile(rf"(?P<ts>{_ISO}), (?P<lvl>[A-Za-z]+) +(?P<comp>\S+) +(?P<msg>.*)", re.S)
 # CRI container runtime: <RFC 3339 ts> stdout|stderr F|P msg
 _CRI = re.compile(rf"(?P<ts>{_ISO}) (?:stdout|stderr) [FP] (?P<msg>.*)", re.S)
 # Apache/nginx error log: [Sun Dec 04 04:47:44 2005] [error] msg ; nginx: 2024/01/01 10:00:00 [error] 1#1: msg
@@ -62,7 +67,7 @@ _BARE_LEVEL = re.compile(rf"[\[<(]?(?P<lvl>{_LEVEL_WORD})[\]>)]?(?::? +|$)(?P<ms
 # Logstash plain codec: <iso ts> <host> <msg>, and ISO then message
 _ISO_ONLY = re.compile(rf"(?P<ts>{_ISO}) +(?P<msg>.*)", re.S)
 
-_LETTER_LEVEL = {"V": "TRACE", "D": "DEBUG", "I": "INFO", "W": "WARN", "E": "ERROR", "F": "FATAL"}
+_LETTER_LEVEL = {"V": "DEBUG", "D": "DEBUG", "I": "INFO", "W": "WARN", "E": "ERROR", "F": "FATAL"}
 
 
 def parse_line(line: str) -> Header | None:
@@ -81,6 +86,13 @@ def parse_line(line: str) -> Header | None:
         m = _PY_ASCTIME.match(line) or _ISO_LEVEL.match(line)
         if m:
             return Header(_iso(m["ts"]), normalise(m["lvl"]), None, m.groupdict().get("logger"), m["msg"], False)
+        m = _WINDOWS.match(line)
+        if m:
+            return Header(_iso(m["ts"]), normalise(m["lvl"]), None, m["comp"], m["msg"], False)
+        m = _YY_SLASH.match(line)
+        if m:
+            return Header(_yymmdd(m["d"].replace("/", ""), m["t"].replace(":", "")), normalise(m["lvl"]), None,
+                          m["comp"], m["msg"], False)
         m = _CRI.match(line)
         if m:
             inner = parse_line(m["msg"])
