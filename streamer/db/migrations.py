@@ -93,6 +93,21 @@ ALTER TABLE anomaly_labels ADD COLUMN record_index integer NOT NULL DEFAULT 0,
     ADD CONSTRAINT anomaly_labels_log_entry_fkey FOREIGN KEY (kafka_topic, kafka_partition, kafka_offset, record_index)
         REFERENCES log_entries (kafka_topic, kafka_partition, kafka_offset, record_index) ON DELETE CASCADE;
 """),
+    # Templates mined from the stream (streamer/templates.py), shared by every member of the group. Counts are
+    # upserted per batch in the batch's transaction; a replayed batch counts twice (README "Templates").
+    Migration(4, "log templates and the template each prediction saw", """
+CREATE TABLE log_templates (
+    template_id text        PRIMARY KEY,
+    service     text        NOT NULL,
+    template    text        NOT NULL,
+    first_seen  timestamptz NOT NULL,
+    last_seen   timestamptz NOT NULL,
+    count       bigint      NOT NULL
+);
+CREATE INDEX log_templates_first_seen ON log_templates (first_seen);
+
+ALTER TABLE ml_predictions ADD COLUMN template_id text, ADD COLUMN template_new boolean;
+"""),
 )
 
 # Any constant shared by every streamer process; only ours take this lock.
