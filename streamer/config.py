@@ -42,6 +42,7 @@ class Settings:
     anomaly_threshold: float | None = None
     log_format: str = "text"
     message_fields: str = "message,msg,log,MESSAGE"
+    line_format: str = ""  # e.g. "<Date> <Time> <Level> <Component>: <Content>"; empty: built-in formats only
     kafka_config: dict[str, str] = field(default_factory=dict)
 
     def kafka_client_config(self) -> dict[str, str]:
@@ -76,6 +77,7 @@ _OPTIONS: dict[str, tuple[str, type]] = {
     "anomaly_threshold": ("STREAMER_ANOMALY_THRESHOLD", float),
     "log_format": ("STREAMER_LOG_FORMAT", str),
     "message_fields": ("STREAMER_MESSAGE_FIELDS", str),
+    "line_format": ("STREAMER_LINE_FORMAT", str),
 }
 
 
@@ -166,6 +168,13 @@ def _check(s: Settings) -> None:
         raise ConfigError(f"batch max ms must be >= 1, got {s.batch_max_ms}")
     if s.max_message_bytes < 1:
         raise ConfigError(f"max message bytes must be >= 1, got {s.max_message_bytes}")
+    if s.line_format:
+        from streamer.lineformats import compile_line_format
+
+        try:
+            compile_line_format(s.line_format)
+        except (ValueError, re.error) as err:
+            raise ConfigError(f"STREAMER_LINE_FORMAT: {err}") from None
     if s.metrics_port is not None and not 0 <= s.metrics_port <= 65535:
         raise ConfigError(f"metrics port must be 0..65535, got {s.metrics_port}")
     if s.anomaly_threshold is not None and not 0.0 <= s.anomaly_threshold <= 1.0:

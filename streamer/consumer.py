@@ -101,7 +101,8 @@ class Pipeline:
         self.metrics = metrics or Metrics()
         self.health = health or Health()
         self.decoder = Decoder(max_message_bytes=settings.max_message_bytes,
-                               message_fields=settings.message_field_names())
+                               message_fields=settings.message_field_names(),
+                               line_format=settings.line_format or None)
         try:
             self.consumer = Consumer({
                 **consumer_config(settings),

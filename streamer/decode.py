@@ -26,7 +26,7 @@ from datetime import datetime, timezone
 import orjson
 
 from streamer.levels import normalise
-from streamer.lineformats import parse_line
+from streamer.lineformats import compile_line_format, parse_line, parse_with_format
 
 MESSAGE_FIELDS: tuple[str, ...] = ("message", "msg", "log", "MESSAGE")
 TIME_FIELDS: tuple[str, ...] = ("@timestamp", "timestamp", "time")
@@ -101,9 +101,12 @@ class Decoder:
         self,
         max_message_bytes: int = 1024 * 1024,
         message_fields: tuple[str, ...] = MESSAGE_FIELDS,
+        line_format: str | None = None,
     ):
         self.max_message_bytes = max_message_bytes
         self.message_fields = message_fields
+        # A user-defined line format (STREAMER_LINE_FORMAT) is tried before the built-in ones.
+        self._line_format = compile_line_format(line_format) if line_format else None
 
     def decode(
         self,
@@ -245,7 +248,11 @@ class Decoder:
     def _from_text(self, line, topic, partition, offset, timestamp_ms, key, headers) -> Event:
         """A text line: its header (syslog, log4j, klog, ...) parsed off; `message` is the content, raw keeps
         the line."""
-        head = parse_line(line.lstrip())
+        head = None
+        if self._line_format is not None:
+            head = parse_with_format(*self._line_format, line.lstrip())
+        if head is None:
+            head = parse_line(line.lstrip())
         if head is None or not head.message.strip():
             return Event(
                 topic, partition, offset, key, headers, line, _kafka_time(timestamp_ms), None,

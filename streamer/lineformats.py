@@ -171,3 +171,47 @@ def _yymmdd(d: str, t: str) -> datetime | None:
                         tzinfo=timezone.utc)
     except ValueError:
         return None
+
+
+# A user-defined format (STREAMER_LINE_FORMAT) names its fields like Loghub: `<Date> <Time> <Level> <Component>:
+# <Content>`. Which streamer field each name fills:
+_FIELD_OF = {"date": "time", "time": "time", "timestamp": "time", "level": "level", "severity": "level",
+             "host": "host", "node": "host", "hostname": "host", "component": "service", "service": "service",
+             "program": "service", "app": "service", "content": "message", "message": "message"}
+
+
+def compile_line_format(fmt: str) -> tuple[re.Pattern, list[str]]:
+    """A regex for a `<Name> ... <Content>` format: each <Name> one non-blank token (the message the rest of
+    the line), spaces any run of blanks, other characters literal."""
+    parts = re.split(r"(<\w+>)", fmt)
+    pattern, names = "", []
+    for part in parts:
+        if part.startswith("<") and part.endswith(">") and len(part) > 2:
+            name = part[1:-1]
+            group = f"g{len(names)}"
+            names.append(name)
+            pattern += f"(?P<{group}>.*)" if _FIELD_OF.get(name.lower()) == "message" else f"(?P<{group}>\\S+?)"
+        else:
+            pattern += r"\s+".join(re.escape(chunk) for chunk in part.split(" ")) if part.strip() else (
+                r"\s+" if part else "")
+    if not any(_FIELD_OF.get(n.lower()) == "message" for n in names):
+        raise ValueError(f"line format {fmt!r} has no <Content> (or <Message>) field")
+    return re.compile(pattern + r"\Z", re.S), names
+
+
+def parse_with_format(compiled: re.Pattern, names: list[str], line: str) -> Header | None:
+    m = compiled.match(line)
+    if m is None:
+        return None
+    got: dict[str, str] = {}
+    times: list[str] = []
+    for i, name in enumerate(names):
+        field = _FIELD_OF.get(name.lower())
+        value = m[f"g{i}"]
+        if field == "time":
+            times.append(value)
+        elif field is not None and field not in got:
+            got[field] = value
+    level = normalise(got["level"]) if "level" in got else None
+    return Header(_iso(" ".join(times)) if times else None, level, got.get("host"), got.get("service"),
+                  got.get("message", ""), False)

@@ -224,3 +224,12 @@ def test_only_line_terminators_are_stripped_on_every_path():
 def test_single_record_message_has_record_index_zero():
     (item,) = decode_all(b'{"message": "one"}')
     assert item.record_index == 0
+
+
+def test_user_line_format_fills_time_level_service_and_message():
+    custom = Decoder(line_format="<Date> <Time> <Pid> <Level> <Component>: <Content>")
+    (event,) = custom.decode(b"2024-01-01 10:00:00 148 WARN db.pool: slow query\n", topic="t", partition=0, offset=0)
+    assert (event.level, event.service, event.message) == ("WARN", "db.pool", "slow query")
+    assert event.event_time == datetime(2024, 1, 1, 10, 0, tzinfo=timezone.utc)
+    with pytest.raises(ValueError):
+        Decoder(line_format="<Date> <Level>")
