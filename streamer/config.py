@@ -41,7 +41,7 @@ class Settings:
     metrics_host: str = "127.0.0.1"
     anomaly_threshold: float | None = None
     log_format: str = "text"
-    message_fields: str = "message,msg,log,MESSAGE"
+    message_fields: str = "message,msg,log,MESSAGE,short_message"
     line_format: str = ""  # e.g. "<Date> <Time> <Level> <Component>: <Content>"; empty: built-in formats only
     kafka_config: dict[str, str] = field(default_factory=dict)
 

@@ -28,11 +28,16 @@ import orjson
 from streamer.levels import normalise
 from streamer.lineformats import compile_line_format, parse_line, parse_with_format
 
-MESSAGE_FIELDS: tuple[str, ...] = ("message", "msg", "log", "MESSAGE")
-TIME_FIELDS: tuple[str, ...] = ("@timestamp", "timestamp", "time")
-LEVEL_FIELDS: tuple[str, ...] = ("log.level", "level", "severity")
-HOST_FIELDS: tuple[str, ...] = ("host.name", "host", "hostname")
-SERVICE_FIELDS: tuple[str, ...] = ("service.name", "service")
+MESSAGE_FIELDS: tuple[str, ...] = ("message", "msg", "log", "MESSAGE", "short_message")
+# Shipper spellings: ECS/OTel, journald (__REALTIME_TIMESTAMP µs, PRIORITY, _HOSTNAME, SYSLOG_IDENTIFIER),
+# syslog-ng format-json (ISODATE/DATE, HOST, PROGRAM), rsyslog (programname), Kubernetes metadata, GELF,
+# Docker (time), log4j2 JsonLayout (instant.epochSecond).
+TIME_FIELDS: tuple[str, ...] = ("@timestamp", "timestamp", "time", "__REALTIME_TIMESTAMP", "ISODATE", "DATE",
+                                "instant.epochSecond")
+LEVEL_FIELDS: tuple[str, ...] = ("log.level", "level", "severity", "PRIORITY", "priority")
+HOST_FIELDS: tuple[str, ...] = ("host.name", "host", "hostname", "_HOSTNAME", "HOST", "kubernetes.host")
+SERVICE_FIELDS: tuple[str, ...] = ("service.name", "service", "SYSLOG_IDENTIFIER", "PROGRAM", "programname",
+                                   "kubernetes.container_name", "app")
 
 Headers = list[tuple[str, bytes]] | None
 
@@ -322,6 +327,8 @@ def _first_time(obj: dict) -> datetime | None:
 
 # Epoch values above this are milliseconds (1e11 s is the year 5138).
 _EPOCH_MS_ABOVE = 1e11
+_EPOCH_US_ABOVE = 1e14
+_EPOCH_NS_ABOVE = 1e17
 _MIN_TIME = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
@@ -331,9 +338,13 @@ def _parse_time(value) -> datetime | None:
         if isinstance(value, bool):
             return None
         if isinstance(value, (int, float)):
-            seconds = value / 1000.0 if abs(value) > _EPOCH_MS_ABOVE else float(value)
+            magnitude = abs(value)
+            seconds = (value / 1e9 if magnitude > _EPOCH_NS_ABOVE else value / 1e6 if magnitude > _EPOCH_US_ABOVE
+                       else value / 1000.0 if magnitude > _EPOCH_MS_ABOVE else float(value))
             return datetime.fromtimestamp(seconds, tz=timezone.utc)
         if isinstance(value, str):
+            if value.isdigit():  # journald writes its µs epoch as a string
+                return _parse_time(int(value))
             try:
                 parsed = datetime.fromisoformat(value)
             except ValueError:  # surrounding spaces, or a comma before the fraction ("12:00:00,123")

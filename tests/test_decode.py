@@ -233,3 +233,24 @@ def test_user_line_format_fills_time_level_service_and_message():
     assert event.event_time == datetime(2024, 1, 1, 10, 0, tzinfo=timezone.utc)
     with pytest.raises(ValueError):
         Decoder(line_format="<Date> <Level>")
+
+
+def test_journald_fields():
+    event = decode(orjson.dumps({"MESSAGE": "Started nginx", "PRIORITY": "3", "_HOSTNAME": "web-1",
+                                 "SYSLOG_IDENTIFIER": "systemd", "__REALTIME_TIMESTAMP": "1700000000000000"}))
+    assert (event.message, event.level, event.host, event.service) == ("Started nginx", "ERROR", "web-1", "systemd")
+    assert event.event_time == datetime.fromtimestamp(1_700_000_000, tz=timezone.utc)
+
+
+def test_syslog_ng_and_kubernetes_fields_and_epoch_ns():
+    ng = decode(b'{"MESSAGE": "x", "HOST": "h", "PROGRAM": "cron", "ISODATE": "2024-01-01T00:00:00+00:00"}')
+    assert (ng.host, ng.service, ng.event_time.year) == ("h", "cron", 2024)
+    k8s = decode(orjson.dumps({"log": "hi", "time": 1_700_000_000_000_000_000,
+                               "kubernetes": {"host": "node-1", "container_name": "api"}}))
+    assert (k8s.host, k8s.service) == ("node-1", "api")
+    assert k8s.event_time == datetime.fromtimestamp(1_700_000_000, tz=timezone.utc)
+
+
+def test_gelf_short_message_and_syslog_number_level():
+    event = decode(b'{"version": "1.1", "host": "app-1", "short_message": "oom", "level": 3, "timestamp": 1700000000.5}')
+    assert (event.message, event.level, event.host) == ("oom", "ERROR", "app-1")

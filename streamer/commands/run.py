@@ -26,7 +26,7 @@ def configure(parser) -> None:
                    help="larger values are dead-lettered (STREAMER_MAX_MESSAGE_BYTES, default 1 MiB)")
     g.add_argument("--message-fields", metavar="A,B,..",
                    help="JSON fields holding the message, first non-empty wins (STREAMER_MESSAGE_FIELDS, "
-                   "default message,msg,log,MESSAGE)")
+                   "default message,msg,log,MESSAGE,short_message)")
     o = parser.add_argument_group("operations")
     o.add_argument("--metrics-port", type=int, metavar="PORT",
                    help="serve /metrics, /healthz, /readyz on this port (STREAMER_METRICS_PORT; off when unset)")
