@@ -52,6 +52,71 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+_UNSIGNED_FIELDS = ("digest", "signature")
+
+
+def content_digest(meta: dict) -> str:
+    """sha256 over metadata.json's content as canonical JSON, minus the digest/signature fields. The artifacts'
+    sha256s are part of that content, so this one digest covers every file of the model."""
+    body = {k: v for k, v in meta.items() if k not in _UNSIGNED_FIELDS}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def _version_of(files: dict) -> str:
+    return "m-" + hashlib.sha256("".join(files[n]["sha256"] for n in ARTIFACTS).encode()).hexdigest()[:12]
+
+
+def model_key() -> bytes | None:
+    """The HMAC key from STREAMER_MODEL_KEY, or the file named by STREAMER_MODEL_KEY_FILE; None when unset."""
+    key = os.environ.get("STREAMER_MODEL_KEY")
+    if key:
+        return key.encode()
+    key_file = os.environ.get("STREAMER_MODEL_KEY_FILE")
+    if key_file:
+        try:
+            return Path(key_file).read_bytes().strip()
+        except OSError as err:
+            raise ModelError(f"{key_file}: STREAMER_MODEL_KEY_FILE unreadable ({err.strerror})") from None
+    return None
+
+
+def _signature(key: bytes, digest: str) -> str:
+    import hmac
+
+    return hmac.new(key, digest.encode(), hashlib.sha256).hexdigest()
+
+
+def check_integrity(meta: dict, path: Path, key: bytes | None = None) -> str:
+    """Digest, derived version and (when a key is set) signature. Returns "ok" (signed and verified) or
+    "unsigned"; raises ModelError on any mismatch."""
+    import hmac
+
+    if not isinstance(meta.get("digest"), str):
+        raise ModelError(f"{path}: no content digest (legacy format refused; re-save with `streamer train`)")
+    if content_digest(meta) != meta["digest"]:
+        raise ModelError(f"{path}: TAMPERED: content digest differs (metadata edited after saving)")
+    if meta["model_version"] != _version_of(meta["artifacts"]):
+        raise ModelError(f"{path}: TAMPERED: model_version {meta['model_version']!r} is not derived from "
+                         f"the artifacts")
+    sig = meta.get("signature")
+    if key is None:
+        return "unsigned" if sig is None else "signed (no key to check)"
+    if not isinstance(sig, str):
+        raise ModelError(f"{path}: unsigned, and STREAMER_MODEL_KEY is set (sign with `streamer train`)")
+    if not hmac.compare_digest(sig, _signature(key, meta["digest"])):
+        raise ModelError(f"{path}: TAMPERED: signature does not match STREAMER_MODEL_KEY")
+    return "ok"
+
+
+def seal(meta: dict, key: bytes | None = None) -> dict:
+    """Add the content digest, and the HMAC signature when a key is set."""
+    meta = {k: v for k, v in meta.items() if k not in _UNSIGNED_FIELDS}
+    meta["digest"] = content_digest(meta)
+    if key is not None:
+        meta["signature"] = _signature(key, meta["digest"])
+    return meta
+
+
 def save_model(model, out_dir) -> dict:
     """Write the three joblib files, then metadata.json (atomically, last). Returns the metadata."""
     import joblib
@@ -67,16 +132,16 @@ def save_model(model, out_dir) -> dict:
         joblib.dump(obj, tmp, compress=3)
         os.replace(tmp, path)
         files[name] = {"sha256": _sha256(path), "bytes": path.stat().st_size}
-    digest = hashlib.sha256("".join(files[n]["sha256"] for n in ARTIFACTS).encode()).hexdigest()
     meta = {
         "schema": SCHEMA,
-        "model_version": f"m-{digest[:12]}",
+        "model_version": _version_of(files),
         "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
         **model.metadata,
         "library_versions": library_versions(),
         "artifacts": files,
     }
     meta["anomaly_threshold"] = model.anomaly_threshold
+    meta = seal(meta, model_key())
     fd, tmp = tempfile.mkstemp(dir=out, prefix=".metadata.", suffix=".tmp")
     with os.fdopen(fd, "w") as f:
         json.dump(meta, f, indent=2, sort_keys=False)
@@ -148,6 +213,7 @@ def verify(models_dir) -> dict:
     """All checks short of unpickling. Returns the metadata. Raises ModelError."""
     d = Path(models_dir)
     meta = read_metadata(d)
+    check_integrity(meta, d / METADATA, model_key())  # before any artifact is opened
     listed = set(meta["artifacts"])
     for entry in sorted(os.listdir(d)):
         if entry != METADATA and entry not in listed and not _allowed_extra(entry):

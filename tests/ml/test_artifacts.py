@@ -82,9 +82,11 @@ def test_unlisted_file_is_refused(model_copy):
 
 def test_hash_swapped_in_metadata_is_still_caught_by_size_or_hash(model_copy):
     meta = json.loads((model_copy / "metadata.json").read_text())
+    from streamer.ml.artifacts import seal
+
     meta["artifacts"]["vectorizer.joblib"]["sha256"] = "0" * 64
-    (model_copy / "metadata.json").write_text(json.dumps(meta))
-    with pytest.raises(ModelError, match="vectorizer.joblib: sha256"):
+    (model_copy / "metadata.json").write_text(json.dumps(seal(meta)))  # even with a recomputed digest
+    with pytest.raises(ModelError, match="model_version|vectorizer.joblib: sha256"):
         verify(model_copy)
 
 
@@ -117,3 +119,74 @@ def test_cli_refuses_a_bad_model_with_one_line_and_nonzero_exit(model_copy, comm
     err = capsys.readouterr().err
     assert rc != 0
     assert err.count("\n") == 1 and "anomaly_model.joblib" in err and "Traceback" not in err
+
+
+def _write_meta(d, meta):
+    (d / "metadata.json").write_text(json.dumps(meta, indent=2))
+
+
+def test_metadata_only_edit_is_refused(model_copy):
+    # the tester's attack: threshold 0.07 -> 1.0 and a forged version, artifacts untouched
+    meta = json.loads((model_copy / "metadata.json").read_text())
+    meta["anomaly_threshold"] = 1.0
+    _write_meta(model_copy, meta)
+    with pytest.raises(ModelError, match="TAMPERED: content digest") as err:
+        load_model(model_copy)
+    _one_line(err.value)
+
+
+def test_forged_version_is_refused_even_with_a_recomputed_digest(model_copy):
+    from streamer.ml.artifacts import seal
+
+    meta = json.loads((model_copy / "metadata.json").read_text())
+    meta["model_version"] = "m-000000000000"
+    _write_meta(model_copy, seal(meta))
+    with pytest.raises(ModelError, match="model_version"):
+        verify(model_copy)
+
+
+def test_malicious_pickle_with_updated_sha256_never_runs_when_signed(model_copy, tmp_path, monkeypatch):
+    import hashlib
+    import pickle
+
+    from streamer.ml.artifacts import seal
+
+    monkeypatch.setenv("STREAMER_MODEL_KEY", "secret")
+    meta = json.loads((model_copy / "metadata.json").read_text())
+    _write_meta(model_copy, seal(meta, b"secret"))
+    verify(model_copy)  # the signed copy is good
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    p = model_copy / "level_model.joblib"
+    p.write_bytes(pickle.dumps(Payload()))
+    meta = json.loads((model_copy / "metadata.json").read_text())
+    meta["artifacts"]["level_model.joblib"] = {"sha256": hashlib.sha256(p.read_bytes()).hexdigest(),
+                                               "bytes": p.stat().st_size}
+    _write_meta(model_copy, meta)  # the attacker updates sha256 but cannot re-sign
+    with pytest.raises(ModelError) as err:
+        load_model(model_copy)
+    _one_line(err.value)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("signed_with, key, ok", [(None, None, True), (b"k1", b"k1", True),
+                                                   (None, b"k1", False), (b"k2", b"k1", False)])
+def test_signature_policy(model_copy, monkeypatch, signed_with, key, ok):
+    from streamer.ml.artifacts import seal
+
+    meta = json.loads((model_copy / "metadata.json").read_text())
+    _write_meta(model_copy, seal(meta, signed_with))
+    if key:
+        monkeypatch.setenv("STREAMER_MODEL_KEY", key.decode())
+    else:
+        monkeypatch.delenv("STREAMER_MODEL_KEY", raising=False)
+    monkeypatch.delenv("STREAMER_MODEL_KEY_FILE", raising=False)
+    if ok:
+        verify(model_copy)
+    else:
+        with pytest.raises(ModelError, match="unsigned|signature"):
+            verify(model_copy)
