@@ -98,6 +98,8 @@ class Pipeline:
                  health: Health | None = None, stop: threading.Event | None = None):
         self.settings = settings
         self.scorer = scorer
+        from streamer.ml.reload import ModelWatcher  # a model promoted into --models is picked up between batches
+        self.model_watcher = ModelWatcher(settings.models_dir, scorer, anomaly_threshold=settings.anomaly_threshold)
         self.metrics = metrics or Metrics()
         self.health = health or Health()
         self.decoder = Decoder(max_message_bytes=settings.max_message_bytes,
@@ -259,6 +261,7 @@ class Pipeline:
 
     def _score(self, batch: Batch) -> ScoredBatch:
         started = time.perf_counter()
+        self.scorer = self.model_watcher.poll()  # cheap: a directory stat at most every few seconds
         batch, columns = score_batch(self.scorer, batch)  # events the scorer fails on become dead letters
         scored = ScoredBatch(batch, columns)
         scored.stage_seconds["score"] = time.perf_counter() - started
