@@ -1,14 +1,14 @@
 """streamer.ml.reload: a verified candidate replaces the scorer between batches; a tampered one is refused
 (logged once) and the running scorer keeps scoring. Uses the shipped model directory, copied."""
 
-import json
 import logging
-import os
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
+from streamer.ml.artifacts import load_model, save_model
 from streamer.ml.reload import ModelWatcher
 from streamer.ml.scorer import Scorer
 
@@ -32,23 +32,29 @@ def models_dir(tmp_path):
     return d
 
 
-def _promote_version(d: Path, version: str) -> None:
-    meta = json.loads((d / "metadata.json").read_text())
-    meta["model_version"] = version
-    (d / "metadata.json").write_text(json.dumps(meta))
-    os.utime(d / "metadata.json", ns=(1, 1))  # a stamp that cannot equal the copy's
+def _promote_candidate(d: Path) -> str:
+    """Re-save the model with different artifact bytes: a genuine new version, sealed by save_model."""
+    meta, objects = load_model(d)
+    objects["anomaly_model.joblib"].candidate_marker = 1  # changes the pickled bytes, hence model_version
+    kept = {k: v for k, v in meta.items() if k not in {"schema", "model_version", "trained_at", "library_versions",
+                                                        "artifacts", "digest", "signature", "anomaly_threshold"}}
+    model = SimpleNamespace(vectorizer=objects["vectorizer.joblib"], level_model=objects["level_model.joblib"],
+                            anomaly_model=objects["anomaly_model.joblib"], metadata=kept,
+                            anomaly_threshold=meta["anomaly_threshold"])
+    return save_model(model, d)["model_version"]
 
 
 def test_good_candidate_is_switched_in_after_the_interval(models_dir):
     clock = Clock()
     running = Scorer.load(models_dir)
     watcher = ModelWatcher(models_dir, running, interval=5, clock=clock)
-    _promote_version(models_dir, "m-candidate")
+    candidate_version = _promote_candidate(models_dir)
+    assert candidate_version != running.model_version
     assert watcher.poll() is running  # not checked before the interval has passed
     clock.now = 6
     switched = watcher.poll()
-    assert switched.model_version == "m-candidate"
-    assert switched.score(["disk failure on node 3"]).model_version == "m-candidate"
+    assert switched.model_version == candidate_version
+    assert switched.score(["disk failure on node 3"]).model_version == candidate_version
     clock.now = 12
     assert watcher.poll() is switched  # unchanged directory: no reload
 
@@ -57,7 +63,7 @@ def test_tampered_candidate_is_refused_once_and_old_model_keeps_scoring(models_d
     clock = Clock()
     running = Scorer.load(models_dir)
     watcher = ModelWatcher(models_dir, running, interval=1, clock=clock)
-    _promote_version(models_dir, "m-tampered")
+    _promote_candidate(models_dir)
     with open(models_dir / "level_model.joblib", "r+b") as handle:  # same size, different bytes
         first = handle.read(1)
         handle.seek(0)
@@ -69,4 +75,4 @@ def test_tampered_candidate_is_refused_once_and_old_model_keeps_scoring(models_d
     refusals = [r for r in caplog.records if "refused" in r.getMessage()]
     assert len(refusals) == 1
     assert "sha256" in refusals[0].getMessage()
-    assert running.score(["disk failure on node 3"]).model_version == running.model_version != "m-tampered"
+    assert running.score(["disk failure on node 3"]).model_version == running.model_version
