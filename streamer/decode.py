@@ -245,6 +245,14 @@ class Decoder:
                 level = normalise(candidate)
                 if level is not None:
                     break
+        # A level the line itself states outranks an envelope severity a file-reading shipper stamps on every
+        # line (rsyslog imfile `severity: notice`); the scored message is the content without the line's header.
+        head = parse_line(message) if message[:1] in _HEADER_STARTS else None
+        if head is not None and head.message.strip():
+            message = head.message
+            if head.level is not None:
+                level = head.level
+            event_time = head.time or event_time
         return Event(
             topic, partition, offset, key, headers, message, event_time, level,
             _first_string(obj, HOST_FIELDS), _first_string(obj, SERVICE_FIELDS), text, True,
@@ -274,6 +282,9 @@ class Decoder:
 _NOT_JSON = object()
 _MISSING = object()
 _TERMINATORS = "\r\n"
+# First characters of the line headers lineformats knows (PRI, brackets, digits, level words and month names, any
+# case): a JSON message that starts otherwise is not parsed for a header.
+_HEADER_STARTS = frozenset("<[(0123456789" + "TDINWESFC" + "tdinwesfc" + "JFMASOND")
 
 
 def _indexed(dead, index: int):

@@ -254,3 +254,10 @@ def test_syslog_ng_and_kubernetes_fields_and_epoch_ns():
 def test_gelf_short_message_and_syslog_number_level():
     event = decode(b'{"version": "1.1", "host": "app-1", "short_message": "oom", "level": 3, "timestamp": 1700000000.5}')
     assert (event.message, event.level, event.host) == ("oom", "ERROR", "app-1")
+
+
+def test_line_level_outranks_the_envelope_severity():
+    event = decode(b'{"message": "2024-05-01 10:00:00,123 ERROR [main] db down", "severity": "notice"}')
+    assert event.level == "ERROR" and event.message == "[main] db down"
+    plain = decode(b'{"message": "db down", "severity": "notice"}')
+    assert plain.level == "INFO" and plain.message == "db down"
