@@ -27,7 +27,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from streamer.errors import ModelError, StreamerError
-from streamer.ml.artifacts import ARTIFACTS, METADATA, load_model, read_metadata, verify
+from streamer.ml.artifacts import (ARTIFACTS, METADATA, check_integrity, load_model, model_key, read_metadata,
+                                   verify)
 
 DEFAULT_MARGIN = 0.01
 PREVIOUS = "previous"
@@ -245,7 +246,9 @@ def list_versions(models_dir) -> list[Listed]:
     out = []
     for d in dirs:
         try:
-            meta, status = verify(d), "ok"
+            meta = verify(d)
+            # "ok" only when signed and checked against STREAMER_MODEL_KEY; otherwise say it is unsigned
+            status = check_integrity(meta, d / METADATA, model_key())
         except ModelError as err:
             status = str(err)
             try:
