@@ -19,6 +19,9 @@ from streamer.errors import ModelError
 from streamer.levels import LEVELS, normalise
 from streamer.ml.severity import severity
 
+# Below this share of known words/pairs a message is unfamiliar and its anomaly score is not trusted.
+MIN_ANOMALY_FAMILIARITY = 0.5
+
 
 @dataclass
 class ScoreColumns:
@@ -81,7 +84,8 @@ class Scorer:
         words and word pairs the vocabulary knows) drops, and the confidence is that probability times the
         familiarity, so unfamiliar text gets low confidence. anomaly_score is P(anomaly) from the supervised
         detector, or the template-rarity novelty score when the model was trained without anomaly labels
-        (metadata["anomaly_model"]); is_anomaly is anomaly_score >= anomaly_threshold.
+        (metadata["anomaly_model"]); is_anomaly is anomaly_score >= anomaly_threshold
+        and familiarity >= MIN_ANOMALY_FAMILIARITY (unfamiliar text is never flagged).
 
         severity uses the event's DECLARED level when it has one (declared_levels[i] not None; the caller
         normalises it to LEVELS, anything else is normalised here or, if unknown, ignored), else the
@@ -98,7 +102,9 @@ class Scorer:
         features = self._vectorizer.transform(msgs)
         predicted, confidence = self._level_model.predict(features)
         scores = self._anomaly_model.score(features)
-        is_anomaly = scores >= self.anomaly_threshold
+        # Gate by familiarity: the detector never saw text like an unfamiliar message, so its score there
+        # says nothing; such a message is not called anomalous (severity then rests on its level).
+        is_anomaly = (scores >= self.anomaly_threshold) & (features.familiarity >= MIN_ANOMALY_FAMILIARITY)
         if declared_levels is None:
             effective = predicted
         else:
