@@ -43,7 +43,8 @@ def test_score_round_trip_text_and_json(small_model_dir, monkeypatch):
 
 def test_score_files_and_threshold_flag(small_model_dir, tmp_path, monkeypatch):
     f = tmp_path / "in.log"
-    f.write_text("disk full\nall good\n")
+    # corpus text the model knows: unfamiliar text is never flagged, whatever the threshold
+    f.write_text("".join(e["message"] + "\n" for e in generate(2, seed=44)))
     out = _Stdout()
     monkeypatch.setattr("sys.stdout", out)
     assert main(["score", "--models", str(small_model_dir), "--anomaly-threshold", "0", str(f)]) == 0
