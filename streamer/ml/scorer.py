@@ -20,7 +20,7 @@ from streamer.levels import LEVELS, normalise
 from streamer.ml.severity import severity
 
 # Below this share of known words/pairs a message is unfamiliar and its anomaly score is not trusted.
-MIN_ANOMALY_FAMILIARITY = 0.5
+MIN_ANOMALY_FAMILIARITY = 0.6
 
 
 @dataclass
