@@ -150,9 +150,36 @@ FROM streamer_stage
 ON CONFLICT (kafka_topic, kafka_partition, kafka_offset, record_index, model_version) DO NOTHING
 """
 
-# This data is wrong, retrying cannot help: SQLSTATE class 22 (data exception) and 23 (integrity constraint
-# violation) are DataError/IntegrityError subclasses; so are psycopg's client-side refusals (a NUL byte in text).
+# What retrying cannot change: SQLSTATE class 22 (data exception), 23 (integrity constraint violation) and 54
+# (program limit exceeded: an index row too big, too many columns). psycopg raises class 54 as OperationalError,
+# like a lost connection, so the class decides, not the exception type; psycopg's client-side refusals (a NUL
+# byte in text) are DataErrors without a SQLSTATE.
+_ROW_CLASSES = ("22", "23", "54")
+# Another server error on the same rows this many times in a row is treated as theirs too.
+RECURRING_AFTER = 3
+# Bounds on every pipeline session: a lock held by someone else, or a stuck statement, fails the attempt (a
+# transient error, retried with backoff and visible in /readyz) instead of blocking the member without a word.
+STATEMENT_TIMEOUT_MS = 20_000
+LOCK_TIMEOUT_MS = 5_000
+_LOCK_STATES = ("55P03", "57014")  # lock_not_available (lock_timeout), query_canceled (statement_timeout)
+# Who holds a lock on the tables that conflicts with our inserts' ROW EXCLUSIVE.
+_BLOCKERS = r"""
+SELECT a.pid, l.mode, a.state, a.xact_start, left(regexp_replace(a.query, '\s+', ' ', 'g'), 80)
+FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+WHERE l.granted AND l.pid <> pg_backend_pid()
+  AND l.relation IN (to_regclass('log_entries'), to_regclass('ml_predictions'))
+  AND l.mode IN ('ShareLock', 'ShareRowExclusiveLock', 'ExclusiveLock', 'AccessExclusiveLock')
+ORDER BY a.xact_start LIMIT 1
+"""
 DATA_ERRORS = (psycopg.DataError, psycopg.IntegrityError)
+
+
+class _RowsRejected(Exception):
+    """A load attempt the rows themselves made fail; carries the database's error."""
+
+    def __init__(self, error: psycopg.Error):
+        super().__init__(str(error))
+        self.error = error
 
 
 class PostgresSink:
@@ -167,6 +194,7 @@ class PostgresSink:
         self.url = url
         self.connect_timeout = connect_timeout
         self.conn: psycopg.Connection | None = None
+        self._recurring: tuple | None = None  # (batch key, SQLSTATE, times) of the last failed write
 
     def _connection(self) -> psycopg.Connection:
         if self.conn is None or self.conn.closed:
@@ -174,9 +202,11 @@ class PostgresSink:
                 self.conn = psycopg.connect(self.url, connect_timeout=self.connect_timeout)
             except psycopg.OperationalError as err:
                 raise TransientError(f"cannot connect to PostgreSQL at {redact_url(self.url)}: "
-                                     f"{_first_line(err)}") from None
+                                     f"{_first_line(err)}", TransientError.DATABASE) from None
             # `raw` is already JSON text (the input itself): the jsonb dumper passes it through unparsed.
             set_json_dumps(_as_is, context=self.conn)
+            self.conn.execute(f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}")
+            self.conn.execute(f"SET lock_timeout = {LOCK_TIMEOUT_MS}")
             self.conn.execute(_CREATE_STAGE)
             self.conn.commit()
         return self.conn
@@ -187,24 +217,76 @@ class PostgresSink:
             return []
         conn = self._connection()
         rejected: list[tuple[int, str, str]] = []
+        batch_key = (rows[0][:4], rows[-1][:4], len(rows))
+
+        def attempt(half: list[int]) -> None:
+            try:
+                self._load_in_savepoint(conn, [rows[i] for i in half])
+            except psycopg.Error as err:
+                if self._rows_fault(err, batch_key):
+                    raise _RowsRejected(err) from None
+                raise
+
         try:
             with conn.transaction():
                 try:
                     self._load_in_savepoint(conn, rows)  # the fast path: the whole batch at once
-                except DATA_ERRORS as err:
-                    failing = failing_alone(list(range(len(rows))), err,
-                                            lambda half: self._load_in_savepoint(conn, [rows[i] for i in half]),
-                                            catch=DATA_ERRORS)
-                    rejected = [(i, f"db_{e.sqlstate or 'client'}", _first_line(e)) for i, e in failing.items()]
+                except psycopg.Error as err:
+                    if not self._rows_fault(err, batch_key):
+                        raise
+                    failing = failing_alone(list(range(len(rows))), _RowsRejected(err), attempt,
+                                            catch=_RowsRejected)
+                    rejected = [(i, f"db_{e.error.sqlstate or 'client'}", _first_line(e.error))
+                                for i, e in failing.items()]
         except psycopg.Error as err:
+            blocker = self._blocker(conn) if err.sqlstate in _LOCK_STATES else ""
             self._drop_connection()
-            if isinstance(err, DATA_ERRORS):  # cannot happen after isolation; never retry it forever
+            if self._rows_fault(err, batch_key):  # cannot happen after isolation; never retry it forever
                 raise StreamerError(f"PostgreSQL rejected a batch after isolating bad rows: "
                                     f"{_first_line(err)}") from None
             if isinstance(err, (psycopg.OperationalError, psycopg.InterfaceError)) or _transient_state(err):
-                raise TransientError(f"PostgreSQL write failed: {_first_line(err)}") from None
+                self._note_failure(err, batch_key)
+                raise TransientError(f"PostgreSQL write failed: {_first_line(err)}{blocker}",
+                                     TransientError.DATABASE) from None
             raise StreamerError(f"PostgreSQL write failed: {_first_line(err)}") from None
+        self._recurring = None
         return rejected
+
+    def _rows_fault(self, err: psycopg.Error, batch_key) -> bool:
+        """True when retrying the same rows cannot help: a data or limit error, or the same server error on
+        the same rows RECURRING_AFTER times in a row."""
+        state = err.sqlstate
+        if state is None:
+            return isinstance(err, DATA_ERRORS)  # client-side refusal; a lost connection has no SQLSTATE
+        if state[:2] in _ROW_CLASSES:
+            return True
+        if _transient_state(err) and state not in ("40001", "40P01") or state == "55P03":
+            return False  # the server or the connection, not the rows (deadlocks may recur: rows' fault)
+        return self._recurring is not None and self._recurring[:2] == (batch_key, state) \
+            and self._recurring[2] >= RECURRING_AFTER
+
+    def _note_failure(self, err: psycopg.Error, batch_key) -> None:
+        if err.sqlstate is None:
+            return
+        if self._recurring is not None and self._recurring[:2] == (batch_key, err.sqlstate):
+            self._recurring = (batch_key, err.sqlstate, self._recurring[2] + 1)
+        else:
+            self._recurring = (batch_key, err.sqlstate, 1)
+
+    @staticmethod
+    def _blocker(conn: psycopg.Connection) -> str:
+        """'; blocked by pid … ' naming the session that holds the conflicting lock, or ''."""
+        try:
+            conn.rollback()
+            row = conn.execute(_BLOCKERS).fetchone()
+            conn.rollback()
+        except psycopg.Error:
+            return ""
+        if row is None:
+            return ""
+        pid, mode, state, since, query = row
+        since_text = since.strftime("%H:%M:%S") if since else "?"
+        return f"; blocked by pid {pid} holding {mode} ({state}, transaction since {since_text}: {query})"
 
     def _load(self, conn: psycopg.Connection, rows: list[tuple]) -> None:
         with conn.cursor() as cur:

@@ -1,6 +1,7 @@
 """PostgresSink against the real database: one row per event however often it is written, and a poison row
 is isolated while the rest of its batch lands."""
 
+from dataclasses import replace
 from datetime import datetime, timezone
 
 import numpy as np
@@ -143,4 +144,64 @@ def test_records_of_one_message_are_rows_of_their_own_and_redelivery_adds_none(m
     assert counts(migrated_db_url) == (4, 8)
     assert query(migrated_db_url, "select kafka_offset, record_index, message from log_entries order by 1, 2") == [
         (5, 0, "record 0"), (5, 1, "record 1"), (5, 2, "record 2"), (6, 0, "ok")]
+    sink.close()
+
+
+def _unique_text(n: int, seed: int = 1) -> str:
+    import random
+    rng = random.Random(seed)  # incompressible, so PostgreSQL cannot shrink it below the index row limit
+    return "".join(rng.choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(n))
+
+
+@pytest.mark.parametrize("bad, sqlstate_class", [
+    (lambda e: replace(e, service=_unique_text(3000)), "54"),  # index row too big: OperationalError in psycopg
+    (lambda e: replace(e, message="NUL \x00 byte"), "22"),  # text cannot hold NUL (22021)
+    (lambda e: replace(e, raw_json='{"message": "\\u0000"}'), "22"),  # jsonb cannot hold \u0000
+    (lambda e: replace(e, service=_unique_text(300)), None),  # a long but fine service: control
+])
+def test_each_class_of_data_error_is_isolated_not_retried(migrated_db_url, bad, sqlstate_class):
+    sink = PostgresSink(migrated_db_url)
+    events = [event(i) for i in range(200)]
+    events[123] = bad(events[123])
+    rejected = sink.write(database_rows(events, Columns(200)))
+    if sqlstate_class is None:
+        assert rejected == [] and counts(migrated_db_url) == (200, 200)
+    else:
+        assert [i for i, _, _ in rejected] == [123]
+        assert rejected[0][1] == f"db_{sqlstate_class}" or rejected[0][1].startswith(f"db_{sqlstate_class}")
+        assert counts(migrated_db_url) == (199, 199)
+    sink.close()
+
+
+def test_an_integrity_violation_is_isolated(migrated_db_url):
+    # 23: a prediction for an entry that is not there (the foreign key), made by a row with no topic.
+    sink = PostgresSink(migrated_db_url)
+    events = [event(i) for i in range(50)]
+    rows = database_rows(events, Columns(50))
+    rows[7] = (None,) + tuple(rows[7][1:])  # NOT NULL kafka_topic: SQLSTATE 23502
+    rejected = sink.write(rows)
+    assert [(i, c) for i, c, _ in rejected] == [(7, "db_23502")]
+    assert counts(migrated_db_url) == (49, 49)
+    sink.close()
+
+
+def test_a_table_locked_by_another_session_is_a_bounded_transient_error_naming_the_blocker(migrated_db_url,
+                                                                                          monkeypatch):
+    import psycopg
+
+    from streamer import sink as sink_module
+    from streamer.errors import TransientError
+
+    monkeypatch.setattr(sink_module, "LOCK_TIMEOUT_MS", 500)
+    blocker = psycopg.connect(migrated_db_url)
+    blocker.execute("LOCK TABLE log_entries IN ACCESS EXCLUSIVE MODE")  # held until rollback
+    sink = PostgresSink(migrated_db_url)
+    try:
+        with pytest.raises(TransientError, match=r"lock timeout.*blocked by pid \d+ holding AccessExclusiveLock"):
+            sink.write(database_rows([event(1)], Columns(1)))
+    finally:
+        blocker.rollback()
+        blocker.close()
+    assert sink.write(database_rows([event(1)], Columns(1))) == []  # released: the same batch lands
+    assert counts(migrated_db_url) == (1, 1)
     sink.close()
