@@ -124,6 +124,9 @@ class Pipeline:
         self._inflight: deque[tuple[ScoredBatch, Future]] = deque()  # delivering or delivered, uncommitted; oldest first
         self._worker = ThreadPoolExecutor(max_workers=DELIVERING, thread_name_prefix="streamer-deliver")
         self._retrying = False
+        # Assigned while not retrying: resumed on the next loop turn, as a pause from before a lost assignment
+        # sticks to the partition in librdkafka and would otherwise leave it paused for good.
+        self._to_resume: list[TopicPartition] = []
         self._failure: str | None = None  # the cause currently logged, for logging once per state change
         self.health.model_loaded = True
         self.metrics.model_info.labels(scorer.model_version).set(1)
@@ -201,6 +204,9 @@ class Pipeline:
         max_seconds = self.settings.batch_max_ms / 1000.0
         while not self.stop.is_set():
             self.health.last_loop_at = time.monotonic()
+            if self._to_resume and not self._retrying:
+                self.consumer.resume(self._to_resume)
+                self._to_resume = []
             pending = self._pending
             room = max_events - len(pending)
             if room <= 0:
@@ -305,6 +311,7 @@ class Pipeline:
         self._retrying = False
         resumed = self.consumer.assignment()
         self.consumer.resume(resumed)
+        self._to_resume = []
         log.info("resumed %d partition(s)", len(resumed))
 
     def _set_failure(self, cause: str | None) -> None:
@@ -314,7 +321,7 @@ class Pipeline:
             log.info("recovered: batches commit again")
         else:
             log.warning("cannot complete the batch, retrying with backoff (nothing committed): %s", cause)
-            self.health.database_ok = "PostgreSQL" not in cause
+            self.health.database_ok = "PostgreSQL" not in cause  # /readyz: 503 while the database blocks
         self._failure = cause
 
     def _handle_errors(self, errored) -> None:
@@ -345,6 +352,8 @@ class Pipeline:
         # be lost while librdkafka is still fetching their committed offsets); a record they deliver during
         # the backoff is rewound and its partition paused (_wait_paused).
         log.info("assigned %s", _names(partitions))
+        if not self._retrying:
+            self._to_resume.extend(TopicPartition(tp.topic, tp.partition) for tp in partitions)
 
     def _on_revoke(self, consumer, partitions) -> None:
         revoked = {(tp.topic, tp.partition) for tp in partitions}

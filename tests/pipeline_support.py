@@ -123,7 +123,7 @@ INVALID: list[bytes] = [
     b"",
     b"\xff\xfe not utf-8 \xc3\x28",
     b'{"message": "truncated json',
-    b'[{"message": "an array"}]',
+    b'[]',  # an array of no events
     b'{"level": "ERROR", "host": "no message here"}',
     b'{"message": 12345}',
     b'"a json string"',

@@ -263,3 +263,40 @@ def test_rebalance_while_retrying_an_outage(kafka_bootstrap, topics, migrated_db
     wait_caught_up(kafka_bootstrap, topics, [a, b])
     assert a.terminate() == 0 and b.terminate() == 0
     check_delivery(kafka_bootstrap, topics, migrated_db_url, coords, values, invalid)
+
+
+def test_member_consumes_again_after_losing_its_assignment_while_retrying(kafka_bootstrap, topics,
+                                                                          migrated_db_url, start, db_proxy):
+    # Issue 11 row 2: the assignment is lost (session timeout) while a batch is retried; once the group has
+    # the member back, it must consume the partitions again (it used to stay paused: "resumed 0 partition(s)").
+    # The member is frozen with SIGSTOP longer than session.timeout.ms (6 s in tests) so the coordinator
+    # evicts it — the same lost-assignment path a broker outage takes.
+    import signal
+
+    proxy, via_proxy = db_proxy
+    values, invalid = mixed_values(600)
+    coords = produce(kafka_bootstrap, topics.raw, values)
+    proc = start(env={"STREAMER_DATABASE_URL": via_proxy})
+    wait_caught_up(kafka_bootstrap, topics, [proc])
+
+    proxy.cut()
+    more, more_invalid = mixed_values(600, seed=9)
+    coords += produce(kafka_bootstrap, topics.raw, more)
+    values += more
+    invalid |= {i + 600 for i in more_invalid}
+    wait_for(lambda: "retrying with backoff" in proc.output(), timeout=30, what="the outage to be noticed")
+    proc.proc.send_signal(signal.SIGSTOP)
+    time.sleep(12)
+    proc.proc.send_signal(signal.SIGCONT)
+    wait_for(lambda: "assignment lost" in proc.output() or "revoked" in proc.output(), timeout=60,
+             what="the member to notice it lost its partitions")
+    proxy.restore()
+    wait_caught_up(kafka_bootstrap, topics, [proc])
+    # And it keeps consuming what arrives afterwards.
+    last, last_invalid = mixed_values(300, seed=10)
+    coords += produce(kafka_bootstrap, topics.raw, last)
+    invalid |= {i + len(values) for i in last_invalid}
+    values += last
+    wait_caught_up(kafka_bootstrap, topics, [proc])
+    assert proc.terminate() == 0
+    check_delivery(kafka_bootstrap, topics, migrated_db_url, coords, values, invalid)
