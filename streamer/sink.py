@@ -26,14 +26,22 @@ log = logging.getLogger(__name__)
 class Deliveries:
     """Delivery failures of one batch's records (librdkafka reports only failures: no per-record Python)."""
 
-    __slots__ = ("failures", "first_failure")
+    __slots__ = ("failures", "first_failure", "too_large")
 
     def __init__(self):
         self.failures = 0
         self.first_failure: str | None = None
+        self.too_large: list = []  # messages the broker refused for their size: sent again truncated
 
-    def __call__(self, err, msg) -> None:
+    def keeping_headers(self, headers):
+        """The delivery callback for a large record: delivery reports do not carry headers back."""
+        return lambda err, msg: self(err, msg, headers)
+
+    def __call__(self, err, msg, headers=None) -> None:
         if err is not None:
+            if err.code() == KafkaError.MSG_SIZE_TOO_LARGE and msg.value() is not None:
+                self.too_large.append((msg, headers))
+                return
             self.failures += 1
             if self.first_failure is None:
                 self.first_failure = f"{msg.topic()}: {err.str()}"
@@ -64,11 +72,12 @@ class KafkaSink:
         produce = self.producer.produce
         topic = self.output_topic
         for key, value, headers in records:
+            report = deliveries if len(value) < TRUNCATED_BYTES else deliveries.keeping_headers(headers)
             try:
-                produce(topic, value, key, headers=headers, on_delivery=deliveries)
+                produce(topic, value, key, headers=headers, on_delivery=report)
             except BufferError:
                 self._make_room()
-                produce(topic, value, key, headers=headers, on_delivery=deliveries)
+                produce(topic, value, key, headers=headers, on_delivery=report)
             except KafkaException as err:
                 raise self._classify(err, topic) from None
 
@@ -86,19 +95,35 @@ class KafkaSink:
                 self._produce_dead(None, d.key, headers, deliveries)
 
     def _produce_dead(self, value, key, headers, deliveries) -> None:
+        report = deliveries if value is None or len(value) < TRUNCATED_BYTES else deliveries.keeping_headers(headers)
         try:
-            self.producer.produce(self.dlq_topic, value, key, headers=headers, on_delivery=deliveries)
+            self.producer.produce(self.dlq_topic, value, key, headers=headers, on_delivery=report)
         except BufferError:
             self._make_room()
-            self.producer.produce(self.dlq_topic, value, key, headers=headers, on_delivery=deliveries)
+            self.producer.produce(self.dlq_topic, value, key, headers=headers, on_delivery=report)
 
     def _make_room(self) -> None:
         # The local queue is full: serve delivery reports until librdkafka has room again.
         self.producer.poll(0.1)
 
     def flush(self, timeout: float, deliveries: Deliveries) -> None:
-        """Wait until everything produced so far is acknowledged; raise if any of this batch's records failed."""
+        """Wait until everything produced so far is acknowledged; raise if any of this batch's records failed.
+
+        A record the broker refused for its size (a topic's max.message.bytes below ours) would be refused on
+        every retry: it goes to the dead-letter topic once more, value truncated, headers saying so."""
         remaining = self.producer.flush(timeout)
+        if not remaining and deliveries.too_large:
+            refused, deliveries.too_large = deliveries.too_large, []
+            for msg, headers in refused:
+                self._produce_dead(*_truncated(msg, headers, self.output_topic), deliveries)
+            remaining = self.producer.flush(timeout)
+            if deliveries.too_large:  # refused even truncated: keep the coordinates only
+                for msg, headers in deliveries.too_large:
+                    _, key, headers = _truncated(msg, headers, self.output_topic)
+                    self._produce_dead(None, key, headers + [("deadletter.value_omitted", b"refused")],
+                                       deliveries)
+                deliveries.too_large = []
+                remaining = self.producer.flush(timeout)
         if remaining:
             raise TransientError(f"Kafka did not acknowledge {remaining} records within {timeout:.0f}s")
         if deliveries.failures:
@@ -113,6 +138,24 @@ class KafkaSink:
         if kerr.fatal():
             return StreamerError(f"Kafka producer failed for {topic}: {kerr.str()}")
         return TransientError(f"cannot produce to {topic}: {kerr.str()}")
+
+
+# What is left of a value the broker refused for its size: well below any sane max.message.bytes.
+TRUNCATED_BYTES = 16 * 1024
+
+
+def _truncated(msg, headers, output_topic: str) -> tuple[bytes, bytes | None, list[tuple[str, bytes]]]:
+    """(value, key, headers) of a dead letter for a record the broker refused for its size."""
+    import hashlib
+
+    value = msg.value()
+    headers = list(headers or msg.headers() or [])
+    if msg.topic() == output_topic:  # a scored record: the event is stored; say where it did not go
+        headers += [("deadletter.error_class", b"too_large_for_topic"), ("deadletter.stage", b"publish"),
+                    ("deadletter.reason", b"the output topic refused the scored record for its size")]
+    headers += [("deadletter.truncated", b"true"), ("deadletter.original_size", b"%d" % len(value)),
+                ("deadletter.original_sha256", hashlib.sha256(value).hexdigest().encode())]
+    return value[:TRUNCATED_BYTES], msg.key(), headers
 
 
 # Staging table columns, in the order enrich.database_rows() builds rows.

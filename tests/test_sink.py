@@ -205,3 +205,31 @@ def test_a_table_locked_by_another_session_is_a_bounded_transient_error_naming_t
     assert sink.write(database_rows([event(1)], Columns(1))) == []  # released: the same batch lands
     assert counts(migrated_db_url) == (1, 1)
     sink.close()
+
+
+def test_a_dead_letter_the_broker_refuses_for_its_size_goes_out_truncated(kafka_bootstrap, topics):
+    # Issue 11 row 4: a dead-letter topic with max.message.bytes 100 KB and a 1 MB malformed record used to be
+    # retried forever. Now the dead letter is sent again, truncated, with the original size and digest.
+    import hashlib
+    import random
+
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    from streamer.sink import TRUNCATED_BYTES, Deliveries, KafkaSink
+    from tests.support import consume_all
+
+    small_dlq = f"{topics.deadletter}-small"
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    admin.create_topics([NewTopic(small_dlq, 1, 1, config={"max.message.bytes": "100000"})])[small_dlq].result(30)
+    sink = KafkaSink({"bootstrap.servers": kafka_bootstrap}, topics.scored, small_dlq)
+    value = b"{" + random.Random(5).randbytes(1_000_000)  # incompressible: lz4 would shrink a run of x's
+    deliveries = Deliveries()
+    sink.publish_dead_letters([DeadLetter("raw", 0, 42, b"k", None, value, "malformed_json", "bad", "decode")],
+                              deliveries)
+    sink.flush(30, deliveries)  # used to raise TransientError("Kafka refused 1 records") on every retry
+    [got] = consume_all(kafka_bootstrap, small_dlq, expected=1)
+    assert got.value == value[:TRUNCATED_BYTES] and got.key == b"k"
+    assert got.header("deadletter.truncated") == b"true"
+    assert got.header("deadletter.original_size") == b"1000001"
+    assert got.header("deadletter.original_sha256") == hashlib.sha256(value).hexdigest().encode()
+    assert got.header("source.offset") == b"42" and got.header("deadletter.error_class") == b"malformed_json"
