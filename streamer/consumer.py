@@ -34,6 +34,7 @@ from streamer.decode import Decoder
 from streamer.errors import ConfigError, StreamerError, TransientError
 from streamer.health import Health
 from streamer.metrics import Metrics
+from streamer.ml.reload import ModelWatcher
 from streamer.score import score_batch
 from streamer.sink import KafkaSink, PostgresSink
 
@@ -98,7 +99,7 @@ class Pipeline:
                  health: Health | None = None, stop: threading.Event | None = None):
         self.settings = settings
         self.scorer = scorer
-        from streamer.ml.reload import ModelWatcher  # a model promoted into --models is picked up between batches
+        # A model promoted into --models is picked up between batches.
         self.model_watcher = ModelWatcher(settings.models_dir, scorer, anomaly_threshold=settings.anomaly_threshold)
         self.metrics = metrics or Metrics()
         self.health = health or Health()
@@ -176,8 +177,8 @@ class Pipeline:
                 future.result()
                 self.checkpoint.commit_offsets(scored)
             except TransientError as err:
-                self.metrics.retries.labels(_cause_label(str(err))).inc()
-                self._set_failure(str(err))
+                self.metrics.retries.labels(err.dependency).inc()
+                self._set_failure(str(err), err.dependency)
                 self._requeue_inflight()
                 return False
             except BaseException:
@@ -250,8 +251,8 @@ class Pipeline:
                 self.checkpoint.commit(scored)
             except TransientError as err:
                 attempt += 1
-                self.metrics.retries.labels(_cause_label(str(err))).inc()
-                self._set_failure(str(err))
+                self.metrics.retries.labels(err.dependency).inc()
+                self._set_failure(str(err), err.dependency)
                 if not retry or (deadline is not None and time.monotonic() >= deadline):
                     return False
                 if self.stop.is_set() and deadline is None:
@@ -314,14 +315,14 @@ class Pipeline:
         self._to_resume = []
         log.info("resumed %d partition(s)", len(resumed))
 
-    def _set_failure(self, cause: str | None) -> None:
+    def _set_failure(self, cause: str | None, dependency: str = TransientError.KAFKA) -> None:
         if cause == self._failure:
             return
         if cause is None:
             log.info("recovered: batches commit again")
         else:
             log.warning("cannot complete the batch, retrying with backoff (nothing committed): %s", cause)
-            self.health.database_ok = "PostgreSQL" not in cause  # /readyz: 503 while the database blocks
+            self.health.database_ok = dependency != TransientError.DATABASE  # /readyz: 503 while it blocks
         self._failure = cause
 
     def _handle_errors(self, errored) -> None:
@@ -403,14 +404,6 @@ class Pipeline:
 def _backoff(attempt: int) -> float:
     # Full jitter: spreads retries of a whole consumer group after a shared outage.
     return random.uniform(0, min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** attempt))
-
-
-def _cause_label(cause: str) -> str:
-    if "PostgreSQL" in cause:
-        return "database"
-    if "commit" in cause:
-        return "commit"
-    return "kafka"
 
 
 def _names(partitions) -> str:

@@ -6,6 +6,7 @@ asynchronously and only flush() waits for the acknowledgements. The checkpoint c
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Iterable
 
@@ -33,8 +34,11 @@ class Deliveries:
         self.first_failure: str | None = None
         self.too_large: list = []  # messages the broker refused for their size: sent again truncated
 
-    def keeping_headers(self, headers):
-        """The delivery callback for a large record: delivery reports do not carry headers back."""
+    def callback(self, value: bytes | None, headers):
+        """The delivery callback for one record. A large one keeps its headers for a truncated resend, as
+        delivery reports do not carry them back; the rest share this object (no per-record Python)."""
+        if value is None or len(value) < TRUNCATED_BYTES:
+            return self
         return lambda err, msg: self(err, msg, headers)
 
     def __call__(self, err, msg, headers=None) -> None:
@@ -72,7 +76,7 @@ class KafkaSink:
         produce = self.producer.produce
         topic = self.output_topic
         for key, value, headers in records:
-            report = deliveries if len(value) < TRUNCATED_BYTES else deliveries.keeping_headers(headers)
+            report = deliveries.callback(value, headers)
             try:
                 produce(topic, value, key, headers=headers, on_delivery=report)
             except BufferError:
@@ -95,7 +99,7 @@ class KafkaSink:
                 self._produce_dead(None, d.key, headers, deliveries)
 
     def _produce_dead(self, value, key, headers, deliveries) -> None:
-        report = deliveries if value is None or len(value) < TRUNCATED_BYTES else deliveries.keeping_headers(headers)
+        report = deliveries.callback(value, headers)
         try:
             self.producer.produce(self.dlq_topic, value, key, headers=headers, on_delivery=report)
         except BufferError:
@@ -146,8 +150,6 @@ TRUNCATED_BYTES = 16 * 1024
 
 def _truncated(msg, headers, output_topic: str) -> tuple[bytes, bytes | None, list[tuple[str, bytes]]]:
     """(value, key, headers) of a dead letter for a record the broker refused for its size."""
-    import hashlib
-
     value = msg.value()
     headers = list(headers or msg.headers() or [])
     if msg.topic() == output_topic:  # a scored record: the event is stored; say where it did not go

@@ -55,6 +55,24 @@ def wait_caught_up(bootstrap, topics, procs, timeout=120):
                              f"ends {end_offsets(bootstrap, topics.raw, 6)}\n{logs}") from None
 
 
+def retrying_a_database_outage(bootstrap, topics, start, db_proxy, n, seed):
+    """A member caught up on n events, then the database cut and n more produced, until the member retries.
+    Returns (process, coords, values, invalid) of everything produced."""
+    proxy, via_proxy = db_proxy
+    values, invalid = mixed_values(n)
+    coords = produce(bootstrap, topics.raw, values)
+    proc = start(env={"STREAMER_DATABASE_URL": via_proxy})
+    wait_caught_up(bootstrap, topics, [proc])
+
+    proxy.cut()
+    more, more_invalid = mixed_values(n, seed=seed)
+    coords += produce(bootstrap, topics.raw, more)
+    values += more
+    invalid |= {i + n for i in more_invalid}
+    wait_for(lambda: "retrying with backoff" in proc.output(), timeout=30, what="the outage to be noticed")
+    return proc, coords, values, invalid
+
+
 def check_delivery(bootstrap, topics, db_url, coords, values, invalid):
     """The at-least-once contract, read back from PostgreSQL and both output topics."""
     valid = {coords[i] for i in range(len(values)) if i not in invalid}
@@ -127,19 +145,9 @@ def test_end_to_end_then_sigterm_and_restart(kafka_bootstrap, topics, migrated_d
 
 def test_database_outage_commits_nothing_and_loses_nothing(kafka_bootstrap, topics, migrated_db_url, start,
                                                           db_proxy):
-    proxy, via_proxy = db_proxy
-    values, invalid = mixed_values(1000)
-    coords = produce(kafka_bootstrap, topics.raw, values)
-    proc = start(env={"STREAMER_DATABASE_URL": via_proxy})
-    wait_caught_up(kafka_bootstrap, topics, [proc])
-
-    proxy.cut()
-    more, more_invalid = mixed_values(1000, seed=8)
-    coords += produce(kafka_bootstrap, topics.raw, more)
-    values += more
-    invalid |= {i + 1000 for i in more_invalid}
+    proxy, _ = db_proxy
+    proc, coords, values, invalid = retrying_a_database_outage(kafka_bootstrap, topics, start, db_proxy, 1000, 8)
     before = committed(kafka_bootstrap, topics.group, topics.raw, 6)
-    wait_for(lambda: "retrying with backoff" in proc.output(), timeout=30, what="the outage to be noticed")
     time.sleep(3)
     assert committed(kafka_bootstrap, topics.group, topics.raw, 6) == before, "committed while the DB was down"
     assert proc.alive()
@@ -273,18 +281,8 @@ def test_member_consumes_again_after_losing_its_assignment_while_retrying(kafka_
     # evicts it — the same lost-assignment path a broker outage takes.
     import signal
 
-    proxy, via_proxy = db_proxy
-    values, invalid = mixed_values(600)
-    coords = produce(kafka_bootstrap, topics.raw, values)
-    proc = start(env={"STREAMER_DATABASE_URL": via_proxy})
-    wait_caught_up(kafka_bootstrap, topics, [proc])
-
-    proxy.cut()
-    more, more_invalid = mixed_values(600, seed=9)
-    coords += produce(kafka_bootstrap, topics.raw, more)
-    values += more
-    invalid |= {i + 600 for i in more_invalid}
-    wait_for(lambda: "retrying with backoff" in proc.output(), timeout=30, what="the outage to be noticed")
+    proxy, _ = db_proxy
+    proc, coords, values, invalid = retrying_a_database_outage(kafka_bootstrap, topics, start, db_proxy, 600, 9)
     proc.proc.send_signal(signal.SIGSTOP)
     time.sleep(12)
     proc.proc.send_signal(signal.SIGCONT)

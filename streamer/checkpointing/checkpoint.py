@@ -120,7 +120,7 @@ class Checkpoint:
                             "database keeps one row per event", kerr.name())
                 return
             self.metrics.commit_failures.inc()
-            raise TransientError(f"offset commit failed: {kerr.str()}") from None
+            raise TransientError(f"offset commit failed: {kerr.str()}", TransientError.COMMIT) from None
         failed = [tp for tp in result or [] if tp.error is not None]
         if failed:
             self.metrics.commit_failures.inc()
@@ -129,5 +129,6 @@ class Checkpoint:
                 log.warning("offset commit refused for %d partition(s) after a rebalance (%s)",
                             len(failed), first.name())
                 return
-            raise TransientError(f"offset commit failed for {len(failed)} partition(s): {first.str()}")
+            raise TransientError(f"offset commit failed for {len(failed)} partition(s): {first.str()}",
+                                 TransientError.COMMIT)
         self.metrics.commits.inc()
