@@ -341,3 +341,27 @@ class LogVectorizer:
     def fit_transform(self, messages) -> Features:
         messages = list(messages)
         return self.fit(messages).transform(messages)
+
+    def to_state(self) -> tuple[dict[str, np.ndarray], dict]:
+        """Plain arrays and JSON values (streamer.ml.artifacts saves them as .npz/.json, never pickled)."""
+        tokens = sorted(self.vocabulary_, key=self.vocabulary_.__getitem__)
+        if [self.vocabulary_[t] for t in tokens] != list(range(len(tokens))):
+            raise ValueError("vocabulary columns are not 0..n-1")
+        arrays = {"idf": np.asarray(self.idf_, dtype=np.float64),
+                  "placeholder": np.asarray(self.placeholder_, dtype=bool)}
+        return (arrays,
+                {"min_df": int(self.min_df), "max_features": int(self.max_features), "vocabulary": tokens})
+
+    @classmethod
+    def from_state(cls, arrays: dict, params: dict) -> "LogVectorizer":
+        vec = cls(min_df=int(params["min_df"]), max_features=int(params["max_features"]))
+        tokens = params["vocabulary"]
+        if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
+            raise ValueError("vocabulary must be a list of strings")
+        vec.vocabulary_ = {t: j for j, t in enumerate(tokens)}
+        vec.idf_ = np.asarray(arrays["idf"], dtype=np.float64)
+        vec.placeholder_ = np.asarray(arrays["placeholder"], dtype=bool)
+        if vec.idf_.shape != (len(tokens),) or vec.placeholder_.shape != (len(tokens),) \
+                or len(vec.vocabulary_) != len(tokens):
+            raise ValueError("vocabulary, idf and placeholder lengths differ (or repeated words)")
+        return vec

@@ -36,6 +36,22 @@ class LinearWeights:
     def __setstate__(self, state):
         self.coef_, self.intercept_, self.classes_ = state
 
+    def to_state(self) -> tuple[dict[str, np.ndarray], dict]:
+        classes = np.asarray(self.classes_)
+        return ({"coef": np.asarray(self.coef_, dtype=np.float64),
+                 "intercept": np.asarray(self.intercept_, dtype=np.float64),
+                 "classes": classes.astype(str) if classes.dtype == object else classes}, {})
+
+    @classmethod
+    def from_state(cls, arrays: dict, params: dict | None = None) -> "LinearWeights":
+        w = cls.__new__(cls)
+        w.coef_ = np.ascontiguousarray(arrays["coef"], dtype=np.float64)
+        w.intercept_ = np.asarray(arrays["intercept"], dtype=np.float64)
+        w.classes_ = np.asarray(arrays["classes"])
+        if w.coef_.ndim != 2 or w.intercept_.shape != (w.coef_.shape[0],) or w.classes_.ndim != 1:
+            raise ValueError("coef, intercept and classes shapes do not fit together")
+        return w
+
 
 def _decision(clf, X) -> np.ndarray:
     """X · coefᵀ + intercept, one column per coefficient row: what sklearn's decision_function computes,
@@ -118,6 +134,23 @@ class LevelModel:
         conf = p[np.arange(len(best)), best] * features.familiarity
         return self.classes_[best].tolist(), conf.astype(np.float32)
 
+    def to_state(self) -> tuple[dict[str, np.ndarray], dict]:
+        """Plain arrays and JSON values (streamer.ml.artifacts saves them as .npz/.json, never pickled)."""
+        arrays, _ = LinearWeights(self.clf).to_state()  # also takes an estimator pickled by an older model
+        return ({**arrays, "prior": np.asarray(self.prior_, dtype=np.float64)},
+                {"C": float(self.C), "seed": int(self.seed), "temperature": float(self.temperature)})
+
+    @classmethod
+    def from_state(cls, arrays: dict, params: dict) -> "LevelModel":
+        m = cls(C=float(params["C"]), seed=int(params["seed"]))
+        m.temperature = float(params["temperature"])
+        m.clf = LinearWeights.from_state(arrays)
+        m.classes_ = m.clf.classes_
+        m.prior_ = np.asarray(arrays["prior"], dtype=np.float64)
+        if m.prior_.shape != m.classes_.shape:
+            raise ValueError("prior and classes lengths differ")
+        return m
+
 
 class ConstantLevel:
     kind = "constant (training data held one level)"
@@ -132,6 +165,15 @@ class ConstantLevel:
     def predict(self, features: Features) -> tuple[list[str], np.ndarray]:
         n = features.X.shape[0]
         return [self.classes_[0]] * n, features.familiarity.astype(np.float32)
+
+    def to_state(self) -> tuple[dict[str, np.ndarray], dict]:
+        return {}, {"level": str(self.classes_[0]), "temperature": float(self.temperature)}
+
+    @classmethod
+    def from_state(cls, arrays: dict, params: dict) -> "ConstantLevel":
+        m = cls(str(params["level"]))
+        m.temperature = float(params["temperature"])
+        return m
 
 
 class SupervisedAnomaly:
@@ -157,6 +199,17 @@ class SupervisedAnomaly:
     def score(self, features: Features) -> np.ndarray:
         z = (np.asarray(features.X @ self.clf.coef_[0]) + self.clf.intercept_[0]) / self.temperature
         return (1.0 / (1.0 + np.exp(-z))).astype(np.float32)
+
+    def to_state(self) -> tuple[dict[str, np.ndarray], dict]:
+        arrays, _ = LinearWeights(self.clf).to_state()
+        return arrays, {"C": float(self.C), "seed": int(self.seed), "temperature": float(self.temperature)}
+
+    @classmethod
+    def from_state(cls, arrays: dict, params: dict) -> "SupervisedAnomaly":
+        m = cls(C=float(params["C"]), seed=int(params["seed"]))
+        m.temperature = float(params["temperature"])
+        m.clf = LinearWeights.from_state(arrays)
+        return m
 
 
 class RarityAnomaly:
@@ -188,3 +241,21 @@ class RarityAnomaly:
         c = np.fromiter((get(k, 0) for k in self._keys(features.X)), dtype=np.float64,
                         count=features.X.shape[0])
         return (1.0 - features.familiarity * (c / (c + self.k))).astype(np.float32)
+
+    def to_state(self) -> tuple[dict[str, np.ndarray], dict]:
+        keys = list(self.counts)  # 8-byte digests as rows of uint8 (an "S8" array would drop trailing NULs)
+        return ({"keys": np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(len(keys), 8),
+                 "counts": np.array([self.counts[k] for k in keys], dtype=np.int64)},
+                {"k": float(self.k), "temperature": float(self.temperature)})
+
+    @classmethod
+    def from_state(cls, arrays: dict, params: dict) -> "RarityAnomaly":
+        m = cls(k=float(params["k"]))
+        m.temperature = float(params["temperature"])
+        keys = np.ascontiguousarray(arrays["keys"], dtype=np.uint8)
+        counts = np.asarray(arrays["counts"], dtype=np.int64)
+        if keys.ndim != 2 or keys.shape[1] != 8 or counts.shape != (keys.shape[0],):
+            raise ValueError("keys and counts shapes do not fit together")
+        raw = keys.tobytes()
+        m.counts = {raw[8 * i:8 * i + 8]: c for i, c in enumerate(counts.tolist())}
+        return m
