@@ -105,3 +105,71 @@ def _metadata(admin, bootstrap: str, timeout: float):
         return admin.list_topics(timeout=timeout)
     except KafkaException as err:
         raise StreamerError(f"cannot read topic metadata from Kafka at {bootstrap}: {err.args[0].str()}") from None
+
+
+# The producer's own record limit (KafkaSink): below the topics' limit, so an oversized record fails in the
+# client, where its dead letter can still be sent, rather than at the broker.
+PRODUCER_MAX_MESSAGE_BYTES = TOPIC_MAX_MESSAGE_BYTES - 64 * 1024
+# What a scored record adds to the input event at most, roughly: the `streamer` member and the source headers.
+SCORED_OVERHEAD_BYTES = 1024
+
+
+def topic_limits(kafka_config: dict, names: list[str], timeout: float = 10.0) -> dict[str, int]:
+    """name -> max.message.bytes as the broker applies it (the topic's own or the broker's default)."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
+
+    if not names:
+        return {}
+    admin = AdminClient(_quiet(kafka_config))
+    bootstrap = kafka_config.get("bootstrap.servers", "?")
+    futures = admin.describe_configs([ConfigResource(ResourceType.TOPIC, n) for n in names],
+                                     request_timeout=timeout)
+    limits = {}
+    for resource, fut in futures.items():
+        try:
+            entries = fut.result(timeout=timeout + 5)
+        except KafkaException as err:
+            raise StreamerError(f"cannot read the configuration of topic {resource.name}: "
+                                f"{err.args[0].str()}") from None
+        except Exception as err:  # a future that timed out: the broker is unreachable
+            raise StreamerError(f"cannot read topic configurations: no answer from Kafka at {bootstrap} "
+                                f"within {timeout:g}s ({type(err).__name__})") from None
+        limits[resource.name] = int(entries["max.message.bytes"].value)
+    return limits
+
+
+def topic_limit_warnings(kafka_config: dict, output_topic: str, dlq_topic: str, input_topics: list[str],
+                         max_event_bytes: int, producer_max_bytes: int = PRODUCER_MAX_MESSAGE_BYTES,
+                         timeout: float = 10.0) -> list[str]:
+    """One line per topic whose max.message.bytes is below the largest record streamer may send it.
+
+    The broker refuses such a record whenever it comes; streamer does not retry it forever (KafkaSink.flush
+    sends it to the dead-letter topic truncated), but the operator should know before it happens. Sizes are
+    compared before compression: the broker checks the compressed batch, so this is the cautious side."""
+    from streamer.sink import TRUNCATED_BYTES
+
+    plain_inputs = [t for t in input_topics if not t.startswith("^")]  # a regex names no topic to describe
+    limits = topic_limits(kafka_config, list(dict.fromkeys([output_topic, dlq_topic, *plain_inputs])), timeout)
+    # A dead letter keeps the original value: as large as the input topics let in, up to the producer's limit.
+    largest_input = max((limits[t] for t in plain_inputs), default=producer_max_bytes)
+    largest_scored = min(max_event_bytes + SCORED_OVERHEAD_BYTES, producer_max_bytes)
+    largest_dead = min(max(largest_input, largest_scored), producer_max_bytes)
+    warnings = []
+    if limits[output_topic] < largest_scored:
+        warnings.append(
+            f"topic {output_topic} accepts records up to {limits[output_topic]:,} bytes (max.message.bytes) but "
+            f"a scored record may reach about {largest_scored:,} (STREAMER_MAX_MESSAGE_BYTES "
+            f"{max_event_bytes:,} plus the streamer member): a larger one is still stored, and goes to "
+            f"{dlq_topic} truncated to {TRUNCATED_BYTES // 1024} KiB instead; raise max.message.bytes or lower "
+            "STREAMER_MAX_MESSAGE_BYTES")
+    if limits[dlq_topic] < largest_dead:
+        kept = (f"truncated to {TRUNCATED_BYTES // 1024} KiB with headers deadletter.truncated, "
+                "deadletter.original_size and deadletter.original_sha256"
+                if limits[dlq_topic] > TRUNCATED_BYTES + 4096 else
+                "without their value (deadletter.value_omitted), as even a truncated one does not fit")
+        warnings.append(
+            f"topic {dlq_topic} accepts records up to {limits[dlq_topic]:,} bytes (max.message.bytes) but a "
+            f"dead letter keeps the original value, up to {largest_dead:,} bytes: larger ones are sent {kept}; "
+            f"raise max.message.bytes to {largest_dead:,} to keep them whole")
+    return warnings

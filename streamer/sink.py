@@ -19,7 +19,7 @@ from streamer.decode import DeadLetter
 from streamer.enrich import ScoredRecord, dead_letter_headers
 from streamer.errors import StreamerError, TransientError
 from streamer.isolate import failing_alone
-from streamer.kafka_admin import TOPIC_MAX_MESSAGE_BYTES
+from streamer.kafka_admin import PRODUCER_MAX_MESSAGE_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ class KafkaSink:
             "compression.type": "lz4",
             # Below the topics' max.message.bytes (kafka_admin), so an oversized record fails here, where
             # publish_dead_letters can still send its coordinates, not at the broker.
-            "message.max.bytes": TOPIC_MAX_MESSAGE_BYTES - 64 * 1024,
+            "message.max.bytes": PRODUCER_MAX_MESSAGE_BYTES,
             **producer_config,
             "delivery.report.only.error": True,
         }
@@ -164,19 +164,20 @@ def _truncated(msg, headers, output_topic: str) -> tuple[bytes, bytes | None, li
 STAGE_COLUMNS = (
     "kafka_topic", "kafka_partition", "kafka_offset", "record_index", "event_time", "level", "message", "host",
     "service", "raw", "model_version", "predicted_level", "level_confidence", "is_anomaly", "anomaly_score",
-    "severity",
+    "severity", "template_id",
 )
 _CREATE_STAGE = """
 CREATE TEMP TABLE IF NOT EXISTS streamer_stage (
     kafka_topic text, kafka_partition int, kafka_offset bigint, record_index int, event_time timestamptz,
     level text, message text, host text, service text, raw jsonb, model_version text, predicted_level text,
-    level_confidence real, is_anomaly bool, anomaly_score real, severity text
+    level_confidence real, is_anomaly bool, anomaly_score real, severity text, template_id text,
+    template_new bool NOT NULL DEFAULT false
 ) ON COMMIT DELETE ROWS
 """
 # Binary COPY: about a third of the client CPU of the text format, which matters as it holds the GIL.
 STAGE_TYPES = (
     "text", "int4", "int8", "int4", "timestamptz", "text", "text", "text", "text", "jsonb", "text", "text", "float4",
-    "bool", "float4", "text",
+    "bool", "float4", "text", "text",
 )
 _COPY_STAGE = f"COPY streamer_stage ({', '.join(STAGE_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
 _INSERT_ENTRIES = """
@@ -186,11 +187,43 @@ SELECT kafka_topic, kafka_partition, kafka_offset, record_index, event_time, lev
 FROM streamer_stage
 ON CONFLICT (kafka_topic, kafka_partition, kafka_offset, record_index) DO NOTHING
 """
+# With templates: the same insert, and the template statistics of exactly the rows it inserted (a redelivered
+# event conflicts, so it is neither counted again nor makes its template new), in one statement. The first
+# inserted event of each template the upsert created is marked template_new in the staging table, and returned.
+# Templates are upserted in id order, so concurrent batches lock their rows in one order and cannot deadlock.
+_INSERT_ENTRIES_AND_TEMPLATES = """
+WITH inserted AS (""" + _INSERT_ENTRIES + """
+    RETURNING kafka_topic, kafka_partition, kafka_offset, record_index),
+seen AS (
+    SELECT s.kafka_topic, s.kafka_partition, s.kafka_offset, s.record_index, s.template_id
+    FROM streamer_stage s JOIN inserted USING (kafka_topic, kafka_partition, kafka_offset, record_index)
+    WHERE s.template_id IS NOT NULL),
+upserted AS (
+    INSERT INTO log_templates (template_id, service, template, first_seen, last_seen, count)
+    SELECT seen.template_id, t.service, t.template, now(), now(), count(*)
+    FROM seen JOIN unnest(%s::text[], %s::text[], %s::text[]) AS t (template_id, service, template) USING (template_id)
+    GROUP BY seen.template_id, t.service, t.template ORDER BY seen.template_id
+    ON CONFLICT (template_id) DO UPDATE SET count = log_templates.count + excluded.count,
+        last_seen = greatest(log_templates.last_seen, excluded.last_seen)
+    RETURNING template_id, xmax = 0 AS created),
+first_of_new AS (
+    SELECT DISTINCT ON (seen.template_id) seen.kafka_topic, seen.kafka_partition, seen.kafka_offset, seen.record_index
+    FROM seen JOIN upserted USING (template_id) WHERE upserted.created
+    ORDER BY seen.template_id, seen.kafka_topic, seen.kafka_partition, seen.kafka_offset, seen.record_index),
+marked AS (
+    UPDATE streamer_stage s SET template_new = true FROM first_of_new f
+    WHERE (s.kafka_topic, s.kafka_partition, s.kafka_offset, s.record_index)
+        = (f.kafka_topic, f.kafka_partition, f.kafka_offset, f.record_index)
+    RETURNING s.kafka_topic, s.kafka_partition, s.kafka_offset, s.record_index)
+SELECT * FROM marked
+"""
 _INSERT_PREDICTIONS = """
 INSERT INTO ml_predictions (kafka_topic, kafka_partition, kafka_offset, record_index, model_version,
-                            predicted_level, level_confidence, is_anomaly, anomaly_score, severity)
+                            predicted_level, level_confidence, is_anomaly, anomaly_score, severity, template_id,
+                            template_new)
 SELECT kafka_topic, kafka_partition, kafka_offset, record_index, model_version, predicted_level,
-       level_confidence, is_anomaly, anomaly_score, severity
+       level_confidence, is_anomaly, anomaly_score, severity, template_id,
+       CASE WHEN template_id IS NOT NULL THEN template_new END
 FROM streamer_stage
 ON CONFLICT (kafka_topic, kafka_partition, kafka_offset, record_index, model_version) DO NOTHING
 """
@@ -256,17 +289,25 @@ class PostgresSink:
             self.conn.commit()
         return self.conn
 
-    def write(self, rows: list[tuple]) -> list[tuple[int, str, str]]:
-        """Store rows in one transaction. Returns (index, error_class, reason) of rows the database rejected."""
+    def write(self, rows: list[tuple], templates=None) -> list[tuple[int, str, str]]:
+        """Store rows in one transaction. Returns (index, error_class, reason) of rows the database rejected.
+
+        templates: the rows' streamer.templates.EventTemplates; their statistics are upserted in the same
+        transaction and templates.new_keys is set to the keys of the events marked template_new."""
         if not rows:
             return []
         conn = self._connection()
         rejected: list[tuple[int, str, str]] = []
         batch_key = (rows[0][:4], rows[-1][:4], len(rows))
+        new_keys: set[tuple] = set()
+        params = None
+        if templates is not None:
+            ids = list(templates.texts)
+            params = (ids, [templates.texts[t][0] for t in ids], [templates.texts[t][1] for t in ids])
 
         def attempt(half: list[int]) -> None:
             try:
-                self._load_in_savepoint(conn, [rows[i] for i in half])
+                self._load_in_savepoint(conn, [rows[i] for i in half], params, new_keys)
             except psycopg.Error as err:
                 if self._rows_fault(err, batch_key):
                     raise _RowsRejected(err) from None
@@ -275,7 +316,7 @@ class PostgresSink:
         try:
             with conn.transaction():
                 try:
-                    self._load_in_savepoint(conn, rows)  # the fast path: the whole batch at once
+                    self._load_in_savepoint(conn, rows, params, new_keys)  # the fast path: the whole batch
                 except psycopg.Error as err:
                     if not self._rows_fault(err, batch_key):
                         raise
@@ -295,6 +336,8 @@ class PostgresSink:
                                      TransientError.DATABASE) from None
             raise StreamerError(f"PostgreSQL write failed: {_first_line(err)}") from None
         self._recurring = None
+        if templates is not None:
+            templates.new_keys = new_keys
         return rejected
 
     def _rows_fault(self, err: psycopg.Error, batch_key) -> bool:
@@ -333,20 +376,30 @@ class PostgresSink:
         since_text = since.strftime("%H:%M:%S") if since else "?"
         return f"; blocked by pid {pid} holding {mode} ({state}, transaction since {since_text}: {query})"
 
-    def _load(self, conn: psycopg.Connection, rows: list[tuple]) -> None:
+    def _load(self, conn: psycopg.Connection, rows: list[tuple], template_params=None) -> list[tuple]:
+        """COPY and insert; returns the keys of the rows marked template_new."""
+        new: list[tuple] = []
         with conn.cursor() as cur:
             with cur.copy(_COPY_STAGE) as copy:
                 copy.set_types(STAGE_TYPES)
                 write_row = copy.write_row
                 for row in rows:
                     write_row(row)
-            cur.execute(_INSERT_ENTRIES)
+            if template_params is None:
+                cur.execute(_INSERT_ENTRIES)
+            else:
+                cur.execute(_INSERT_ENTRIES_AND_TEMPLATES, template_params)
+                new = cur.fetchall()
             cur.execute(_INSERT_PREDICTIONS)
             cur.execute("TRUNCATE streamer_stage")
+        return new
 
-    def _load_in_savepoint(self, conn: psycopg.Connection, rows: list[tuple]) -> None:
+    def _load_in_savepoint(self, conn: psycopg.Connection, rows: list[tuple], template_params=None,
+                           new_keys: set | None = None) -> None:
         with conn.transaction():  # kept when it succeeds, rolled back alone when it fails
-            self._load(conn, rows)
+            new = self._load(conn, rows, template_params)
+        if new_keys is not None:  # only once the savepoint is released: a rolled-back attempt marked nothing
+            new_keys.update(new)
 
     def _drop_connection(self) -> None:
         if self.conn is not None:

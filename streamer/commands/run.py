@@ -69,6 +69,9 @@ def run(args) -> int:
     signal.signal(signal.SIGINT, stop)
 
     check_kafka_config(settings)
+    # In the background: a broker that is still starting must not hold up start-up.
+    threading.Thread(target=warn_about_topic_limits, args=(settings,), name="streamer-topic-limits",
+                     daemon=True).start()
     # The model loads (mostly numpy/scipy imports) while the database is reached and migrated.
     with ThreadPoolExecutor(max_workers=1) as loader:
         loading = loader.submit(Scorer.load, settings.models_dir, anomaly_threshold=settings.anomaly_threshold)
@@ -97,3 +100,24 @@ def run(args) -> int:
 
     pipeline = Pipeline(settings, scorer, metrics, health, stop=stopping)
     return pipeline.run()
+
+
+def warn_about_topic_limits(settings) -> None:
+    """Log one warning per output topic whose max.message.bytes is below what streamer may send it."""
+    import logging
+
+    from streamer.consumer import producer_config
+    from streamer.errors import StreamerError
+    from streamer.kafka_admin import PRODUCER_MAX_MESSAGE_BYTES, topic_limit_warnings
+
+    log = logging.getLogger("streamer.run")
+    producer_max = int(producer_config(settings).get("message.max.bytes", PRODUCER_MAX_MESSAGE_BYTES))
+    try:
+        warnings = topic_limit_warnings(settings.kafka_client_config(), settings.output_topic,
+                                        settings.dlq_topic, settings.input_topics(), settings.max_message_bytes,
+                                        producer_max)
+    except StreamerError as err:
+        log.warning("cannot check the topics' record size limits: %s", err)
+        return
+    for line in warnings:
+        log.warning("%s", line)
