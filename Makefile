@@ -7,11 +7,14 @@ VENV := .venv
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help venv up down status test demo chaos bench clean-stack
+.PHONY: help venv up down status test unit lint format typecheck demo chaos bench clean-stack
 
 help:
 	@echo "make demo    bring the stack up and run the demo pipeline"
 	@echo "make test    set up .venv, bring the stack up, run the whole test suite"
+	@echo "make unit    the tests that need no Kafka or PostgreSQL (fast loop; integration tests deselected)"
+	@echo "make lint    ruff check + ruff format --check;  make format  applies the formatter"
+	@echo "make typecheck  mypy over streamer/"
 	@echo "make up      start Kafka + PostgreSQL (no Docker), create topics, migrate (idempotent)"
 	@echo "make down    stop what make up started from this checkout"
 	@echo "make status  what is running"
@@ -25,7 +28,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "error: streamer needs Python 3.11+, $(PYTHON) is " + sys.version.split()[0])'
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q --upgrade pip
-	$(VENV)/bin/python -m pip install -q -c constraints.txt -e '.[test,bench]'
+	$(VENV)/bin/python -m pip install -q -c constraints.txt -e '.[test,bench,lint]'
 	@touch $(STAMP)
 
 up: venv
@@ -39,6 +42,21 @@ status:
 
 test: up
 	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
+
+# The fast loop: no stack needed. Integration tests are those that request the broker or database fixtures.
+unit: venv
+	$(VENV)/bin/pytest -q -m "not integration" $(PYTEST_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: venv
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+typecheck: venv
+	$(VENV)/bin/mypy
 
 # The main job end to end: streamer run + 50,000 corpus events, then a summary read back.
 demo: up

@@ -215,3 +215,14 @@ def streamer_env(kafka_bootstrap, topics, migrated_db_url) -> dict[str, str]:
         "STREAMER_GROUP_ID": topics.group,
     })
     return env
+
+
+# Fixtures that reach the real broker or database; a test that requests any of them (directly or through
+# another fixture) is an integration test, whatever its module says, so `make unit` never needs the stack.
+_STACK_FIXTURES = frozenset({"kafka_bootstrap", "database_url"})
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if _STACK_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
