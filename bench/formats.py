@@ -1,12 +1,17 @@
-"""Per Loghub system: how often the decoder's level and message agree with Loghub's structured CSV.
+"""Per Loghub system: how often the decoder's level and message agree with Loghub's structured CSV; and how
+fast the decoder reads records.
 
-Usage: .venv/bin/python -m bench.formats   (reads ../shared/data/loghub relative to the repo; research data)
+Usage: .venv/bin/python -m bench.formats           (reads ../shared/data/loghub relative to the repo; research data)
+       .venv/bin/python -m bench.formats --speed   (decode records/s on one core, best of 3)
 """
 
 from __future__ import annotations
 
+import argparse
 import csv
+import os
 import sys
+import time
 from pathlib import Path
 
 from streamer.decode import Decoder, Event
@@ -41,7 +46,41 @@ def systems() -> list[Path]:
     return sorted(p for p in LOGHUB.iterdir() if p.is_dir() and any(p.glob("*_2k.log")))
 
 
-def main() -> int:
+def _rate(decoder: Decoder, values: list[bytes], repeats: int = 3) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for i, value in enumerate(values):
+            decoder.decode(value, topic="logs.raw", partition=0, offset=i, timestamp_ms=1_700_000_000_000)
+        best = min(best, time.perf_counter() - t0)
+    return len(values) / best
+
+
+def speed() -> list[tuple[str, int, float]]:
+    """(input, records, records/s) for the e2e workload's mix, and for the raw Loghub lines when present."""
+    from bench.workload import workload
+
+    try:  # one core, as bench.speed
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+    except (AttributeError, OSError):
+        pass
+    decoder = Decoder()
+    mixes = [("bench.workload (85 % ECS JSON, 15 % text, 1 % invalid)", workload(20000, seed=0)[0])]
+    if LOGHUB.is_dir():
+        raw = [line for d in systems() for line in next(d.glob("*_2k.log")).read_bytes().split(b"\n") if line]
+        mixes.append((f"Loghub raw lines ({len(systems())} systems)", raw))
+    return [(name, len(values), _rate(decoder, values)) for name, values in mixes]
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--speed", action="store_true", help="print decode records/s instead of the agreement table")
+    args = ap.parse_args(argv)
+    if args.speed:
+        print(f"{'input':<58} {'records':>8} {'records/s':>10}")
+        for name, n, rate in speed():
+            print(f"{name:<58} {n:>8} {rate:>10,.0f}")
+        return 0
     if not LOGHUB.is_dir():
         print(f"no Loghub data at {LOGHUB}", file=sys.stderr)
         return 1

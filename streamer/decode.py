@@ -37,7 +37,9 @@ TIME_FIELDS: tuple[str, ...] = ("@timestamp", "timestamp", "time", "__REALTIME_T
 LEVEL_FIELDS: tuple[str, ...] = ("log.level", "level", "severity", "PRIORITY", "priority")
 HOST_FIELDS: tuple[str, ...] = ("host.name", "host", "hostname", "_HOSTNAME", "HOST", "kubernetes.host")
 SERVICE_FIELDS: tuple[str, ...] = ("service.name", "service", "SYSLOG_IDENTIFIER", "PROGRAM", "programname",
-                                   "kubernetes.container_name", "app")
+                                   "kubernetes.container_name", "container_name", "app")
+# Where the stored level came from (Event.level_source, in the scored record's `streamer` member).
+LEVEL_SOURCES = ("line", "pri", "envelope", "none")
 
 Headers = list[tuple[str, bytes]] | None
 
@@ -59,6 +61,9 @@ class Event:
     raw_json: str  # the event as JSON text, for the jsonb column: the input itself when it was a JSON object
     is_json: bool  # the input was a JSON object (the output record splices into raw_json); else a text line
     record_index: int = 0  # which record of its Kafka message (OTLP, JSON array, NDJSON hold several)
+    # Where `level` came from: "line" (a word in the text), "pri" (a syslog PRI), "envelope" (a JSON/OTLP field)
+    # or "none".
+    level_source: str = "none"
 
     @property
     def raw(self) -> dict:
@@ -220,10 +225,11 @@ class Decoder:
                 out.append(dead("no_message", f"OTLP log record {index} has no text body", index))
                 continue
             raw_json = orjson.dumps(rec, default=str).decode()
+            level = normalise(rec["level"]) if rec.get("level") else None
             out.append(Event(
                 topic, partition, offset, key, headers, message.strip(_TERMINATORS),
-                rec.get("time") or _kafka_time(timestamp_ms), normalise(rec["level"]) if rec.get("level") else None,
-                rec.get("host"), rec.get("service"), raw_json, True, index,
+                rec.get("time") or _kafka_time(timestamp_ms), level, rec.get("host"), rec.get("service"), raw_json,
+                True, index, "none" if level is None else "envelope",
             ))
         return out
 
@@ -231,6 +237,8 @@ class Decoder:
         message = None
         for name in self.message_fields:
             candidate = _lookup(obj, name)
+            if isinstance(candidate, list):  # journald writes a MESSAGE that is not valid UTF-8 as a byte array
+                candidate = _byte_array_text(candidate)
             if isinstance(candidate, str) and candidate.strip():
                 message = candidate.strip(_TERMINATORS)
                 break
@@ -245,17 +253,22 @@ class Decoder:
                 level = normalise(candidate)
                 if level is not None:
                     break
+        level_source = "none" if level is None else "envelope"
         # A level the line itself states outranks an envelope severity a file-reading shipper stamps on every
         # line (rsyslog imfile `severity: notice`); the scored message is the content without the line's header.
         head = parse_line(message) if message[:1] in _HEADER_STARTS else None
+        host = _first_string(obj, HOST_FIELDS)
+        service = _service(obj)
         if head is not None and head.message.strip():
             message = head.message
             if head.level is not None:
-                level = head.level
+                level, level_source = head.level, "pri" if head.level_from_pri else "line"
             event_time = head.time or event_time
+            host = host or head.host
+            service = service or head.service
         return Event(
-            topic, partition, offset, key, headers, message, event_time, level,
-            _first_string(obj, HOST_FIELDS), _first_string(obj, SERVICE_FIELDS), text, True,
+            topic, partition, offset, key, headers, message, event_time, level, host, service, text, True, 0,
+            level_source,
         )
 
     def _from_text(self, line, topic, partition, offset, timestamp_ms, key, headers) -> Event:
@@ -271,11 +284,11 @@ class Decoder:
                 topic, partition, offset, key, headers, line, _kafka_time(timestamp_ms), None,
                 None, None, orjson.dumps({"message": line}).decode(), False,
             )
-        raw = {"message": head.message, "raw": line,
-               "level_source": "none" if head.level is None else "syslog_pri" if head.level_from_pri else "line"}
+        level_source = "none" if head.level is None else "pri" if head.level_from_pri else "line"
         return Event(
             topic, partition, offset, key, headers, head.message, head.time or _kafka_time(timestamp_ms),
-            head.level, head.host, head.service, orjson.dumps(raw).decode(), False,
+            head.level, head.host, head.service, orjson.dumps({"message": head.message, "raw": line}).decode(),
+            False, 0, level_source,
         )
 
 
@@ -316,6 +329,27 @@ def _lookup(obj: dict, dotted: str):
             return None
         node = node[part]
     return node
+
+
+def _byte_array_text(value: list) -> str | None:
+    """journald's byte-array MESSAGE ([104, 105] for "hi") as text; undecodable bytes become U+FFFD."""
+    if not value or not all(isinstance(b, int) and not isinstance(b, bool) and 0 <= b <= 255 for b in value):
+        return None
+    return bytes(value).decode("utf-8", "replace")
+
+
+def _service(obj: dict) -> str | None:
+    """The service; a Kubernetes container is named with its namespace (`payments/api`), the same container name
+    in two namespaces being two services."""
+    service = _first_string(obj, SERVICE_FIELDS)
+    if service is None:
+        return None
+    if service[0] == "/":  # Docker's fluentd log driver writes container_name as "/name"
+        service = service[1:] or None
+    namespace = _lookup(obj, "kubernetes.namespace_name")
+    if isinstance(namespace, str) and namespace and service == _lookup(obj, "kubernetes.container_name"):
+        return f"{namespace}/{service}"
+    return service
 
 
 def _first_string(obj: dict, names: tuple[str, ...]) -> str | None:

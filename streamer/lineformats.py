@@ -1,7 +1,8 @@
 """Parse the header of a plain-text log line: time, level, host, service, and the message without the header.
 
-Formats are tried in an order picked by the line's first character (a cheap dispatch: most lines try one or
-two precompiled regexes). What a line states itself is what `parse_line` returns; nothing is guessed.
+The line's shape picks the formats to try (first character, then a few fixed positions: `2024-` is ISO, `081109 `
+is yymmdd, `03-17 ` is logcat...), so most lines try one or two precompiled regexes. What a line states itself
+is what `parse_line` returns; nothing is guessed.
 """
 
 from __future__ import annotations
@@ -27,34 +28,42 @@ _MONTHS = {m: i for i, m in enumerate(("Jan", "Feb", "Mar", "Apr", "May", "Jun",
                                        "Dec"), 1)}
 _LEVEL_WORD = r"(?:TRACE|DEBUG|INFO|NOTICE|WARN|WARNING|ERROR|ERR|SEVERE|FATAL|CRITICAL|CRIT)"
 _ISO = r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d{1,9})?(?:Z|[+-]\d{2}:?\d{2})?"
-_BSD_TS = r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [ \d]\d \d{2}:\d{2}:\d{2}"
+# BSD stamp; the day is space-padded by syslogd ("Dec  2"), some collectors write it unpadded ("Nov 9")
+_BSD_TS = r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) {1,2}\d{1,2} \d{2}:\d{2}:\d{2}"
+# A syslog TAG: program[pid], then what some daemons add before the colon: a version (`syslogd 1.4.1:`), a macOS
+# sub-process (`sandboxd[129] ([31211]):`), login's `-- root[2421]:`.
+_TAG = r"(?:-- )?(?P<app>[^\s:\[]+)(?:\[\d+\])?(?: [\w.-]+(?:\[\d+\])?| \([^()]*\)){0,3}:(?: |$)"
 
 # <PRI>1 ISO host app procid msgid [SD|-] msg
 _RFC5424 = re.compile(r"<(?P<pri>\d{1,3})>1 (?P<ts>\S+) (?P<host>\S+) (?P<app>\S+) \S+ \S+ "
                       r"(?:-|(?:\[[^\]]*\])+) ?(?P<msg>.*)", re.S)
 # [<PRI>]Mmm dd hh:mm:ss host tag[pid]: msg  (RFC 3164, and the rsyslog/syslog-ng file format); also ISO stamps
-_RFC3164 = re.compile(rf"(?:<(?P<pri>\d{{1,3}})>)?(?P<ts>{_BSD_TS}|{_ISO}) (?P<host>\S+) "
-                      r"(?P<app>[^\s:\[]+)(?:\[\d+\])?: ?(?P<msg>.*)", re.S)
+_RFC3164 = re.compile(rf"(?:<(?P<pri>\d{{1,3}})>)?(?P<ts>{_BSD_TS}|{_ISO}) +(?P<host>\S+) +{_TAG}(?P<msg>.*)",
+                      re.S)
 # Go klog/glog: I1202 15:04:05.000000 123 file.go:42] msg
 _KLOG = re.compile(r"(?P<lvl>[IWEF])(?P<mm>\d{2})(?P<dd>\d{2}) (?P<t>\d{2}:\d{2}:\d{2}(?:\.\d+)?) +\d+ "
                    r"(?P<src>[^\s:]+:\d+)\] ?(?P<msg>.*)", re.S)
-# ISO timestamp, then an optional [thread], level, optional logger and " - " or ":" (log4j/logback, Python asctime)
-_ISO_LEVEL = re.compile(rf"(?P<ts>{_ISO})(?: \[(?P<thread>[^\]]*)\])? +(?:- )?\[?(?P<lvl>{_LEVEL_WORD})\]?"
-                        r"(?: +(?P<logger>[\w.$]+(?:\[[^\]]*\])?)(?=: | +- ))?(?: +- +|: +| +|$)(?P<msg>.*)", re.S | re.I)
-# Python logging asctime default: 2024-01-01 10:00:00,123 - name - LEVEL - msg
-_PY_ASCTIME = re.compile(rf"(?P<ts>{_ISO}) - (?P<logger>\S+) - (?P<lvl>{_LEVEL_WORD}) - (?P<msg>.*)", re.S | re.I)
-# Python logging basicConfig default: LEVEL:logger:msg
-_PY_BASIC = re.compile(rf"(?P<lvl>{_LEVEL_WORD}):(?P<logger>[^:\s]*):(?P<msg>.*)", re.S)
+# After an ISO timestamp, one alternation for the layouts that start with one (the first branch that fits wins):
+_AFTER_ISO = re.compile(
+    # Python logging asctime default: - name - LEVEL - msg
+    rf" - (?P<a_logger>\S+) - (?P<a_lvl>{_LEVEL_WORD}) - (?P<a_msg>.*)"
+    # OpenStack oslo.log: pid LEVEL logger [request context] msg
+    rf"| (?P<o_pid>\d+) (?P<o_lvl>{_LEVEL_WORD}) (?P<o_logger>\S+) (?:\[[^\]]*\] )?(?P<o_msg>.*)"
+    # log4j/logback: optional [thread], level, optional logger, then " - ", ":" or blanks
+    rf"|(?: \[(?P<l_thread>[^\]]*)\])? +(?:- )?\[?(?P<l_lvl>{_LEVEL_WORD})\]?"
+    r"(?: +(?P<l_logger>[\w.$]+(?:\[[^\]]*\])?)(?=: | +- ))?(?: +- +|: +| +|$)(?P<l_msg>.*)"
+    # Windows CBS: ", Info   CBS    msg"
+    r"|, (?P<w_lvl>[A-Za-z]+) +(?P<w_comp>\S+) +(?P<w_msg>.*)"
+    # CRI container runtime: stdout|stderr F|P msg
+    r"| (?:stdout|stderr) [FP] (?P<c_msg>.*)",
+    re.S)
+_ISO_AT_START = re.compile(_ISO)
 # HDFS-style: yymmdd hhmmss pid LEVEL component: msg
 _HDFS = re.compile(rf"(?P<d>\d{{6}}) (?P<t>\d{{6}}) +\d+ (?P<lvl>{_LEVEL_WORD}) (?P<comp>[^\s:]+): (?P<msg>.*)",
                    re.S)
 # Spark/log4j short: yy/mm/dd hh:mm:ss LEVEL component: msg
 _YY_SLASH = re.compile(rf"(?P<d>\d{{2}}/\d{{2}}/\d{{2}}) (?P<t>\d{{2}}:\d{{2}}:\d{{2}}) (?P<lvl>{_LEVEL_WORD}) "
                        r"(?P<comp>[^\s:]+): (?P<msg>.*)", re.S)
-# Windows CBS: 2016-09-28 04:30:30, Info   CBS    msg
-_WINDOWS = re.compile(rf"(?P<ts>{_ISO}), (?P<lvl>[A-Za-z]+) +(?P<comp>\S+) +(?P<msg>.*)", re.S)
-# CRI container runtime: <RFC 3339 ts> stdout|stderr F|P msg
-_CRI = re.compile(rf"(?P<ts>{_ISO}) (?:stdout|stderr) [FP] (?P<msg>.*)", re.S)
 # Apache/nginx error log: [Sun Dec 04 04:47:44 2005] [error] msg ; nginx: 2024/01/01 10:00:00 [error] 1#1: msg
 _APACHE = re.compile(r"\[(?P<ts>[^\]]+)\] \[(?:[\w]+:)?(?P<lvl>emerg|alert|crit|error|warn|notice|info|debug)\] "
                      r"(?P<msg>.*)", re.S)
@@ -62,12 +71,31 @@ _NGINX = re.compile(r"(?P<ts>\d{4}/\d{2}/\d{2} \d{2}:\d{2}:\d{2}) \[(?P<lvl>\w+)
 # Android logcat threadtime: 03-17 16:13:38.811  1702  2395 D WindowManager: msg
 _LOGCAT = re.compile(r"(?P<md>\d{2}-\d{2}) (?P<t>\d{2}:\d{2}:\d{2}\.\d{3}) +\d+ +\d+ (?P<lvl>[VDIWEF]) "
                      r"(?P<tag>[^:]*?) ?: (?P<msg>.*)", re.S)
+# A bracketed timestamp, a program and " - " (Proxifier and other Windows tools): [10.30 16:49:06] app.exe *64 - msg
+_BRACKET_PROGRAM = re.compile(r"\[(?P<ts>[\d.:/ -]+)\] (?P<prog>[^\s\[\]]+)(?: \*64)? - (?P<msg>.*)", re.S)
+# Pipe-separated header: timestamp|component|pid|msg (Huawei's Android health services)
+_PIPES = re.compile(r"(?P<ts>\d{8}-\d{1,2}:\d{1,2}:\d{1,2}(?::\d{1,3})?)\|(?P<comp>[^|]+)\|(?P<pid>\d+)\|(?P<msg>.*)", re.S)
+# LANL HPC event log: logid node component state epoch flag msg
+_LANL = re.compile(r"\d+ (?P<node>\S+) (?P<comp>\S+) \S+ (?P<epoch>\d{9,10}) -?\d+ (?P<msg>.*)", re.S)
+# The alert-tagged prefix of the CFDR supercomputer logs (BlueGene/L, Thunderbird, Spirit, Liberty):
+# alert-category|- epoch yyyy.mm.dd node, then a RAS record or a syslog line.
+_CFDR = re.compile(r"(?:-|[A-Z][A-Z_]*) (?P<epoch>\d{9,10}) \d{4}\.\d{2}\.\d{2} (?P<node>\S+) (?P<rest>.*)", re.S)
+# BlueGene/L RAS record: yyyy-mm-dd-hh.mm.ss.ffffff location type component LEVEL msg
+_RAS = re.compile(r"\d{4}-\d{2}-\d{2}-\d{2}\.\d{2}\.\d{2}\.\d{6} \S+ \S+ (?P<comp>\S+) (?P<lvl>[A-Z]+) (?P<msg>.*)",
+                  re.S)
+# A syslog line without a tag (kernel messages in some collectors' files): stamp, host, message
+_BSD_NO_TAG = re.compile(rf"{_BSD_TS} +\S+ +(?P<msg>.*)", re.S)
+# A leading log file name, as multi-file collectors prefix lines (`nova-api.log.1 ...`, `app.log: ...`)
+_FILE_PREFIX = re.compile(r"(?P<stem>[\w-]+)\.log(?:\.[\w.:-]+)?:? ")
+# Python logging basicConfig default: LEVEL:logger:msg
+_PY_BASIC = re.compile(rf"(?P<lvl>{_LEVEL_WORD}):(?P<logger>[^:\s]*):(?P<msg>.*)", re.S)
 # A bare leading level: [INFO] msg, ERROR: msg, WARN msg
 _BARE_LEVEL = re.compile(rf"[\[<(]?(?P<lvl>{_LEVEL_WORD})[\]>)]?(?::? +|$)(?P<msg>.*)", re.S | re.I)
 # Logstash plain codec: <iso ts> <host> <msg>, and ISO then message
 _ISO_ONLY = re.compile(rf"(?P<ts>{_ISO}) +(?P<msg>.*)", re.S)
 
 _LETTER_LEVEL = {"V": "DEBUG", "D": "DEBUG", "I": "INFO", "W": "WARN", "E": "ERROR", "F": "FATAL"}
+_MONTH_INITIALS = frozenset(m[0] for m in _MONTHS)
 
 
 def parse_line(line: str) -> Header | None:
@@ -75,56 +103,42 @@ def parse_line(line: str) -> Header | None:
     if not line:
         return None
     first = line[0]
-    if first == "<":
+    if first.isdigit():
+        head = _digit_line(line)
+        if head is not None:
+            return head
+    elif first == "<":
         m = _RFC5424.match(line)
         if m:
             return _syslog(m, _iso(m["ts"]))
         m = _RFC3164.match(line)
         if m:
             return _syslog(m, _any_ts(m["ts"]))
-    elif first.isdigit():
-        m = _PY_ASCTIME.match(line) or _ISO_LEVEL.match(line)
-        if m:
-            return Header(_iso(m["ts"]), normalise(m["lvl"]), None, m.groupdict().get("logger"), m["msg"], False)
-        m = _WINDOWS.match(line)
-        if m:
-            return Header(_iso(m["ts"]), normalise(m["lvl"]), None, m["comp"], m["msg"], False)
-        m = _YY_SLASH.match(line)
-        if m:
-            return Header(_yymmdd(m["d"].replace("/", ""), m["t"].replace(":", "")), normalise(m["lvl"]), None,
-                          m["comp"], m["msg"], False)
-        m = _CRI.match(line)
-        if m:
-            inner = parse_line(m["msg"])
-            return inner._replace(time=inner.time or _iso(m["ts"])) if inner else Header(
-                _iso(m["ts"]), None, None, None, m["msg"], False)
-        m = _RFC3164.match(line)
-        if m:
-            return _syslog(m, _any_ts(m["ts"]))
-        m = _HDFS.match(line)
-        if m:
-            return Header(_yymmdd(m["d"], m["t"]), normalise(m["lvl"]), None, m["comp"], m["msg"], False)
-        m = _LOGCAT.match(line)
-        if m:
-            return Header(None, _LETTER_LEVEL[m["lvl"]], None, m["tag"].strip() or None, m["msg"], False)
-        m = _NGINX.match(line)
-        if m:
-            return Header(_any_ts(m["ts"]), normalise(m["lvl"]), None, None, m["msg"], False)
-        m = _ISO_ONLY.match(line)
-        if m:
-            return Header(_iso(m["ts"]), None, None, None, m["msg"], False)
-    elif first in "IWEF" and len(line) > 5 and line[1].isdigit():
-        m = _KLOG.match(line)
-        if m:
-            return Header(None, _LETTER_LEVEL[m["lvl"]], None, None, m["msg"], False)
     elif first == "[":
         m = _APACHE.match(line)
         if m:
             return Header(None, normalise(m["lvl"]), None, None, m["msg"], False)
-    elif first in _MONTH_INITIALS:
+        m = _BRACKET_PROGRAM.match(line)
+        if m:
+            return Header(_month_day_ts(m["ts"]), None, None, m["prog"], m["msg"], False)
+    elif first == "-" or (first.isupper() and " " in line[:20] and line[line.index(" ") + 1:][:1].isdigit()):
+        m = _CFDR.match(line)
+        if m:
+            return _cfdr(m)
+    if first in "IWEF" and len(line) > 5 and line[1].isdigit():
+        m = _KLOG.match(line)
+        if m:
+            return Header(None, _LETTER_LEVEL[m["lvl"]], None, None, m["msg"], False)
+    elif first in _MONTH_INITIALS and line[3:4] == " ":
         m = _RFC3164.match(line)
         if m:
             return _syslog(m, _any_ts(m["ts"]))
+    if first.isalpha():
+        m = _FILE_PREFIX.match(line)
+        if m:
+            inner = parse_line(line[m.end():])
+            if inner is not None:
+                return inner._replace(service=m["stem"])
     if first.isalpha() or first in "[<(":
         m = _PY_BASIC.match(line)
         if m:
@@ -135,7 +149,74 @@ def parse_line(line: str) -> Header | None:
     return None
 
 
-_MONTH_INITIALS = frozenset(m[0] for m in _MONTHS)
+def _digit_line(line: str) -> Header | None:
+    """Lines that start with a digit, dispatched on the punctuation at fixed positions."""
+    c2, c4, c6, c8 = line[2:3], line[4:5], line[6:7], line[8:9]
+    if c4 == "-" and line[7:8] == "-":  # ISO date
+        iso = _ISO_AT_START.match(line)
+        if iso is None:
+            return None
+        ts = _iso(iso.group())
+        m = _AFTER_ISO.match(line, iso.end())
+        if m is not None:
+            kind = m.lastgroup[0]  # the branch that fitted, by its groups' prefix
+            if kind == "a":
+                return Header(ts, normalise(m["a_lvl"]), None, m["a_logger"], m["a_msg"], False)
+            if kind == "o":
+                return Header(ts, normalise(m["o_lvl"]), None, m["o_logger"], m["o_msg"], False)
+            if kind == "l":
+                return Header(ts, normalise(m["l_lvl"]), None, m["l_logger"], m["l_msg"], False)
+            if kind == "w":
+                return Header(ts, normalise(m["w_lvl"]), None, m["w_comp"], m["w_msg"], False)
+            inner = parse_line(m["c_msg"])  # CRI: the container's own line may carry a header
+            return inner._replace(time=inner.time or ts) if inner else Header(ts, None, None, None, m["c_msg"],
+                                                                                False)
+        m = _RFC3164.match(line)
+        if m:
+            return _syslog(m, ts)
+        m = _ISO_ONLY.match(line)
+        if m:
+            return Header(ts, None, None, None, m["msg"], False)
+        return None
+    if c6 == " " and line[13:14] == " ":
+        m = _HDFS.match(line)
+        if m:
+            return Header(_yymmdd(m["d"], m["t"]), normalise(m["lvl"]), None, m["comp"], m["msg"], False)
+    if c2 == "/":
+        m = _YY_SLASH.match(line)
+        if m:
+            return Header(_yymmdd(m["d"].replace("/", ""), m["t"].replace(":", "")), normalise(m["lvl"]), None,
+                          m["comp"], m["msg"], False)
+    elif c2 == "-":
+        m = _LOGCAT.match(line)
+        if m:
+            return Header(None, _LETTER_LEVEL[m["lvl"]], None, m["tag"].strip() or None, m["msg"], False)
+    elif c4 == "/":
+        m = _NGINX.match(line)
+        if m:
+            return Header(_any_ts(m["ts"]), normalise(m["lvl"]), None, None, m["msg"], False)
+    elif c8 == "-":
+        m = _PIPES.match(line)
+        if m:
+            return Header(_compact_ts(m["ts"]), None, None, m["comp"], m["msg"], False)
+    m = _LANL.match(line)
+    if m:
+        return Header(_epoch(m["epoch"]), None, m["node"], m["comp"], m["msg"], False)
+    return None
+
+
+def _cfdr(m: re.Match) -> Header | None:
+    rest = m["rest"]
+    ras = _RAS.match(rest)
+    if ras is not None:
+        return Header(_epoch(m["epoch"]), normalise(ras["lvl"]), m["node"], ras["comp"], ras["msg"], False)
+    inner = _RFC3164.match(rest)
+    if inner is not None:
+        return Header(_epoch(m["epoch"]), None, m["node"], inner["app"], inner["msg"], False)
+    bare = _BSD_NO_TAG.match(rest)
+    if bare is not None:
+        return Header(_epoch(m["epoch"]), None, m["node"], None, bare["msg"], False)
+    return Header(_epoch(m["epoch"]), None, m["node"], None, rest, False)
 
 
 def _syslog(m: re.Match, ts: datetime | None) -> Header:
@@ -155,14 +236,43 @@ def _iso(text: str) -> datetime | None:
 def _any_ts(text: str) -> datetime | None:
     if text[:3] in _MONTHS:  # no year in the BSD stamp: the current one
         try:
+            day, clock = text[4:].split()
             now = datetime.now(timezone.utc)
-            return datetime(now.year, _MONTHS[text[:3]], int(text[4:6]), int(text[7:9]), int(text[10:12]),
-                            int(text[13:15]), tzinfo=timezone.utc)
+            return datetime(now.year, _MONTHS[text[:3]], int(day), int(clock[:2]), int(clock[3:5]), int(clock[6:8]),
+                            tzinfo=timezone.utc)
         except ValueError:
             return None
     if "/" in text[:10]:
         text = text.replace("/", "-", 2)
     return _iso(text)
+
+
+def _month_day_ts(text: str) -> datetime | None:
+    """`mm.dd hh:mm:ss` (no year: the current one); else whatever ISO makes of it."""
+    try:
+        now = datetime.now(timezone.utc)
+        return datetime(now.year, int(text[:2]), int(text[3:5]), int(text[6:8]), int(text[9:11]), int(text[12:14]),
+                        tzinfo=timezone.utc)
+    except ValueError:
+        return _iso(text)
+
+
+def _compact_ts(text: str) -> datetime | None:
+    """yyyymmdd-h:m:s[:ms], the clock fields not always zero-padded"""
+    try:
+        clock = [int(x) for x in text[9:].split(":")]
+        ms = int(text[9:].rsplit(":", 1)[1].ljust(3, "0")) if len(clock) == 4 else 0
+        return datetime(int(text[:4]), int(text[4:6]), int(text[6:8]), clock[0], clock[1], clock[2], ms * 1000,
+                        tzinfo=timezone.utc)
+    except (ValueError, IndexError):
+        return None
+
+
+def _epoch(text: str) -> datetime | None:
+    try:
+        return datetime.fromtimestamp(int(text), tz=timezone.utc)
+    except (ValueError, OverflowError, OSError):
+        return None
 
 
 def _yymmdd(d: str, t: str) -> datetime | None:

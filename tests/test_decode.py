@@ -73,7 +73,7 @@ def test_plain_text_line_with_timestamp_and_level():
     assert event.event_time == datetime(2024, 5, 1, 10, 0, 0, 123000, tzinfo=timezone.utc)
     assert event.message == "[main] connection refused"  # the content without its header is what is scored
     assert event.raw["raw"] == "2024-05-01 10:00:00,123 ERROR [main] connection refused"
-    assert event.raw["level_source"] == "line"
+    assert event.level_source == "line"
 
 
 def test_bracketed_text_is_not_malformed_json():
@@ -258,6 +258,51 @@ def test_gelf_short_message_and_syslog_number_level():
 
 def test_line_level_outranks_the_envelope_severity():
     event = decode(b'{"message": "2024-05-01 10:00:00,123 ERROR [main] db down", "severity": "notice"}')
-    assert event.level == "ERROR" and event.message == "[main] db down"
+    assert event.level == "ERROR" and event.message == "[main] db down" and event.level_source == "line"
     plain = decode(b'{"message": "db down", "severity": "notice"}')
-    assert plain.level == "INFO" and plain.message == "db down"
+    assert plain.level == "INFO" and plain.message == "db down" and plain.level_source == "envelope"
+
+
+@pytest.mark.parametrize("value, level, source", [
+    (b"<11>Oct 11 22:14:15 web-1 app[10]: disk full", "ERROR", "pri"),
+    (b"Oct 11 22:14:15 web-1 app[10]: disk full", None, "none"),
+    (b"WARN: disk almost full", "WARN", "line"),
+    (b"plain words", None, "none"),
+    (b'{"message": "<11>Oct 11 22:14:15 web-1 app[10]: disk full", "severity": "notice"}', "ERROR", "pri"),
+    (b'{"message": "disk full"}', None, "none"),
+])
+def test_level_source_says_where_the_level_came_from(value, level, source):
+    event = decode(value)
+    assert (event.level, event.level_source) == (level, source)
+
+
+def test_header_in_a_json_message_fills_host_and_service_the_envelope_lacks():
+    event = decode(b'{"message": "Oct 11 22:14:15 web-1 sshd[10]: Accepted key", "host": "shipper-1"}')
+    assert (event.host, event.service, event.message) == ("shipper-1", "sshd", "Accepted key")
+
+
+def test_journald_byte_array_message_is_text_not_a_dead_letter():
+    latin1 = decode(orjson.dumps({"MESSAGE": list(b"caf\xe9 ok"), "PRIORITY": "4", "_HOSTNAME": "h"}))
+    assert isinstance(latin1, Event)
+    assert (latin1.message, latin1.level, latin1.host) == ("caf\ufffd ok", "WARN", "h")
+    assert decode(orjson.dumps({"MESSAGE": list("café\n".encode())})).message == "café"
+    not_bytes = decode(orjson.dumps({"MESSAGE": [300, -1]}))
+    assert isinstance(not_bytes, DeadLetter) and not_bytes.error_class == "no_message"
+
+
+def test_docker_json_file_and_fluentd_driver_fields():
+    json_file = decode(b'{"log": "2024-05-01 10:00:00,123 WARN pool low\\n", "stream": "stderr", '
+                       b'"time": "2024-05-01T10:00:00.123456789Z"}')
+    assert (json_file.message, json_file.level) == ("pool low", "WARN")
+    assert json_file.raw["stream"] == "stderr"  # kept with the stored event, not turned into a level
+    fluentd = decode(b'{"log": "started", "container_name": "/web", "source": "stdout"}')
+    assert fluentd.service == "web"
+
+
+def test_kubernetes_namespace_names_the_container_service():
+    event = decode(orjson.dumps({"log": "hi", "kubernetes": {"host": "node-1", "namespace_name": "payments",
+                                                              "container_name": "api", "pod_name": "api-7d9"}}))
+    assert (event.host, event.service) == ("node-1", "payments/api")
+    dotted = decode(orjson.dumps({"log": "hi", "kubernetes.namespace_name": "shop",
+                                  "kubernetes.container_name": "cart"}))
+    assert dotted.service == "shop/cart"

@@ -30,6 +30,37 @@ from streamer.lineformats import parse_line
      "dfs.DataNode$PacketResponder", "PacketResponder 1 terminating"),
     ("2024-01-01T10:00:00.000000001Z stdout F 2024-01-01 10:00:00 WARN low memory", "WARN", None, None,
      "low memory"),
+    # syslog tags with what daemons add before the colon, and an unpadded day
+    ("Jun 19 04:09:11 combo syslogd 1.4.1: restart.", None, "combo", "syslogd", "restart."),
+    ("Jul  7 08:06:15 combo  -- root[2421]: ROOT LOGIN ON tty2", None, "combo", "root", "ROOT LOGIN ON tty2"),
+    ("Jul  1 09:29:02 mac-1 sandboxd[129] ([31211]): deny network-outbound", None, "mac-1", "sandboxd",
+     "deny network-outbound"),
+    ("Nov 9 12:01:01 dn228/dn228 crond[2916]: (root) CMD (run-parts)", None, "dn228/dn228", "crond",
+     "(root) CMD (run-parts)"),
+    # OpenStack oslo.log, with the collector's file-name prefix and without
+    ("nova-api.log.1.2017-05-16_13:53:08 2017-05-16 00:00:00.008 25746 INFO nova.osapi_compute.wsgi.server "
+     "[req-38 113d - - -] 10.11.10.1 \"GET /v2 HTTP/1.1\" status: 200", "INFO", None, "nova-api",
+     "10.11.10.1 \"GET /v2 HTTP/1.1\" status: 200"),
+    ("2017-05-16 00:00:10.302 2931 WARNING nova.virt.libvirt.driver [-] [instance: b900] spawned", "WARN", None,
+     "nova.virt.libvirt.driver", "[instance: b900] spawned"),
+    # BlueGene/L RAS and Thunderbird syslog behind the CFDR alert-tagged prefix
+    ("- 1117838570 2005.06.03 R02-M1-N0-C:J12-U11 2005-06-03-15.42.50.675872 R02-M1-N0-C:J12-U11 RAS KERNEL INFO "
+     "instruction cache parity error corrected", "INFO", "R02-M1-N0-C:J12-U11", "KERNEL",
+     "instruction cache parity error corrected"),
+    ("KERNDTLB 1118536327 2005.06.11 R30-M0-N9-C:J16-U01 2005-06-11-17.32.07.581048 R30-M0-N9-C:J16-U01 RAS KERNEL "
+     "FATAL data TLB error interrupt", "FATAL", "R30-M0-N9-C:J16-U01", "KERNEL", "data TLB error interrupt"),
+    ("- 1131566461 2005.11.09 dn228 Nov 9 12:01:01 dn228/dn228 crond(pam_unix)[2915]: session closed for user root",
+     None, "dn228", "crond(pam_unix)", "session closed for user root"),
+    ("- 1131567043 2005.11.09 tbird-admin1 Nov 9 12:10:43 local@tbird-admin1 Memory for crash kernel", None,
+     "tbird-admin1", None, "Memory for crash kernel"),
+    # LANL HPC event log, Huawei's pipe-separated Android services, Proxifier
+    ("134681 node-246 unix.hw state_change.unavailable 1077804742 1 Component State Change: alt0", None, "node-246",
+     "unix.hw", "Component State Change: alt0"),
+    ("2286759 full partition status 1061219795 -1 running", None, "full", "partition", "running"),
+    ("20171223-22:16:0:119|Step_LSC|30002312|onStandStepChanged 3579", None, None, "Step_LSC",
+     "onStandStepChanged 3579"),
+    ("[10.30 16:49:06] chrome.exe *64 - proxy.example.org:5070 open through proxy", None, None, "chrome.exe",
+     "proxy.example.org:5070 open through proxy"),
 ])
 def test_headers(line, level, host, service, message):
     head = parse_line(line)
@@ -43,5 +74,31 @@ def test_pri_level_is_marked_as_from_pri_and_time_parsed():
     assert head.time == datetime(2003, 10, 11, 22, 14, 15, 3000, tzinfo=timezone.utc)
 
 
-def test_plain_words_have_no_header():
-    assert parse_line("service started on port 8080") is None
+@pytest.mark.parametrize("line, expected", [
+    ("- 1117838570 2005.06.03 R02 2005-06-03-15.42.50.675872 R02 RAS KERNEL INFO x",
+     datetime(2005, 6, 3, 22, 42, 50, tzinfo=timezone.utc)),  # the epoch field, UTC (the local stamp is PDT)
+    ("20171223-22:16:0:119|Step_LSC|1|x", datetime(2017, 12, 23, 22, 16, 0, 119000, tzinfo=timezone.utc)),
+    ("2017-05-16 00:00:10.302 2931 INFO nova.compute [-] x", datetime(2017, 5, 16, 0, 0, 10, 302000,
+                                                                     tzinfo=timezone.utc)),
+    ("1 node-1 unix.hw state 1077804742 1 x", datetime(2004, 2, 26, 14, 12, 22, tzinfo=timezone.utc)),
+])
+def test_header_times(line, expected):
+    assert parse_line(line).time == expected
+
+
+def test_times_without_a_year_take_the_current_one():
+    year = datetime.now(timezone.utc).year
+    assert parse_line("Nov 9 12:01:01 h app: x").time == datetime(year, 11, 9, 12, 1, 1, tzinfo=timezone.utc)
+    assert parse_line("[10.30 16:49:06] a.exe - x").time == datetime(year, 10, 30, 16, 49, 6, tzinfo=timezone.utc)
+
+
+@pytest.mark.parametrize("line", [
+    "service started on port 8080",
+    "12345 is a number",
+    "2024-05-01 is the day we shipped",
+    "Dec is the month",
+    "KERNEL 12 things",
+    "[notes] nothing here",
+])
+def test_plain_words_have_no_header(line):
+    assert parse_line(line) is None
