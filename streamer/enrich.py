@@ -52,6 +52,7 @@ def scored_records(events: list[Event], columns) -> Iterator[ScoredRecord]:
             "anomaly_score": scores[i],
             "severity": severities[i],
             "model_version": version,
+            "level_source": event.level_source,  # where the stored level came from (decode.LEVEL_SOURCES)
             "source": {"topic": event.topic, "partition": event.partition, "offset": event.offset,
                        "record_index": event.record_index},
         }

@@ -33,13 +33,14 @@ def test_scored_record_is_the_event_plus_streamer():
                 "severity": "critical", "model_version": "m-1"}
     for i, (event, (key, value, headers)) in enumerate(zip(events, records)):
         body = orjson.loads(value)
-        assert body["streamer"] == {**expected, "source": {"topic": "raw", "partition": 2, "offset": 10 + i,
-                                                           "record_index": 0}}
+        assert body["streamer"] == {**expected, "level_source": event.level_source,
+                                    "source": {"topic": "raw", "partition": 2, "offset": 10 + i, "record_index": 0}}
         assert {k: v for k, v in body.items() if k != "streamer"} == \
             {k: v for k, v in event.raw.items() if k != "streamer"}
         assert key == b"key"
         assert headers == [("trace", b"t1"), ("source.topic", b"raw"), ("source.partition", b"2"),
                                   ("source.offset", str(10 + i).encode())]
+    assert [orjson.loads(v)["streamer"]["level_source"] for _, v, _ in records] == ["none", "line", "none"]
     # JSON input is kept byte for byte (1.50 stays 1.50), only the member is added.
     assert records[0][1].startswith(b'{"message": "disk full", "n": 1.50, "nested": {"a": [1, 2]},"streamer":')
 
