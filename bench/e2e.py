@@ -13,10 +13,12 @@ dropped afterwards (--keep keeps them).
                 output topic (wall clock) minus the input's CreateTime, matched by its source.* headers.
 4. scaling      1 and then 2 processes in one group on 6 partitions, the same pre-loaded N each.
 5. model load   Scorer.load in a fresh interpreter.
+6. growth       bench/growth.py: events/s and the README's user queries with 0, 5 M and 20 M rows stored.
 
 Results: bench/results/e2e.json, e2e.md, throughput.png, latency.png. Targets are printed as PASS/FAIL.
 
     .venv/bin/python bench/e2e.py [--events N] [--quick] [--skip-latency] [--skip-scaling] [--skip-original]
+                              [--skip-growth] [--growth-rows 0,5000000,20000000]
 """
 
 from __future__ import annotations
@@ -104,10 +106,13 @@ def rate_series(samples: list[tuple[float, int]], t0: float, step: float = 0.5,
     return series
 
 
-def throughput_run(n: int, seed: int, keep: bool, label: str = "throughput", processes: int = 1) -> dict:
+def throughput_run(n: int, seed: int, keep: bool, label: str = "throughput", processes: int = 1,
+                   prefill=None) -> dict:
+    """prefill(env) -> rows: stores history in the fresh schema before the run (bench/growth.py)."""
     env = RunEnv.create(label)
     procs: list[StreamerProcess] = []
     try:
+        stored_before = prefill(env) if prefill is not None else 0
         values, keys, invalid = workload(n, 0.01, seed=seed, kinds=BENCH_INVALID_KINDS)
         payload = sum(len(v) for v in values)
         started = time.monotonic()
@@ -157,7 +162,7 @@ def throughput_run(n: int, seed: int, keep: bool, label: str = "throughput", pro
         first_sample = next((s for s in watcher.samples if s[1] > 0), None)
         steady_s = times["caught_up_s"] - times["first_commit_s"]
         steady_events = total - (first_sample[1] if first_sample else 0)
-        rows = env.row_counts()
+        rows = {table: count - stored_before for table, count in env.row_counts().items()}
         dead = sum(end_offsets_dlq(env).values())
         stage_total = sum(stages.values())
         result = {
@@ -451,6 +456,9 @@ def main() -> int:
     parser.add_argument("--skip-latency", action="store_true")
     parser.add_argument("--skip-scaling", action="store_true")
     parser.add_argument("--skip-original", action="store_true")
+    parser.add_argument("--skip-growth", action="store_true", help="leave out bench/growth.py's run")
+    parser.add_argument("--growth-rows", default="0,5000000,20000000",
+                        help="stored-row counts of the growth run (bench/growth.py)")
     parser.add_argument("--keep", action="store_true", help="keep the topics and schemas of the runs")
     parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
                         help="before each part, wait up to this long for other processes to use < 0.3 cores")
@@ -503,6 +511,14 @@ def main() -> int:
                                             seed=44, keep=args.keep))
     if not args.skip_scaling:
         part("scaling", scaling)
+    if not args.skip_growth:
+        from bench import growth
+
+        sizes = [0, 20_000] if args.quick else [int(x) for x in args.growth_rows.split(",")]
+        part("growth", lambda: growth.run(sizes, 20_000 if args.quick else 200_000, query_runs=50, keep=args.keep))
+        if "growth" in results:
+            (args.out).mkdir(parents=True, exist_ok=True)
+            (args.out / "growth.md").write_text(growth.markdown(results["growth"]))
     results["load_after"] = e2e_report.load_average()
     results["total_seconds"] = round(time.monotonic() - began, 1)
     results["verdicts"] = [{"target": name, "pass": ok, "measured": measured}

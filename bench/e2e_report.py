@@ -256,6 +256,11 @@ def markdown(r: dict) -> str:
                         "number of processes.")
         lines += ["", f"Ratio **{s['ratio']:.2f}x**. {verdict}", ""]
 
+    if r.get("growth"):
+        from bench.growth import markdown as growth_markdown
+
+        lines += ["#" + growth_markdown(r["growth"]), ""]  # its title one level down
+
     lines += ["## Plots", "", "- `throughput.png`: committed events per second over time (throughput and scaling "
               "runs) and RSS of the throughput run.", "- `latency.png`: latency distribution and latency over time.",
               ""]

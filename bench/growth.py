@@ -1,0 +1,204 @@
+"""Cost as data grows: end-to-end events/s and the README's user queries with 0, 5 M and 20 M rows stored.
+
+For each size, a fresh migrated schema is filled with that many stored events (and one prediction each)
+spread over the last 30 days, then:
+  - the user queries of README "Querying what was stored" run `--query-runs` times each: p50 / p99 ms;
+  - the throughput run of bench/e2e.py (pre-loaded events, one `streamer run`) measures events/s on top.
+The history is written with INSERT … SELECT generate_series: secondary indexes and foreign keys are dropped
+for the load and rebuilt after it (the same indexes the migrations create, so the run sees real index sizes).
+
+    .venv/bin/python -m bench.growth [--rows 0,5000000,20000000] [--events 200000]
+`make bench` runs it as its last part (bench/e2e.py --skip-growth leaves it out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.harness import RunEnv  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results"
+HISTORY_TOPIC = "growth.history"  # not the run's topic: the history never collides with new keys
+SERVICES = 20
+CHUNK = 1_000_000
+
+# The user queries (README "Querying what was stored"); %(service)s is one of the history's services.
+USER_QUERIES = {
+    "recent anomalies": """
+        SELECT e.event_time, e.service, e.host, e.message, p.severity, p.anomaly_score
+        FROM ml_predictions p
+        JOIN log_entries e USING (kafka_topic, kafka_partition, kafka_offset, record_index)
+        WHERE p.is_anomaly
+        ORDER BY p.predicted_at DESC
+        LIMIT 50""",
+    "severity per service, last 24 h by hour": """
+        SELECT date_trunc('hour', e.event_time) AS hour, e.service, p.severity, count(*)
+        FROM log_entries e
+        JOIN ml_predictions p USING (kafka_topic, kafka_partition, kafka_offset, record_index)
+        WHERE e.event_time >= now() - interval '24 hours'
+        GROUP BY 1, 2, 3
+        ORDER BY 1, 2, 3""",
+    "one service, last hour": """
+        SELECT e.event_time, e.level, e.host, e.message, p.severity, p.is_anomaly
+        FROM log_entries e
+        JOIN ml_predictions p USING (kafka_topic, kafka_partition, kafka_offset, record_index)
+        WHERE e.service = %(service)s AND e.event_time >= now() - interval '1 hour'
+        ORDER BY e.event_time DESC
+        LIMIT 500""",
+}
+
+_FILL_ENTRIES = """
+INSERT INTO log_entries (kafka_topic, kafka_partition, kafka_offset, record_index, event_time, level, message,
+                         host, service)
+SELECT %(topic)s, i %% 6, i, 0, now() - (i * %(span_s)s / %(total)s) * interval '1 second',
+       (ARRAY['INFO','INFO','INFO','INFO','INFO','INFO','WARN','ERROR','DEBUG','INFO'])[1 + i %% 10],
+       'request ' || i || ' handled in ' || (i %% 997) || ' ms by worker ' || (i %% 31),
+       'host-' || (i %% 50), 'service-' || (i %% %(services)s)
+FROM generate_series(%(start)s, %(stop)s) AS i"""
+
+_FILL_PREDICTIONS = """
+INSERT INTO ml_predictions (kafka_topic, kafka_partition, kafka_offset, record_index, model_version,
+                            predicted_level, level_confidence, is_anomaly, anomaly_score, severity, predicted_at)
+SELECT %(topic)s, i %% 6, i, 0, 'm-growth',
+       (ARRAY['INFO','INFO','INFO','INFO','INFO','INFO','WARN','ERROR','DEBUG','INFO'])[1 + i %% 10], 0.9,
+       i %% 100 = 0, (i %% 100) / 100.0,
+       (ARRAY['low','low','low','low','low','low','medium','high','low','critical'])[1 + i %% 10],
+       now() - (i * %(span_s)s / %(total)s) * interval '1 second'
+FROM generate_series(%(start)s, %(stop)s) AS i"""
+
+
+def log(text: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
+
+
+def fill(env: RunEnv, rows: int, days: float = 30.0) -> dict:
+    """`rows` stored events + predictions in env's schema; indexes rebuilt; returns load timings."""
+    from streamer.db import connect
+
+    if rows <= 0:
+        return {"rows": 0, "load_s": 0.0, "index_s": 0.0}
+    started = time.monotonic()
+    with connect(env.db_url) as conn:
+        conn.autocommit = True
+        schema = conn.execute("SELECT current_schema()").fetchone()[0]
+        indexes = conn.execute(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = %s "
+            "AND tablename IN ('log_entries', 'ml_predictions') AND indexname NOT LIKE '%%pkey'",
+            (schema,)).fetchall()
+        foreign = conn.execute(
+            "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) FROM pg_constraint "
+            "WHERE contype = 'f' AND connamespace = %s::regnamespace "
+            "AND conrelid::regclass::text IN ('ml_predictions', 'anomaly_labels')", (schema,)).fetchall()
+        for table, name, _ in foreign:
+            conn.execute(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"')
+        for name, _ in indexes:
+            conn.execute(f'DROP INDEX "{name}"')
+        params = {"topic": HISTORY_TOPIC, "span_s": days * 86400, "total": rows, "services": SERVICES}
+        for start in range(0, rows, CHUNK):
+            bounds = {**params, "start": start, "stop": min(rows, start + CHUNK) - 1}
+            conn.execute(_FILL_ENTRIES, bounds)
+            conn.execute(_FILL_PREDICTIONS, bounds)
+            log(f"growth: {min(rows, start + CHUNK):,} / {rows:,} rows written")
+        loaded = time.monotonic()
+        for _, definition in indexes:
+            conn.execute(definition)
+        for table, name, definition in foreign:
+            conn.execute(f'ALTER TABLE {table} ADD CONSTRAINT "{name}" {definition}')
+        conn.execute("ANALYZE log_entries")
+        conn.execute("ANALYZE ml_predictions")
+    done = time.monotonic()
+    return {"rows": rows, "load_s": round(loaded - started, 1), "index_s": round(done - loaded, 1)}
+
+
+def query_latency(env: RunEnv, runs: int) -> dict[str, dict[str, float]]:
+    """p50 / p99 / max ms of each user query over `runs` executions (after one warm-up each)."""
+    from streamer.db import connect
+
+    out: dict[str, dict[str, float]] = {}
+    with connect(env.db_url) as conn:
+        conn.autocommit = True
+        for name, sql in USER_QUERIES.items():
+            times = []
+            for i in range(runs + 1):
+                args = {"service": f"service-{i % SERVICES}"}
+                t = time.perf_counter()
+                conn.execute(sql, args).fetchall()
+                if i:  # the first run warms the cache
+                    times.append((time.perf_counter() - t) * 1000)
+            times.sort()
+            out[name] = {"p50_ms": round(statistics.median(times), 2),
+                         "p99_ms": round(times[min(len(times) - 1, int(0.99 * len(times)))], 2),
+                         "max_ms": round(times[-1], 2)}
+    return out
+
+
+def run(sizes: list[int], events: int, query_runs: int, keep: bool = False) -> dict:
+    from bench.e2e import throughput_run
+
+    results: dict = {"sizes": sizes, "events": events, "query_runs": query_runs, "runs": []}
+    for size in sizes:
+        found: dict = {}
+
+        def prefill(env: RunEnv, size: int = size) -> int:
+            found["fill"] = fill(env, size)
+            found["queries"] = query_latency(env, query_runs)
+            log(f"growth: {size:,} rows stored; queries " + ", ".join(
+                f"{k}: p50 {v['p50_ms']} / p99 {v['p99_ms']} ms" for k, v in found["queries"].items()))
+            return size
+
+        run_result = throughput_run(events, seed=46, keep=keep, label=f"growth{size // 1_000_000}m",
+                                    prefill=prefill)
+        results["runs"].append({"stored_rows": size, **found, "events_per_s": run_result["events_per_s"],
+                                "cpu_cores_used": run_result["cpu_cores_used"],
+                                "stage_us_per_event": run_result["stage_us_per_event"]})
+    base = results["runs"][0]["events_per_s"] if results["runs"] else None
+    for r in results["runs"]:
+        r["vs_empty"] = round(r["events_per_s"] / base, 3) if base and r["events_per_s"] else None
+    return results
+
+
+def markdown(results: dict) -> str:
+    names = list(USER_QUERIES)
+    out = ["# Cost as data grows", "",
+           f"End-to-end events/s of one `streamer run` on {results['events']:,} pre-loaded events, and the user "
+           f"queries' latency ({results['query_runs']} runs each), with rows already stored (no partitions).", "",
+           "| stored rows | load + index s | events/s | vs empty | " + " | ".join(f"{n} p50 / p99 ms" for n in names)
+           + " |",
+           "|---:|---:|---:|---:|" + "---:|" * len(names)]
+    for r in results["runs"]:
+        q = r.get("queries", {})
+        out.append(f"| {r['stored_rows']:,} | {r['fill']['load_s']} + {r['fill']['index_s']} | "
+                   f"{r['events_per_s']:,.0f} | {r['vs_empty']} | "
+                   + " | ".join(f"{q[n]['p50_ms']} / {q[n]['p99_ms']}" for n in names) + " |")
+    out += ["", "Command: `.venv/bin/python -m bench.growth` (and `make bench`)."]
+    return "\n".join(out) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", default="0,5000000,20000000", help="comma-separated stored-row counts")
+    parser.add_argument("--events", type=int, default=200_000, help="pre-loaded events per throughput run")
+    parser.add_argument("--query-runs", type=int, default=50)
+    parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    sizes = [int(s.replace("_", "")) for s in args.rows.split(",") if s.strip()]
+    results = run(sizes, args.events, args.query_runs, args.keep)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "growth.json").write_text(json.dumps(results, indent=2) + "\n")
+    (args.out / "growth.md").write_text(markdown(results))
+    print(markdown(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
