@@ -169,7 +169,7 @@ def test_a_malformed_kafka_config_pair_does_not_print_the_password(pair):
 def test_a_model_whose_sha256_does_not_match_refuses_to_load(tmp_path):
     models = tmp_path / "models"
     shutil.copytree(MODELS, models)
-    target = models / "level_model.joblib"
+    target = models / "level_model.npz"
     data = bytearray(target.read_bytes())
     data[len(data) // 2] ^= 0xFF  # same size, different content: only the sha256 can tell
     target.write_bytes(bytes(data))
@@ -181,7 +181,7 @@ def test_a_model_whose_sha256_does_not_match_refuses_to_load(tmp_path):
     assert done.returncode != 0
     assert "Traceback" not in done.stderr, done.stderr
     *logged, last = done.stderr.strip().splitlines()
-    assert last.startswith("streamer run: ") and "level_model.joblib" in last and "sha256" in last, last
+    assert last.startswith("streamer run: ") and "level_model.npz" in last and "sha256" in last, last
     assert all(" WARNING " in line or " INFO " in line for line in logged), logged  # start-up log lines only
     assert time.monotonic() - started < 30  # not after the 60 s wait for a database
 

@@ -1,6 +1,8 @@
-"""streamer models: list model versions, promote one to be the default (guarded by its held-out metrics)."""
+"""streamer models: list model versions, promote one to be the default (guarded by its held-out metrics),
+convert a pickled model directory of an older release to the .npz/.json format."""
 
-HELP = "list model versions; promote one to be the default model (refused when it is worse)"
+HELP = ("list model versions; promote one to be the default model (refused when it is worse); convert an old "
+        "pickled model directory")
 
 
 def configure(parser):
@@ -21,6 +23,17 @@ def configure(parser):
                     help="how far below the current macro-F1 the candidate may be (default 0.01)")
     pr.add_argument("--force", action="store_true", help="promote even when worse (the candidate is still verified)")
     add_model_arguments(pr, threshold=False)
+    cv = sub.add_parser("convert", help="re-save a pickled (*.joblib) model directory as .npz/.json",
+                        description="re-save a model directory of an older release (pickled *.joblib files, "
+                        "which are no longer loaded) as .npz/.json with the same weights. Converting unpickles, "
+                        "which can run code: it happens only after the directory's digest, file hashes and "
+                        "signature (STREAMER_MODEL_KEY) were verified, and an unsigned directory is converted "
+                        "only with --trust-unsigned")
+    cv.add_argument("dir", metavar="DIR", help="the pickled model directory")
+    cv.add_argument("--out", metavar="OUT", help="write the converted model here (default: DIR itself, whose "
+                    "*.joblib files are then removed)")
+    cv.add_argument("--trust-unsigned", action="store_true",
+                    help="convert although DIR is not signed with STREAMER_MODEL_KEY (only a directory you made)")
 
 
 def run(args) -> int:
@@ -28,6 +41,14 @@ def run(args) -> int:
     from streamer.errors import ConfigError
     from streamer.ml import registry
 
+    if args.action == "convert":
+        from streamer.ml.artifacts import convert
+
+        meta = convert(args.dir, args.out, trust_unsigned=args.trust_unsigned)
+        print(f"converted {args.dir} ({meta['converted_from']['model_version']}, pickled) -> "
+              f"{args.out or args.dir} ({meta['model_version']}, .npz/.json, "
+              f"{'signed' if 'signature' in meta else 'unsigned'})")
+        return 0
     settings = settings_from_args(args)
     if args.action == "list":
         rows = [("VERSION", "TRAINED_AT", "ROWS", "MACRO_F1", "TAGS", "PATH", "CHECK")]

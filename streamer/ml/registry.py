@@ -1,17 +1,17 @@
 """Model versions beside the default model, and promotion of one of them to be the default.
 
 Layout (for the default model directory `models`, i.e. STREAMER_MODELS_DIR):
-    models/                     the default: metadata.json + *.joblib, what `streamer run` loads
+    models/                     the default: metadata.json + *.npz/*.json, what `streamer run` loads
     models-versions/<version>/  one directory per model version (trained from history, or archived)
     models-versions/previous    symlink to the default before the last promotion (roll back by promoting it)
     models-versions/promotions.jsonl   one JSON line per promotion
 The versions live BESIDE the default, not inside it: the safe loader (streamer.ml.artifacts.verify) refuses
 a model directory holding anything it does not list.
 
-Promotion replaces the default's files only after the candidate passed the safe loader (sha256, library
-versions, unpickled types) from a staged copy on the same file system, and only when its held-out level
-macro-F1 is not below the default's by more than a margin (unless forced). The three artifacts are renamed
-in, then metadata.json last: a process loading the default mid-swap gets a ModelError (sha256 mismatch),
+Promotion replaces the default's files only after the candidate passed the safe loader (digest, signature,
+sha256s, no pickles, parts rebuilt from arrays) from a staged copy on the same file system, and only when its held-out level
+macro-F1 is not below the default's by more than a margin (unless forced). The artifacts are renamed
+in, then metadata.json last (then the pickles of a default in the old format are removed): a process loading the default mid-swap gets a ModelError (sha256 mismatch),
 never a mix of two models. Running pipelines keep the model they loaded until restarted.
 """
 
@@ -27,8 +27,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from streamer.errors import ModelError, StreamerError
-from streamer.ml.artifacts import (ARTIFACTS, METADATA, check_integrity, load_model, model_key, read_metadata,
-                                   verify)
+from streamer.ml.artifacts import ARTIFACTS, METADATA, check, load_model, read_metadata, remove_legacy, verify
 
 DEFAULT_MARGIN = 0.01
 PREVIOUS = "previous"
@@ -102,14 +101,26 @@ def _lock(root: Path):
         yield
 
 
-def _describe(meta: dict | None, where: Path) -> str:
+def status_of(d: Path) -> tuple[dict | None, str]:
+    """(metadata or None, verification status): "ok" only when signed and checked against STREAMER_MODEL_KEY,
+    "unsigned", or the refusal line (TAMPERED, pickled, ...). Reads no arrays."""
+    try:
+        return check(d)
+    except ModelError as err:
+        try:
+            return read_metadata(d), str(err)
+        except ModelError:
+            return None, str(err)
+
+
+def _describe(meta: dict | None, where: Path, status: str) -> str:
     if meta is None:
-        return f"none at {where}"
+        return f"none at {where}" if not (where / METADATA).exists() else f"unreadable ({status})"
     f1 = level_f1(meta)
     lv = (meta.get("metrics") or {}).get("level") or {}
     held = f" on {lv['samples']} held-out rows" if isinstance(lv, dict) and "samples" in lv else ""
     return (f"{meta.get('model_version')} ({where}): level macro-F1 "
-            f"{'n/a' if f1 is None else f'{f1:.4f}'}{held}")
+            f"{'n/a' if f1 is None else f'{f1:.4f}'}{held}; check: {status}")
 
 
 def promote(candidate, models_dir, margin: float = DEFAULT_MARGIN, force: bool = False) -> Promotion:
@@ -120,15 +131,10 @@ def promote(candidate, models_dir, margin: float = DEFAULT_MARGIN, force: bool =
         cand_meta, _ = load_model(cand)
     except ModelError as err:
         raise ModelError(f"candidate refused: {err}") from None
-    cur_meta: dict | None = None
-    cur_problem = None
-    if (default / METADATA).exists():
-        try:
-            cur_meta = read_metadata(default)
-        except ModelError as err:
-            cur_problem = str(err)
-    lines = [f"candidate: {_describe(cand_meta, cand)}",
-             f"current:   {_describe(cur_meta, default) if cur_problem is None else f'unreadable ({cur_problem})'}"]
+    cur_meta, cur_status = status_of(default) if (default / METADATA).exists() else (None, "")
+    cur_problem = cur_status if cur_meta is None and (default / METADATA).exists() else None
+    lines = [f"candidate: {_describe(cand_meta, cand, status_of(cand)[1])}",
+             f"current:   {_describe(cur_meta, default, cur_status)}"]
     version = cand_meta["model_version"]
     previous = cur_meta.get("model_version") if cur_meta else None
     if previous == version:
@@ -161,6 +167,7 @@ def promote(candidate, models_dir, margin: float = DEFAULT_MARGIN, force: bool =
             archived = _archive(default, cur_meta, root, lines)
             for name in (*ARTIFACTS, METADATA):  # metadata.json last: it names the sha256s of the others
                 os.replace(stage / name, default / name)
+            remove_legacy(default)
             verify(default)
         finally:
             shutil.rmtree(stage, ignore_errors=True)
@@ -236,7 +243,7 @@ class Listed:
 
 
 def list_versions(models_dir) -> list[Listed]:
-    """The default and every version directory, each verified (no unpickling)."""
+    """The default and every version directory, each verified (no arrays read)."""
     default = Path(models_dir)
     root = versions_dir(default)
     prev = (root / PREVIOUS).resolve().name if (root / PREVIOUS).is_symlink() else None
@@ -245,16 +252,8 @@ def list_versions(models_dir) -> list[Listed]:
     default_version = None
     out = []
     for d in dirs:
-        try:
-            meta = verify(d)
-            # "ok" only when signed and checked against STREAMER_MODEL_KEY; otherwise say it is unsigned
-            status = check_integrity(meta, d / METADATA, model_key())
-        except ModelError as err:
-            status = str(err)
-            try:
-                meta = read_metadata(d)
-            except ModelError:
-                meta = {}
+        meta, status = status_of(d)
+        meta = meta or {}
         version = meta.get("model_version")
         tags = []
         if d == default:

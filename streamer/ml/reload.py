@@ -2,7 +2,7 @@
 
 Cheap by design: at most one stat of the models directory's metadata.json every `interval` seconds; only a
 changed (mtime, size) triggers a full load through the safe loader (streamer.ml.artifacts via Scorer.load,
-which verifies every artifact's sha256 before unpickling). A bad or tampered candidate is refused, logged once
+which verifies the digest and every artifact's sha256 before reading arrays, and never unpickles). A bad or tampered candidate is refused, logged once
 per distinct metadata state, and the current scorer keeps running.
 """
 

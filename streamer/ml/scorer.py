@@ -65,14 +65,14 @@ class Scorer:
 
     @classmethod
     def load(cls, models_dir: str | Path, anomaly_threshold: float | None = None) -> "Scorer":
-        """Verify (sha256, sizes, library versions) and load a model directory; raises ModelError.
+        """Verify (digest, sha256s, sizes; no pickles) and load a model directory; raises ModelError.
 
         anomaly_threshold overrides the one in metadata.json (the value calibrated at training time).
         """
         from streamer.ml.artifacts import load_model
 
         meta, objs = load_model(models_dir)
-        return cls(objs["vectorizer.joblib"], objs["level_model.joblib"], objs["anomaly_model.joblib"], meta,
+        return cls(objs["vectorizer"], objs["level_model"], objs["anomaly_model"], meta,
                    anomaly_threshold)
 
     def score(self, messages: Sequence[str], declared_levels: Sequence[str | None] | None = None

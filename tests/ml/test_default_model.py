@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from streamer.ml.artifacts import verify
+from streamer.ml.artifacts import ARTIFACTS, verify
 from streamer.ml.train import save, train_corpus
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
@@ -19,6 +19,7 @@ def test_default_model_is_valid_and_small():
                 "anomaly_threshold", "levels", "feature_count", "library_versions", "artifacts", "evaluation"):
         assert key in meta, key
     assert set(meta["library_versions"]) == {"sklearn", "numpy", "scipy", "joblib", "python"}
+    assert sorted(meta["artifacts"]) == sorted(ARTIFACTS) and not list(MODELS.glob("*.joblib"))  # no pickles
     for key in ("accuracy", "macro_f1", "per_class"):
         assert key in meta["metrics"]["level"]
     for key in ("precision", "recall", "f1", "roc_auc", "threshold"):

@@ -10,6 +10,7 @@ import pytest
 from streamer.cli import main
 from streamer.errors import ModelError
 from streamer.ml import registry
+from streamer.ml.artifacts import seal
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +33,6 @@ def trained(tmp_path_factory):
 
 def with_f1(d, f1: float) -> None:
     """Set the recorded held-out macro-F1, re-sealing the content digest as a legitimate re-save would."""
-    from streamer.ml.artifacts import seal
-
     meta = json.loads((d / "metadata.json").read_text())
     meta["metrics"]["level"]["macro_f1"] = f1
     (d / "metadata.json").write_text(json.dumps(seal(meta)))
@@ -61,6 +60,7 @@ def test_worse_beyond_the_margin_is_refused_unless_forced(dirs, capsys):
     out, err = capsys.readouterr()
     assert "candidate: m-" in out and "level macro-F1 0.8500" in out
     assert "current:   m-" in out and "level macro-F1 0.9000" in out
+    assert out.count("; check: unsigned\n") == 2, out  # verification status of both
     assert err.strip() == ("streamer models: refused: the candidate's level macro-F1 0.8500 is 0.0500 below the "
                            "current default's 0.9000 (margin 0.01); pass --force to promote anyway")
     assert files(default) == before
@@ -109,7 +109,7 @@ def test_forced_promotion_still_verifies_the_candidate(dirs):
 def test_a_tampered_candidate_is_refused(dirs, damage):
     default, cand = dirs
     with_f1(cand, 0.99)
-    target = cand / "level_model.joblib"
+    target = cand / "level_model.npz"
     data = target.read_bytes()
     if damage == "flipped byte":
         target.write_bytes(data[:100] + bytes([data[100] ^ 1]) + data[101:])
@@ -118,7 +118,8 @@ def test_a_tampered_candidate_is_refused(dirs, damage):
     else:
         (cand / "extra.pkl").write_bytes(b"not listed")
     before = files(default)
-    with pytest.raises(ModelError, match=r"^candidate refused: .*(sha256 differs|truncated|not listed)"):
+    with pytest.raises(ModelError, match=r"^candidate refused: .*(sha256 differs|truncated|pickled artifacts are "
+                                         r"not loaded)"):
         registry.promote(cand, default, force=True)
     assert files(default) == before
     assert not registry.versions_dir(default).exists()
@@ -131,3 +132,23 @@ def test_same_version_is_a_no_op_and_a_missing_default_is_installed(dirs, tmp_pa
     result = registry.promote(cand, fresh)
     assert result.promoted and result.previous_version is None
     assert main(["models", "promote", str(cand), "--models", str(fresh), "--margin", "2"]) == 2
+
+
+def test_promote_shows_the_signature_status_and_replaces_a_pickled_default(dirs, tmp_path, monkeypatch, capsys):
+    from tests.ml.test_artifacts import legacy_dir
+
+    default, cand = dirs
+    monkeypatch.delenv("STREAMER_MODEL_KEY_FILE", raising=False)
+    monkeypatch.setenv("STREAMER_MODEL_KEY", "k")
+    meta = json.loads((cand / "metadata.json").read_text())
+    (cand / "metadata.json").write_text(json.dumps(seal(meta, b"k")))
+    monkeypatch.delenv("STREAMER_MODEL_KEY")
+    old = tmp_path / "old"
+    legacy_dir(default, old)  # the default as an older release left it: pickles
+    monkeypatch.setenv("STREAMER_MODEL_KEY", "k")
+    assert main(["models", "promote", str(cand), "--models", str(old), "--force"]) == 0
+    out = capsys.readouterr().out
+    assert "; check: ok\n" in out.split("current:")[0], out  # the candidate: signed and verified
+    assert "current:   " in out and "pickled artifacts are not loaded" in out.split("current:")[1]
+    assert not list(old.glob("*.joblib")), "the pickles of the replaced default are left behind"
+    assert registry.list_versions(old)[0].status == "ok"

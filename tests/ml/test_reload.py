@@ -4,11 +4,10 @@
 import logging
 import shutil
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
-from streamer.ml.artifacts import load_model, save_model
+from streamer.ml.artifacts import load_model, resave
 from streamer.ml.reload import ModelWatcher
 from streamer.ml.scorer import Scorer
 
@@ -35,13 +34,8 @@ def models_dir(tmp_path):
 def _promote_candidate(d: Path) -> str:
     """Re-save the model with different artifact bytes: a genuine new version, sealed by save_model."""
     meta, objects = load_model(d)
-    objects["anomaly_model.joblib"].candidate_marker = 1  # changes the pickled bytes, hence model_version
-    kept = {k: v for k, v in meta.items() if k not in {"schema", "model_version", "trained_at", "library_versions",
-                                                        "artifacts", "digest", "signature", "anomaly_threshold"}}
-    model = SimpleNamespace(vectorizer=objects["vectorizer.joblib"], level_model=objects["level_model.joblib"],
-                            anomaly_model=objects["anomaly_model.joblib"], metadata=kept,
-                            anomaly_threshold=meta["anomaly_threshold"])
-    return save_model(model, d)["model_version"]
+    objects["anomaly_model"].temperature *= 1.001  # changes the saved weights, hence model_version
+    return resave(meta, objects, d)["model_version"]
 
 
 def test_good_candidate_is_switched_in_after_the_interval(models_dir):
@@ -64,7 +58,7 @@ def test_tampered_candidate_is_refused_once_and_old_model_keeps_scoring(models_d
     running = Scorer.load(models_dir)
     watcher = ModelWatcher(models_dir, running, interval=1, clock=clock)
     _promote_candidate(models_dir)
-    with open(models_dir / "level_model.joblib", "r+b") as handle:  # same size, different bytes
+    with open(models_dir / "level_model.npz", "r+b") as handle:  # same size, different bytes
         first = handle.read(1)
         handle.seek(0)
         handle.write(bytes([first[0] ^ 0xFF]))
@@ -76,3 +70,20 @@ def test_tampered_candidate_is_refused_once_and_old_model_keeps_scoring(models_d
     assert len(refusals) == 1
     assert "sha256" in refusals[0].getMessage()
     assert running.score(["disk failure on node 3"]).model_version == running.model_version
+
+
+def test_a_pickle_dropped_into_the_watched_directory_is_refused_and_never_runs(models_dir, tmp_path, caplog):
+    import pickle
+
+    from tests.ml.test_artifacts import Payload
+
+    clock = Clock()
+    running = Scorer.load(models_dir)
+    watcher = ModelWatcher(models_dir, running, interval=1, clock=clock)
+    marker = tmp_path / "pwned"
+    (models_dir / "anomaly_model.joblib").write_bytes(pickle.dumps(Payload(marker)))
+    caplog.set_level(logging.ERROR, logger="streamer.ml.reload")
+    clock.now = 2
+    assert watcher.poll() is running
+    assert not marker.exists()
+    assert "pickled artifacts are not loaded (anomaly_model.joblib)" in caplog.records[-1].getMessage()
