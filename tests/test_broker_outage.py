@@ -1,0 +1,71 @@
+"""Issue 11 row 2 with a real broker outage: a private broker advertised behind a TCP proxy goes away for
+longer than the session timeout while a batch is being retried, and for longer than message.timeout.ms
+(tests/private_stack.py). Once it is back the member consumes again, records that timed out in the producer
+are sent again, and nothing was committed before it was acknowledged."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+
+from tests.pipeline_support import StreamerProcess, committed, mixed_values
+from tests.private_stack import private_kafka, private_topics, streamer_env_for, test_ca  # noqa: F401 (fixtures)
+from tests.support import produce, wait_for
+from tests.test_consumer import check_delivery, db_proxy, wait_caught_up  # noqa: F401 (db_proxy: fixture)
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+MESSAGE_TIMEOUT_MS = 5000  # the producer gives records up long before the broker returns
+OUTAGE_S = 25  # > session.timeout.ms (6 s, tests.pipeline_support.FAST_GROUP) and > MESSAGE_TIMEOUT_MS
+
+
+def test_member_consumes_again_after_a_broker_outage_longer_than_the_session_timeout(
+        private_kafka, private_topics, migrated_db_url, db_proxy, tmp_path):
+    kafka, topics = private_kafka, private_topics
+    db, via_db_proxy = db_proxy
+    env = streamer_env_for(topics, kafka.proxied_bootstrap, via_db_proxy,
+                           STREAMER_KAFKA_MESSAGE_TIMEOUT_MS=str(MESSAGE_TIMEOUT_MS))
+    proc = StreamerProcess(env, tmp_path / "streamer.log")
+    try:
+        values, invalid = mixed_values(600)
+        coords = produce(kafka.bootstrap, topics.raw, values)
+        wait_caught_up(kafka.bootstrap, topics, [proc])
+        before = committed(kafka.bootstrap, topics.group, topics.raw, 6)
+
+        # A batch being retried (database away) when the broker goes away too.
+        db.cut()
+        more, more_invalid = mixed_values(600, seed=11)
+        coords += produce(kafka.bootstrap, topics.raw, more)
+        invalid |= {i + len(values) for i in more_invalid}
+        values += more
+        wait_for(lambda: "retrying with backoff" in proc.output(), timeout=30, what="the database outage noticed")
+        kafka.proxy.cut()
+        cut_at = time.monotonic()
+        time.sleep(1)
+        db.restore()  # the batch now stores, then its records time out in the producer
+        wait_for(lambda: re.search(r"Kafka refused \d+ records \(.*Message timed out", proc.output()),
+                 timeout=OUTAGE_S, what="the records to time out in the producer")
+        wait_for(lambda: "assignment lost" in proc.output(), timeout=OUTAGE_S,
+                 what="the member to lose its assignment (session timeout)")
+        # Nothing of the second half is committed while its records were never acknowledged.
+        assert committed(kafka.bootstrap, topics.group, topics.raw, 6) == before
+        time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - cut_at)))
+        assert proc.alive(), f"streamer exited during the outage:\n{proc.output()[-3000:]}"
+        kafka.proxy.restore()
+
+        wait_caught_up(kafka.bootstrap, topics, [proc], timeout=120)
+        after_loss = proc.output().split("assignment lost", 1)[1]
+        assert f"assigned {topics.raw}" in after_loss, "the member was never assigned its partitions again"
+        # ... and it keeps consuming what arrives afterwards.
+        last, last_invalid = mixed_values(300, seed=12)
+        coords += produce(kafka.bootstrap, topics.raw, last)
+        invalid |= {i + len(values) for i in last_invalid}
+        values += last
+        wait_caught_up(kafka.bootstrap, topics, [proc])
+        assert proc.terminate() == 0
+        # Every row once, every event on logs.scored (those that timed out were sent again), dead letters whole.
+        check_delivery(kafka.bootstrap, topics, migrated_db_url, coords, values, invalid)
+    finally:
+        proc.close()
