@@ -133,7 +133,7 @@ class Decoder:
         def dead(error_class: str, reason: str, index: int = 0) -> DeadLetter:
             return DeadLetter(topic, partition, offset, key, headers, value, error_class, reason, "decode", index)
 
-        if value is None or not value.strip():
+        if not value or value.isspace():
             return [dead("empty", "the record has no value")]
         if len(value) > self.max_message_bytes:
             return [dead("too_large", f"{len(value)} bytes is over the limit of {self.max_message_bytes}")]
@@ -149,10 +149,11 @@ class Decoder:
 
         # One message rule on every path: strip line terminators, nothing else.
         stripped = text.strip(_TERMINATORS)
-        if not stripped.strip():  # str.strip() also removes Unicode spaces that bytes.strip() keeps
+        if not stripped or stripped.isspace():  # str also counts Unicode spaces that bytes.isspace() does not
             return [dead("empty", "the record holds only white space")]
-        first = stripped.lstrip()[0]
-        if first in '{["' or _JSON_SCALAR.match(stripped.strip()):
+        first = stripped[0] if not stripped[0].isspace() else stripped.lstrip()[0]
+        if (first == "{" or (first == "[" and _may_be_array(stripped)) or first == '"'
+                or (first in _SCALAR_STARTS and _JSON_SCALAR.match(stripped.strip()))):
             try:
                 obj = orjson.loads(value)
             except orjson.JSONDecodeError as err:
@@ -236,7 +237,9 @@ class Decoder:
     def _from_object(self, obj, text, topic, partition, offset, timestamp_ms, key, headers, dead):
         message = None
         for name in self.message_fields:
-            candidate = _lookup(obj, name)
+            candidate = obj.get(name, _MISSING)
+            if candidate is _MISSING:
+                candidate = _lookup(obj, name)
             if isinstance(candidate, list):  # journald writes a MESSAGE that is not valid UTF-8 as a byte array
                 candidate = _byte_array_text(candidate)
             if isinstance(candidate, str) and candidate.strip():
@@ -248,7 +251,9 @@ class Decoder:
         event_time = _first_time(obj) or _kafka_time(timestamp_ms)
         level = None
         for name in LEVEL_FIELDS:
-            candidate = _lookup(obj, name)
+            candidate = obj.get(name, _MISSING)
+            if candidate is _MISSING:
+                candidate = _lookup(obj, name)
             if candidate is not None and not isinstance(candidate, (dict, list)):
                 level = normalise(candidate)
                 if level is not None:
@@ -275,11 +280,15 @@ class Decoder:
         """A text line: its header (syslog, log4j, klog, ...) parsed off; `message` is the content, raw keeps
         the line."""
         head = None
+        if line[0].isspace():
+            line_start = line.lstrip()
+        else:
+            line_start = line
         if self._line_format is not None:
-            head = parse_with_format(*self._line_format, line.lstrip())
+            head = parse_with_format(*self._line_format, line_start)
         if head is None:
-            head = parse_line(line.lstrip())
-        if head is None or not head.message.strip():
+            head = parse_line(line_start)
+        if head is None or not head.message or head.message.isspace():
             return Event(
                 topic, partition, offset, key, headers, line, _kafka_time(timestamp_ms), None,
                 None, None, orjson.dumps({"message": line}).decode(), False,
@@ -292,6 +301,15 @@ class Decoder:
         )
 
 
+_SCALAR_STARTS = frozenset("-0123456789tfn")
+_VALUE_STARTS = frozenset('{["-0123456789tfn]')
+
+
+def _may_be_array(text: str) -> bool:
+    """Whether text that starts with `[` can be a JSON array: `[INFO] x`, `[Sun Dec 04 ...]` cannot (a parse
+    attempt that fails costs an exception per line)."""
+    rest = text.lstrip()[1:].lstrip()
+    return not rest or rest[0] in _VALUE_STARTS
 _NOT_JSON = object()
 _MISSING = object()
 _TERMINATORS = "\r\n"
@@ -321,14 +339,22 @@ def _lookup(obj: dict, dotted: str):
     value = obj.get(dotted, _MISSING)
     if value is not _MISSING:
         return value
-    if "." not in dotted:
+    parts = _DOTTED.get(dotted)
+    if parts is None:
+        if "." not in dotted:
+            return None
+        parts = _DOTTED[dotted] = tuple(dotted.split("."))
+    if parts[0] not in obj:  # the usual miss, without walking
         return None
     node = obj
-    for part in dotted.split("."):
+    for part in parts:
         if not isinstance(node, dict) or part not in node:
             return None
         node = node[part]
     return node
+
+
+_DOTTED: dict[str, tuple[str, ...]] = {}  # "a.b" -> ("a", "b"), split once per field name
 
 
 def _byte_array_text(value: list) -> str | None:
@@ -346,6 +372,8 @@ def _service(obj: dict) -> str | None:
         return None
     if service[0] == "/":  # Docker's fluentd log driver writes container_name as "/name"
         service = service[1:] or None
+    if "kubernetes" not in obj and "kubernetes.namespace_name" not in obj:
+        return service
     namespace = _lookup(obj, "kubernetes.namespace_name")
     if isinstance(namespace, str) and namespace and service == _lookup(obj, "kubernetes.container_name"):
         return f"{namespace}/{service}"
@@ -354,7 +382,9 @@ def _service(obj: dict) -> str | None:
 
 def _first_string(obj: dict, names: tuple[str, ...]) -> str | None:
     for name in names:
-        value = _lookup(obj, name)
+        value = obj.get(name, _MISSING)
+        if value is _MISSING:
+            value = _lookup(obj, name)
         if isinstance(value, str) and value:
             return value
     return None
@@ -362,7 +392,9 @@ def _first_string(obj: dict, names: tuple[str, ...]) -> str | None:
 
 def _first_time(obj: dict) -> datetime | None:
     for name in TIME_FIELDS:
-        value = _lookup(obj, name)
+        value = obj.get(name, _MISSING)
+        if value is _MISSING:
+            value = _lookup(obj, name)
         if value is not None:
             parsed = _parse_time(value)
             if parsed is not None:

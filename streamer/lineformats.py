@@ -8,6 +8,7 @@ is what `parse_line` returns; nothing is guessed.
 from __future__ import annotations
 
 import re
+import time
 from datetime import datetime, timezone
 from typing import NamedTuple
 
@@ -85,12 +86,15 @@ _RAS = re.compile(r"\d{4}-\d{2}-\d{2}-\d{2}\.\d{2}\.\d{2}\.\d{6} \S+ \S+ (?P<com
                   re.S)
 # A syslog line without a tag (kernel messages in some collectors' files): stamp, host, message
 _BSD_NO_TAG = re.compile(rf"{_BSD_TS} +\S+ +(?P<msg>.*)", re.S)
-# A leading log file name, as multi-file collectors prefix lines (`nova-api.log.1 ...`, `app.log: ...`)
-_FILE_PREFIX = re.compile(r"(?P<stem>[\w-]+)\.log(?:\.[\w.:-]+)?:? ")
-# Python logging basicConfig default: LEVEL:logger:msg
-_PY_BASIC = re.compile(rf"(?P<lvl>{_LEVEL_WORD}):(?P<logger>[^:\s]*):(?P<msg>.*)", re.S)
-# A bare leading level: [INFO] msg, ERROR: msg, WARN msg
-_BARE_LEVEL = re.compile(rf"[\[<(]?(?P<lvl>{_LEVEL_WORD})[\]>)]?(?::? +|$)(?P<msg>.*)", re.S | re.I)
+# Lines that start with a word or a bracket, one alternation (the first branch that fits wins):
+_WORD_HEAD = re.compile(
+    # a leading log file name, as multi-file collectors prefix lines (`nova-api.log.1 ...`, `app.log: ...`)
+    r"(?P<stem>[\w-]+)\.log(?:\.[\w.:-]+)?:? "
+    # Python logging basicConfig default: LEVEL:logger:msg
+    rf"|(?P<p_lvl>{_LEVEL_WORD}):(?P<p_logger>[^:\s]*):(?P<p_msg>.*)"
+    # a bare leading level, any case: [INFO] msg, ERROR: msg, warn msg
+    rf"|(?i:[\[<(]?(?P<b_lvl>{_LEVEL_WORD})[\]>)]?(?::? +|$))(?P<b_msg>.*)",
+    re.S)
 # Logstash plain codec: <iso ts> <host> <msg>, and ISO then message
 _ISO_ONLY = re.compile(rf"(?P<ts>{_ISO}) +(?P<msg>.*)", re.S)
 
@@ -114,6 +118,10 @@ def parse_line(line: str) -> Header | None:
         m = _RFC3164.match(line)
         if m:
             return _syslog(m, _any_ts(m["ts"]))
+    elif first in _MONTH_INITIALS and line[3:4] == " ":
+        m = _RFC3164.match(line)
+        if m:
+            return _syslog(m, _any_ts(m["ts"]))
     elif first == "[":
         m = _APACHE.match(line)
         if m:
@@ -121,31 +129,27 @@ def parse_line(line: str) -> Header | None:
         m = _BRACKET_PROGRAM.match(line)
         if m:
             return Header(_month_day_ts(m["ts"]), None, None, m["prog"], m["msg"], False)
-    elif first == "-" or (first.isupper() and " " in line[:20] and line[line.index(" ") + 1:][:1].isdigit()):
-        m = _CFDR.match(line)
-        if m:
-            return _cfdr(m)
-    if first in "IWEF" and len(line) > 5 and line[1].isdigit():
+    elif first in "IWEF" and line[1:2].isdigit():
         m = _KLOG.match(line)
         if m:
             return Header(None, _LETTER_LEVEL[m["lvl"]], None, None, m["msg"], False)
-    elif first in _MONTH_INITIALS and line[3:4] == " ":
-        m = _RFC3164.match(line)
-        if m:
-            return _syslog(m, _any_ts(m["ts"]))
-    if first.isalpha():
-        m = _FILE_PREFIX.match(line)
-        if m:
-            inner = parse_line(line[m.end():])
-            if inner is not None:
-                return inner._replace(service=m["stem"])
+    if first == "-" or first.isupper():
+        space = line.find(" ", 0, 20)
+        if space > 0 and line[space + 1:space + 2].isdigit():
+            m = _CFDR.match(line)
+            if m:
+                return _cfdr(m)
     if first.isalpha() or first in "[<(":
-        m = _PY_BASIC.match(line)
-        if m:
-            return Header(None, normalise(m["lvl"]), None, m["logger"] or None, m["msg"], False)
-        m = _BARE_LEVEL.match(line)
-        if m and m["msg"]:
-            return Header(None, normalise(m["lvl"]), None, None, m["msg"], False)
+        m = _WORD_HEAD.match(line)
+        if m is None:
+            return None
+        if m["stem"] is not None:
+            inner = parse_line(line[m.end():])
+            return inner._replace(service=m["stem"]) if inner is not None else None
+        if m["p_lvl"] is not None:
+            return Header(None, normalise(m["p_lvl"]), None, m["p_logger"] or None, m["p_msg"], False)
+        if m["b_msg"]:
+            return Header(None, normalise(m["b_lvl"]), None, None, m["b_msg"], False)
     return None
 
 
@@ -237,8 +241,7 @@ def _any_ts(text: str) -> datetime | None:
     if text[:3] in _MONTHS:  # no year in the BSD stamp: the current one
         try:
             day, clock = text[4:].split()
-            now = datetime.now(timezone.utc)
-            return datetime(now.year, _MONTHS[text[:3]], int(day), int(clock[:2]), int(clock[3:5]), int(clock[6:8]),
+            return datetime(_this_year(), _MONTHS[text[:3]], int(day), int(clock[:2]), int(clock[3:5]), int(clock[6:8]),
                             tzinfo=timezone.utc)
         except ValueError:
             return None
@@ -247,11 +250,20 @@ def _any_ts(text: str) -> datetime | None:
     return _iso(text)
 
 
+_year_cache = [0.0, 0]  # [valid until (time.time()), year]: stamps without a year are common, now() is not free
+
+
+def _this_year() -> int:
+    now = time.time()
+    if now >= _year_cache[0]:
+        _year_cache[:] = [now + 60, datetime.now(timezone.utc).year]
+    return _year_cache[1]
+
+
 def _month_day_ts(text: str) -> datetime | None:
     """`mm.dd hh:mm:ss` (no year: the current one); else whatever ISO makes of it."""
     try:
-        now = datetime.now(timezone.utc)
-        return datetime(now.year, int(text[:2]), int(text[3:5]), int(text[6:8]), int(text[9:11]), int(text[12:14]),
+        return datetime(_this_year(), int(text[:2]), int(text[3:5]), int(text[6:8]), int(text[9:11]), int(text[12:14]),
                         tzinfo=timezone.utc)
     except ValueError:
         return _iso(text)
