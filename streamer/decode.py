@@ -30,14 +30,15 @@ from streamer.lineformats import compile_line_format, parse_line, parse_with_for
 
 MESSAGE_FIELDS: tuple[str, ...] = ("message", "msg", "log", "MESSAGE", "short_message")
 # Shipper spellings: ECS/OTel, journald (__REALTIME_TIMESTAMP µs, PRIORITY, _HOSTNAME, SYSLOG_IDENTIFIER),
-# syslog-ng format-json (ISODATE/DATE, HOST, PROGRAM), rsyslog (programname), Kubernetes metadata, GELF,
-# Docker (time), log4j2 JsonLayout (instant.epochSecond).
+# syslog-ng format-json (ISODATE/DATE, HOST, PROGRAM), rsyslog jsonmesg (timereported, syslogseverity, hostname,
+# programname), Kubernetes metadata, GELF (Docker's gelf driver: _container_name), Docker (time, container_name),
+# log4j2 JsonLayout (instant.epochSecond + nanoOfSecond).
 TIME_FIELDS: tuple[str, ...] = ("@timestamp", "timestamp", "time", "__REALTIME_TIMESTAMP", "ISODATE", "DATE",
-                                "instant.epochSecond")
-LEVEL_FIELDS: tuple[str, ...] = ("log.level", "level", "severity", "PRIORITY", "priority")
+                                "timereported", "instant.epochSecond")
+LEVEL_FIELDS: tuple[str, ...] = ("log.level", "level", "severity", "PRIORITY", "priority", "syslogseverity")
 HOST_FIELDS: tuple[str, ...] = ("host.name", "host", "hostname", "_HOSTNAME", "HOST", "kubernetes.host")
 SERVICE_FIELDS: tuple[str, ...] = ("service.name", "service", "SYSLOG_IDENTIFIER", "PROGRAM", "programname",
-                                   "kubernetes.container_name", "container_name", "app")
+                                   "kubernetes.container_name", "container_name", "_container_name", "app")
 # Where the stored level came from (Event.level_source, in the scored record's `streamer` member).
 LEVEL_SOURCES = ("line", "pri", "envelope", "none")
 
@@ -398,6 +399,10 @@ def _first_time(obj: dict) -> datetime | None:
         if value is not None:
             parsed = _parse_time(value)
             if parsed is not None:
+                if name == "instant.epochSecond":
+                    nanos = _lookup(obj, "instant.nanoOfSecond")
+                    if isinstance(nanos, int) and not isinstance(nanos, bool) and 0 < nanos < 1_000_000_000:
+                        parsed = parsed.replace(microsecond=nanos // 1000)
                 return parsed
     return None
 

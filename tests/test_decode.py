@@ -306,3 +306,24 @@ def test_kubernetes_namespace_names_the_container_service():
     dotted = decode(orjson.dumps({"log": "hi", "kubernetes.namespace_name": "shop",
                                   "kubernetes.container_name": "cart"}))
     assert dotted.service == "shop/cart"
+
+
+def test_rsyslog_jsonmesg_and_log4j2_json_layout_fields():
+    rs = decode(orjson.dumps({"msg": "x", "timereported": "2024-01-01T10:00:00.5+01:00", "syslogseverity": "3",
+                              "hostname": "h", "programname": "cron"}))
+    assert (rs.level, rs.host, rs.service, rs.level_source) == ("ERROR", "h", "cron", "envelope")
+    assert rs.event_time == datetime(2024, 1, 1, 9, 0, 0, 500000, tzinfo=timezone.utc)
+    l4j = decode(orjson.dumps({"message": "x", "level": "WARN", "loggerName": "a.B",
+                               "instant": {"epochSecond": 1_700_000_000, "nanoOfSecond": 123_456_789}}))
+    assert l4j.event_time == datetime.fromtimestamp(1_700_000_000, tz=timezone.utc).replace(microsecond=123456)
+    gelf = decode(b'{"short_message": "x", "host": "h", "_container_name": "web", "level": 6}')
+    assert (gelf.service, gelf.level) == ("web", "INFO")
+
+
+def test_user_format_names_the_host_of_logstash_plain_codec_lines():
+    custom = Decoder(line_format="<Timestamp> <Host> <Content>")
+    (event,) = custom.decode(b"2024-12-02T13:15:55.123Z web-1 cache warmed", topic="t", partition=0, offset=0)
+    assert (event.host, event.message) == ("web-1", "cache warmed")
+    assert event.event_time == datetime(2024, 12, 2, 13, 15, 55, 123000, tzinfo=timezone.utc)
+    (builtin,) = decoder.decode(b"2024-12-02T13:15:55.123Z web-1 cache warmed", topic="t", partition=0, offset=0)
+    assert (builtin.host, builtin.message) == (None, "web-1 cache warmed")  # without it, the host is not guessed
