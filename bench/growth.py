@@ -141,6 +141,15 @@ def query_latency(env: RunEnv, runs: int) -> dict[str, dict[str, float]]:
     return out
 
 
+def _wal_lsn() -> int:
+    """The server's WAL position in bytes: the difference over a run is the WAL it wrote (whole server)."""
+    from bench.harness import DATABASE_URL
+    from streamer.db import connect
+
+    with connect(DATABASE_URL) as conn:
+        return int(conn.execute("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn").fetchone()[0])
+
+
 def run(sizes: list[int], events: int, query_runs: int, keep: bool = False) -> dict:
     from bench.e2e import throughput_run
 
@@ -149,15 +158,20 @@ def run(sizes: list[int], events: int, query_runs: int, keep: bool = False) -> d
         found: dict = {}
 
         def prefill(env: RunEnv, size: int = size) -> int:
+            before = _wal_lsn()
             found["fill"] = fill(env, size)
+            found["wal_fill_bytes"] = _wal_lsn() - before
             found["queries"] = query_latency(env, query_runs)
             log(f"growth: {size:,} rows stored; queries " + ", ".join(
                 f"{k}: p50 {v['p50_ms']} / p99 {v['p99_ms']} ms" for k, v in found["queries"].items()))
             return size
 
+        wal_before = _wal_lsn()
         run_result = throughput_run(events, seed=46, keep=keep, label=f"growth{size // 1_000_000}m",
                                     prefill=prefill)
+        wal_bytes = _wal_lsn() - wal_before - found.get("wal_fill_bytes", 0)
         results["runs"].append({"stored_rows": size, **found, "events_per_s": run_result["events_per_s"],
+                                "wal_bytes_per_event": round(wal_bytes / events),
                                 "cpu_cores_used": run_result["cpu_cores_used"],
                                 "stage_us_per_event": run_result["stage_us_per_event"]})
     base = results["runs"][0]["events_per_s"] if results["runs"] else None
@@ -171,13 +185,13 @@ def markdown(results: dict) -> str:
     out = ["# Cost as data grows", "",
            f"End-to-end events/s of one `streamer run` on {results['events']:,} pre-loaded events, and the user "
            f"queries' latency ({results['query_runs']} runs each), with rows already stored (no partitions).", "",
-           "| stored rows | load + index s | events/s | vs empty | " + " | ".join(f"{n} p50 / p99 ms" for n in names)
-           + " |",
-           "|---:|---:|---:|---:|" + "---:|" * len(names)]
+           "| stored rows | load + index s | events/s | vs empty | WAL B/event | "
+           + " | ".join(f"{n} p50 / p99 ms" for n in names) + " |",
+           "|---:|---:|---:|---:|---:|" + "---:|" * len(names)]
     for r in results["runs"]:
         q = r.get("queries", {})
         out.append(f"| {r['stored_rows']:,} | {r['fill']['load_s']} + {r['fill']['index_s']} | "
-                   f"{r['events_per_s']:,.0f} | {r['vs_empty']} | "
+                   f"{r['events_per_s']:,.0f} | {r['vs_empty']} | {r['wal_bytes_per_event']:,} | "
                    + " | ".join(f"{q[n]['p50_ms']} / {q[n]['p99_ms']}" for n in names) + " |")
     out += ["", "Command: `.venv/bin/python -m bench.growth` (and `make bench`)."]
     return "\n".join(out) + "\n"
