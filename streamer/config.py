@@ -40,6 +40,7 @@ class Settings:
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
     anomaly_threshold: float | None = None
+    anomaly_alert_rate: float = 0.01  # unsupervised detector: target share of alerts (its cut's quantile)
     log_format: str = "text"
     message_fields: str = "message,msg,log,MESSAGE,short_message"
     line_format: str = ""  # e.g. "<Date> <Time> <Level> <Component>: <Content>"; empty: built-in formats only
@@ -75,6 +76,7 @@ _OPTIONS: dict[str, tuple[str, type]] = {
     "metrics_port": ("STREAMER_METRICS_PORT", int),
     "metrics_host": ("STREAMER_METRICS_HOST", str),
     "anomaly_threshold": ("STREAMER_ANOMALY_THRESHOLD", float),
+    "anomaly_alert_rate": ("STREAMER_ANOMALY_ALERT_RATE", float),
     "log_format": ("STREAMER_LOG_FORMAT", str),
     "message_fields": ("STREAMER_MESSAGE_FIELDS", str),
     "line_format": ("STREAMER_LINE_FORMAT", str),
@@ -179,6 +181,8 @@ def _check(s: Settings) -> None:
         raise ConfigError(f"metrics port must be 0..65535, got {s.metrics_port}")
     if s.anomaly_threshold is not None and not 0.0 <= s.anomaly_threshold <= 1.0:
         raise ConfigError(f"anomaly threshold must be within 0..1, got {s.anomaly_threshold}")
+    if not 0.0 < s.anomaly_alert_rate < 1.0:
+        raise ConfigError(f"anomaly alert rate must be within (0, 1) exclusive, got {s.anomaly_alert_rate}")
     if not s.metrics_host.strip():
         raise ConfigError("metrics host is empty")
     if s.log_format not in ("text", "json"):

@@ -41,12 +41,17 @@ def score_batch(scorer, batch: Batch):
 
 
 def _score(scorer, events: list[Event]):
+    if getattr(scorer, "learns", False):  # an unsupervised detector keys templates per service
+        return scorer.score([e.message for e in events], [e.level for e in events], [e.service for e in events])
     return scorer.score([e.message for e in events], [e.level for e in events])
 
 
 def _scores_canary(scorer) -> bool:
     try:
-        scorer.score(["service started"], [None])
+        if getattr(scorer, "learns", False):
+            scorer.score(["service started"], [None], learn=False)  # a probe, not an event to learn from
+        else:
+            scorer.score(["service started"], [None])
         return True
     except Exception:  # noqa: BLE001
         return False

@@ -13,6 +13,9 @@ def configure(parser):
     parser.add_argument("--corpus-size", type=int, default=None, metavar="N",
                         help="built-in corpus events when --data is absent (default 60000)")
     parser.add_argument("--json", action="store_true", help="print the metadata as JSON")
+    parser.add_argument("--alert-rate", dest="anomaly_alert_rate", type=float, metavar="R",
+                        help="without anomaly labels: target share of events the detector alerts on, its cut "
+                        "being that quantile of the training scores (STREAMER_ANOMALY_ALERT_RATE, default 0.01)")
     # Training from the stored history (streamer.ml.history, docs/rescoring.md).
     h = parser.add_argument_group("from the stored history")
     h.add_argument("--from-postgres", action="store_true",
@@ -33,14 +36,18 @@ def run(args) -> int:
     from streamer.ml import train as T
     from streamer.ml.report import summary_lines
 
+    from streamer.config import settings_from_args
+
     if getattr(args, "from_postgres", False):
         return _from_postgres(args)
+    rate = settings_from_args(args).anomaly_alert_rate
     out = args.out or os.environ.get("STREAMER_MODELS_DIR") or "models"
     if args.data:
         from streamer.ml.data import read_dataset
 
         ds = read_dataset(args.data)
-        model = T.train(ds.messages, ds.levels, ds.is_anomaly, ds.timestamps, source=ds.source, seed=args.seed)
+        model = T.train(ds.messages, ds.levels, ds.is_anomaly, ds.timestamps, source=ds.source, seed=args.seed,
+                        alert_rate=rate)
     else:
         model = T.train_corpus(args.corpus_size or T.DEFAULT_CORPUS_SIZE, seed=args.seed)
     meta = T.save(model, out)
@@ -66,14 +73,15 @@ def _from_postgres(args) -> int:
         raise ConfigError("--from-postgres cannot be combined with --data or --corpus-size")
     settings = settings_from_args(args)
     model, hist = train_from_postgres(settings.database_url, args.since, args.until, args.service,
-                                      args.unmarked_normal, seed=args.seed)
+                                      args.unmarked_normal, seed=args.seed,
+                                      alert_rate=settings.anomaly_alert_rate)
     meta, out = save_version(model, settings.models_dir, args.out)
     if args.json:
         print(json.dumps(meta, indent=2))
         return 0
     print(f"read {len(hist.messages)} stored events ({hist.level_rows} with a declared level, "
           f"{hist.marked} with an anomaly label; anomaly detector "
-          f"{'supervised' if hist.supervised_anomaly else 'unsupervised (template rarity)'})")
+          f"{'supervised' if hist.supervised_anomaly else f'unsupervised (template rarity x level, alert rate {settings.anomaly_alert_rate})'})")
     print(f"wrote {out}/ ({', '.join(meta['artifacts'])}, metadata.json)")
     for line in summary_lines(meta):
         print(line)

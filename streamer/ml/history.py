@@ -8,7 +8,7 @@ Labels: the level is the event's declared level (log_entries.level, NULL when th
 is_anomaly comes from anomaly_labels (migration 2), which people fill in. streamer.ml.train only trains the
 supervised anomaly detector when EVERY row has a label, so: either label whole ranges, or pass
 unmarked_normal=True (the usual case of marking only the anomalies) to count unlabelled events as normal.
-Otherwise the template-rarity detector is trained, as for unlabelled data.
+Otherwise the unsupervised detector (template rarity x level prior, cut from the alert rate) is trained.
 
 Order: by event time (ingestion time for events without one), then Kafka coordinates, so the hold-out of
 streamer.ml.train is the most recent 20 %.
@@ -128,9 +128,12 @@ def check_enough(hist: History) -> None:
 
 
 def train_from_postgres(database_url: str, since: str | None = None, until: str | None = None,
-                        service: str | None = None, unmarked_normal: bool = False, seed: int = 0):
-    """Read, check and train. Returns (TrainedModel, History)."""
+                        service: str | None = None, unmarked_normal: bool = False, seed: int = 0,
+                        alert_rate: float | None = None):
+    """Read, check and train. Returns (TrainedModel, History). Without anomaly labels the detector is the
+    unsupervised TemplateRarity, its cut at the training-score quantile of 1 - alert_rate."""
     from streamer.db import connect
+    from streamer.ml.models import DEFAULT_ALERT_RATE
     from streamer.ml.train import train
 
     t0, t1 = parse_time(since, "--since"), parse_time(until, "--until")
@@ -139,7 +142,8 @@ def train_from_postgres(database_url: str, since: str | None = None, until: str 
     with connect(database_url) as conn:
         hist = read_history(conn, t0, t1, service, unmarked_normal)
     check_enough(hist)
-    model = train(hist.messages, hist.levels, hist.is_anomaly, hist.timestamps, source=hist.source, seed=seed)
+    model = train(hist.messages, hist.levels, hist.is_anomaly, hist.timestamps, source=hist.source, seed=seed,
+                  alert_rate=DEFAULT_ALERT_RATE if alert_rate is None else alert_rate)
     return model, hist
 
 

@@ -1,17 +1,22 @@
 """The two models that share the vectorizer's matrix, each with one batch call that returns 0..1 scores.
 
 LevelModel       multinomial logistic regression + temperature scaling (fitted on a later, held-out slice
-                 of the training stream), mixed with the class prior as familiarity drops; confidence is
-                 that probability times the message's familiarity, so unfamiliar text gets low confidence.
+                 of the training stream, with words that slice alone holds unknown, as on new data), mixed
+                 with the class prior as familiarity drops; confidence is that mixed probability.
 SupervisedAnomaly logistic regression on anomaly labels, temperature-scaled; score = P(anomaly).
-RarityAnomaly    unsupervised novelty when there are no labels: how rare the message's masked template (its
-                 set of known features) was in the training stream, raised by the share of unknown tokens.
+RarityAnomaly    the former unsupervised novelty score (template rarity only), kept so older models load.
+TemplateRarity   unsupervised detector when there are no labels: level prior x rarity of the template for its
+                 service, counts updated from the stream, cut from a target alert rate.
 ConstantLevel    when the training data holds a single level there is nothing to discriminate.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
+import threading
+import zlib
+from typing import Sequence
 
 import numpy as np
 
@@ -126,12 +131,13 @@ class LevelModel:
 
         The calibrated probabilities are mixed with the training class prior in proportion to familiarity:
         a message made of unknown words says nothing, and the intercept of a model trained on real
-        messages is no estimate of the prior.
+        messages is no estimate of the prior. The confidence is that mixed probability itself; multiplying
+        it by familiarity again made in-domain answers under-confident (BGL ECE 0.62, see bench.quality).
         """
         f = features.familiarity.astype(np.float64)[:, None]
         p = f * self.predict_proba(features.X) + (1.0 - f) * self.prior_
         best = p.argmax(axis=1)
-        conf = p[np.arange(len(best)), best] * features.familiarity
+        conf = p[np.arange(len(best)), best]
         return self.classes_[best].tolist(), conf.astype(np.float32)
 
     def to_state(self) -> tuple[dict[str, np.ndarray], dict]:
@@ -259,3 +265,168 @@ class RarityAnomaly:
         raw = keys.tobytes()
         m.counts = {raw[8 * i:8 * i + 8]: c for i, c in enumerate(counts.tolist())}
         return m
+
+
+# splitmix64 finaliser: spreads feature ids over 64 bits so that a row's key can be the SUM of its ids'
+# hashes (order-free, one numpy reduceat for a whole batch instead of a hash call per row).
+_GOLDEN, _M1, _M2 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+
+
+def _mix64(v: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        v = v.astype(np.uint64) + _GOLDEN
+        v = (v ^ (v >> np.uint64(30))) * _M1
+        v = (v ^ (v >> np.uint64(27))) * _M2
+    return v ^ (v >> np.uint64(31))
+
+
+# Tokens holding a digit (ids, counts, addresses, hex) are the variable part of a text key.
+_VARIABLE = re.compile(r"\S*\d\S*")
+
+
+def _text_key(message: str) -> int:
+    b = _VARIABLE.sub("", message).encode("utf-8", "surrogatepass")
+    return zlib.crc32(b) | (zlib.adler32(b) << 32)
+
+
+def template_keys(X, services: Sequence[str | None] | None = None, messages: Sequence[str] | None = None,
+                  familiarity: np.ndarray | None = None) -> np.ndarray:
+    """One uint64 per row: its template, per service. A row whose words the vocabulary all knows is keyed by
+    the set of its words and word pairs; one holding unknown words (given messages and familiarity) by its
+    text without digit-bearing tokens, so new text gets its own key and can become familiar in the stream."""
+    n = X.shape[0]
+    keys = np.zeros(n, dtype=np.uint64)
+    lens = np.diff(X.indptr)
+    rows = lens > 0
+    if rows.any():
+        keys[rows] = np.add.reduceat(_mix64(X.indices), X.indptr[:-1][rows])
+    if messages is not None and familiarity is not None:
+        for i in np.flatnonzero(familiarity < 1.0).tolist():
+            keys[i] = _text_key(messages[i])
+    if services is not None:
+        ids: dict = {}
+        svc = np.fromiter((ids.setdefault(s or "", len(ids)) for s in services), dtype=np.int64, count=n)
+        salts = np.array([int.from_bytes(hashlib.blake2b(s.encode(), digest_size=8).digest(), "little")
+                          for s in ids], dtype=np.uint64)
+        with np.errstate(over="ignore"):
+            keys = keys + salts[svc] * (svc > 0)  # "" (no service) keeps the unsalted key
+    return keys
+
+
+# P(alert)-like weight of an event's level: what an operator pages for first. A never-seen INFO template
+# scores 0.05, below MIN_CUT, so novelty alone never alerts (49 % of BGL's normal test lines are new).
+LEVEL_PRIOR = {"FATAL": 1.0, "ERROR": 0.9, "WARN": 0.3, "INFO": 0.05, "DEBUG": 0.02}
+UNKNOWN_LEVEL_PRIOR = 0.05
+MIN_CUT = 0.1
+DEFAULT_ALERT_RATE = 0.01
+# rates at which the training score quantiles are kept, so the cut can follow another alert rate later
+_RATE_GRID = np.geomspace(1e-4, 0.5, 64)
+
+
+class TemplateRarity:
+    """Unsupervised detector: score = level prior x rarity of the row's template (for its service).
+
+    rarity = k / (k + c), c = times the template was seen before (training, then the stream: update()
+    after every batch), so a template that keeps coming back stops alerting (template_keys: text with
+    words the vocabulary never saw is keyed by its text, so it is new at first and learnt later). The cut is the (1 - alert_rate) quantile of the training rows'
+    scores, each scored leave-one-out (its own occurrence not counted), never below MIN_CUT.
+    """
+
+    kind = "template rarity x level prior (unsupervised, learns from the stream)"
+    supervised = False
+    MAX_KEYS = 2_000_000   # bounds memory on a stream of unique lines: rare keys are pruned beyond it
+
+    def __init__(self, k: float = 5.0, alert_rate: float = DEFAULT_ALERT_RATE):
+        self.k = float(k)
+        self.alert_rate = float(alert_rate)
+        self.threshold = MIN_CUT
+        self.temperature = 1.0
+        self.counts: dict[int, int] = {}
+        self.seen = 0
+        self.train_quantiles = np.full(len(_RATE_GRID), MIN_CUT)
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def level_prior(levels: Sequence[str | None] | None, n: int) -> np.ndarray:
+        if levels is None:
+            return np.full(n, UNKNOWN_LEVEL_PRIOR)
+        get = LEVEL_PRIOR.get
+        return np.fromiter((get(lv, UNKNOWN_LEVEL_PRIOR) for lv in levels), dtype=np.float64, count=n)
+
+    def _lookup(self, keys: np.ndarray) -> np.ndarray:
+        get = self.counts.get
+        return np.fromiter((get(k, 0) for k in keys.tolist()), dtype=np.float64, count=len(keys))
+
+    def _score(self, c: np.ndarray, prior: np.ndarray) -> np.ndarray:
+        return prior * (self.k / (self.k + c))
+
+    def fit(self, features: Features, levels=None, services=None, messages=None) -> "TemplateRarity":
+        keys = template_keys(features.X, services, messages, features.familiarity)
+        uniq, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
+        self.counts = dict(zip(uniq.tolist(), counts.tolist()))
+        self.seen = len(keys)
+        loo = (counts[inverse] - 1).astype(np.float64)
+        train = self._score(loo, self.level_prior(levels, len(keys)))
+        self.train_quantiles = np.quantile(train, 1.0 - _RATE_GRID, method="higher") if len(train) \
+            else np.full(len(_RATE_GRID), MIN_CUT)
+        self.threshold = self.threshold_for(self.alert_rate)
+        return self
+
+    def threshold_for(self, alert_rate: float) -> float:
+        """The cut that would have flagged about alert_rate of the training rows (never below MIN_CUT)."""
+        if not 0.0 < alert_rate < 1.0:
+            raise ValueError(f"alert rate must be within (0, 1), got {alert_rate}")
+        r = np.clip(alert_rate, _RATE_GRID[0], _RATE_GRID[-1])
+        q = float(np.interp(np.log(r), np.log(_RATE_GRID), self.train_quantiles))
+        return max(MIN_CUT, q)
+
+    def score(self, features: Features, levels=None, services=None, messages=None) -> np.ndarray:
+        n = features.X.shape[0]
+        c = self._lookup(template_keys(features.X, services, messages, features.familiarity))
+        return self._score(c, self.level_prior(levels, n)).astype(np.float32)
+
+    def update(self, features: Features, services=None, messages=None) -> None:
+        """Count a scored batch's templates (the statistics keep learning after training)."""
+        uniq, counts = np.unique(template_keys(features.X, services, messages, features.familiarity),
+                                 return_counts=True)
+        with self._lock:
+            get = self.counts.get
+            fresh = {k: get(k, 0) + c for k, c in zip(uniq.tolist(), counts.tolist())}
+            self.counts.update(fresh)
+            self.seen += int(counts.sum())
+            if len(self.counts) > self.MAX_KEYS:  # keep the templates that recur; seen-once ones go first
+                keep = sorted(self.counts.items(), key=lambda kv: kv[1], reverse=True)[: self.MAX_KEYS // 2]
+                self.counts = dict(keep)
+
+    partial_fit = update
+
+    def to_state(self) -> tuple[dict[str, np.ndarray], dict]:
+        keys = np.fromiter(self.counts.keys(), dtype=np.uint64, count=len(self.counts))
+        counts = np.fromiter(self.counts.values(), dtype=np.int64, count=len(self.counts))
+        order = np.argsort(keys)
+        return ({"keys": keys[order], "counts": counts[order],
+                 "train_quantiles": np.asarray(self.train_quantiles, dtype=np.float64)},
+                {"k": self.k, "alert_rate": self.alert_rate, "threshold": self.threshold, "seen": int(self.seen)})
+
+    @classmethod
+    def from_state(cls, arrays: dict, params: dict) -> "TemplateRarity":
+        model = cls(k=float(params["k"]), alert_rate=float(params["alert_rate"]))
+        keys = np.asarray(arrays["keys"], dtype=np.uint64)
+        counts = np.asarray(arrays["counts"], dtype=np.int64)
+        quantiles = np.asarray(arrays["train_quantiles"], dtype=np.float64)
+        if keys.shape != counts.shape or keys.ndim != 1 or quantiles.shape != _RATE_GRID.shape:
+            raise ValueError("template rarity state: keys/counts/quantiles have the wrong shape")
+        model.counts = dict(zip(keys.tolist(), counts.tolist()))
+        model.train_quantiles = quantiles
+        model.threshold = float(params["threshold"])
+        model.seen = int(params.get("seen", int(counts.sum())))
+        return model
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._lock = threading.Lock()

@@ -9,12 +9,14 @@ part) and scored on the last 20 %. The shipped model is then refitted on 100 % o
 hold-out run's temperatures and threshold; metadata["evaluation"] says so.
 
 Levels are mapped with streamer.levels.normalise; rows whose level is missing or unknown still feed the
-vectorizer and the anomaly detector but not the level classifier. Without anomaly labels the detector is the
-unsupervised template-rarity score and the anomaly metrics are null.
+vectorizer and the anomaly detector but not the level classifier. Without anomaly labels the detector is
+TemplateRarity (level prior x template rarity, cut at the training-score quantile of 1 - alert_rate), the
+hold-out is replayed through it batch by batch as the stream would be, and the anomaly metrics are null.
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -23,11 +25,11 @@ import numpy as np
 from streamer.errors import StreamerError
 from streamer.levels import LEVELS, normalise
 from streamer.ml.features import LogVectorizer
-from streamer.ml.models import ConstantLevel, LevelModel, RarityAnomaly, SupervisedAnomaly
+from streamer.ml.models import DEFAULT_ALERT_RATE, ConstantLevel, LevelModel, SupervisedAnomaly, TemplateRarity
 
 HOLDOUT = 0.2
 CALIBRATION = 0.125          # share of the training part, taken from its end
-RARITY_THRESHOLD = 0.75      # unsupervised: unseen template (or mostly unknown words) -> anomaly
+STREAM_BATCH = 500           # hold-out rows per batch when replaying them through a learning detector
 DEFAULT_CORPUS_SIZE = 60000
 SMALL_DATA = 20000           # below this many rows, keep words seen once  # built-in corpus rows for the default model
 
@@ -36,7 +38,7 @@ SMALL_DATA = 20000           # below this many rows, keep words seen once  # bui
 class TrainedModel:
     vectorizer: LogVectorizer
     level_model: LevelModel | ConstantLevel
-    anomaly_model: SupervisedAnomaly | RarityAnomaly
+    anomaly_model: SupervisedAnomaly | TemplateRarity
     anomaly_threshold: float
     metadata: dict = field(default_factory=dict)
 
@@ -75,12 +77,14 @@ def _to_bool(v) -> bool | None:
     return None
 
 
-def _fit(vec_msgs, levels, anomalies, seed, temps=None):
+def _fit(vec_msgs, levels, anomalies, seed, temps=None, alert_rate=DEFAULT_ALERT_RATE):
     """Fit all three parts on the given rows; calibrate on their tail unless temps/threshold are given."""
     n = len(vec_msgs)
     cut = n if temps is not None else int(round(n * (1 - CALIBRATION)))
-    # singletons matter on small data (one example of a rare level); on large data they are mostly noise
-    vec = LogVectorizer(min_df=1 if n < SMALL_DATA else 2).fit(vec_msgs)
+    # singletons matter on small data (one example of a rare level); on large data they are mostly noise.
+    # Calibrating, the vocabulary comes from the fitted rows only: the calibration slice then has the
+    # unfamiliar words new data has, and the temperature and cut are fitted to what scoring will see.
+    vec = LogVectorizer(min_df=1 if n < SMALL_DATA else 2).fit(vec_msgs[:cut])
     feats = vec.transform(vec_msgs)
     X = feats.X
     fit_rows, cal_rows = np.arange(cut), np.arange(cut, n)
@@ -111,9 +115,32 @@ def _fit(vec_msgs, levels, anomalies, seed, temps=None):
         else:
             threshold = 0.5
     else:
-        anomaly_model = RarityAnomaly().fit(feats)
-        threshold = RARITY_THRESHOLD
+        # label-free, so the cut is recomputed on whatever rows are fitted (refit included)
+        anomaly_model = TemplateRarity(alert_rate=alert_rate).fit(
+            feats, effective_levels(levels, level_model, feats), messages=vec_msgs)
+        threshold = anomaly_model.threshold
     return vec, level_model, anomaly_model, threshold
+
+
+def effective_levels(levels, level_model, feats) -> list:
+    """The declared level where there is one, else the level model's prediction (what severity uses)."""
+    if all(lv is not None for lv in levels):
+        return list(levels)
+    predicted, _ = level_model.predict(feats)
+    return [p if lv is None else lv for lv, p in zip(levels, predicted)]
+
+
+def score_stream(anomaly_model, feats, levels, messages, batch: int = STREAM_BATCH) -> np.ndarray:
+    """Scores in order, batch by batch, a learning detector counting each batch after scoring it — what
+    `streamer run` does. The detector's counts change; pass a copy to keep the original."""
+    if not hasattr(anomaly_model, "update"):
+        return anomaly_model.score(feats)
+    out = []
+    for start in range(0, feats.X.shape[0], batch):
+        part = _rows(feats, np.arange(start, min(start + batch, feats.X.shape[0])))
+        out.append(anomaly_model.score(part, levels[start:start + batch], messages=messages[start:start + batch]))
+        anomaly_model.update(part, messages=messages[start:start + batch])
+    return np.concatenate(out) if out else np.zeros(0, np.float32)
 
 
 def _rows(feats, rows):
@@ -173,8 +200,13 @@ def evaluate_predictions(true_levels, pred_levels, true_anomaly, anomaly_score, 
 
 def train(messages: Sequence[str], levels: Sequence | None = None, is_anomaly: Sequence | None = None,
           timestamps: Sequence | None = None, source: str = "unspecified", seed: int = 0,
-          refit: bool = True) -> TrainedModel:
-    """Fit the vectorizer and both models; evaluate on a chronological 20 % hold-out (see module doc)."""
+          refit: bool = True, alert_rate: float = DEFAULT_ALERT_RATE) -> TrainedModel:
+    """Fit the vectorizer and both models; evaluate on a chronological 20 % hold-out (see module doc).
+
+    alert_rate: the unsupervised detector's target share of alerts (its cut is that quantile of the training
+    rows' scores); unused when the detector is supervised."""
+    if not 0.0 < alert_rate < 1.0:
+        raise StreamerError(f"alert rate must be within (0, 1), got {alert_rate}")
 
     messages = ["" if m is None else str(m) for m in messages]
     n = len(messages)
@@ -190,18 +222,21 @@ def train(messages: Sequence[str], levels: Sequence | None = None, is_anomaly: S
 
     split = int(round(n * (1 - HOLDOUT)))
     vec, level_model, anomaly_model, threshold = _fit(
-        messages[:split], lv[:split], anomalies[:split] if anomalies is not None else None, seed)
+        messages[:split], lv[:split], anomalies[:split] if anomalies is not None else None, seed,
+        alert_rate=alert_rate)
     test_msgs = messages[split:]
     feats = vec.transform(test_msgs)
     pred_levels, _ = level_model.predict(feats)
-    scores = anomaly_model.score(feats)
+    detector = anomaly_model if refit else copy.deepcopy(anomaly_model)  # the hold-out replay teaches it
+    scores = score_stream(detector, feats, effective_levels(lv[split:], level_model, feats), test_msgs)
     metrics = evaluate_predictions(lv[split:], pred_levels,
                                    anomalies[split:] if anomalies is not None and anomaly_model.supervised
                                    else None, scores, threshold)
 
     if refit:
         temps = (level_model.temperature, anomaly_model.temperature, threshold)
-        vec, level_model, anomaly_model, threshold = _fit(messages, lv, anomalies, seed, temps=temps)
+        vec, level_model, anomaly_model, threshold = _fit(messages, lv, anomalies, seed, temps=temps,
+                                                          alert_rate=alert_rate)
 
     counts = {lvl: int(np.sum(lv == lvl)) for lvl in LEVELS}
     metadata = {
@@ -231,7 +266,9 @@ def train(messages: Sequence[str], levels: Sequence | None = None, is_anomaly: S
         "level_model": {"kind": level_model.kind, "temperature": round(float(level_model.temperature), 6),
                         "confidence": "calibrated top probability x share of known words"},
         "anomaly_model": {"kind": anomaly_model.kind, "supervised": anomaly_model.supervised,
-                          "temperature": round(float(anomaly_model.temperature), 6)},
+                          "temperature": round(float(anomaly_model.temperature), 6),
+                          **({} if anomaly_model.supervised else
+                             {"alert_rate": alert_rate, "cut": "training-score quantile at 1 - alert_rate"})},
         "seed": seed,
     }
     return TrainedModel(vec, level_model, anomaly_model, threshold, metadata)

@@ -30,7 +30,12 @@ def test_columns_contract(scorer):
     assert set(cols.severity) <= set(SEVERITIES)
     assert cols.model_version == scorer.model_version == scorer.metadata["model_version"]
     np.testing.assert_array_equal(cols.is_anomaly, cols.anomaly_score >= scorer.anomaly_threshold)
-    assert cols.level_confidence[-1] < 0.2  # unfamiliar text: low confidence
+    assert cols.familiarity.dtype == np.float32 and cols.familiarity[-1] == 0.0
+    # unfamiliar text: the answer is the training prior's, and so is its confidence
+    prior = scorer._level_model.prior_
+    assert cols.predicted_level[-1] == scorer._level_model.classes_[prior.argmax()]
+    assert cols.level_confidence[-1] == pytest.approx(prior.max(), abs=1e-6) and prior.max() < 0.9
+    assert cols.row(0)["familiarity"] == round(float(cols.familiarity[0]), 4) > 0.5
 
 
 def test_empty_batch(scorer):
