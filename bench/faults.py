@@ -1,6 +1,7 @@
-"""Real faults for the chaos drill: restart the Kafka broker that scripts/kafka.sh started, and restart the
-PostgreSQL cluster serving the database port with Debian's pg_ctlcluster. No proxies: the servers really go
-away (connections reset, new ones refused) and come back.
+"""Real faults for the chaos drill: restart or stop for a while the Kafka broker that scripts/kafka.sh started,
+restart or stop for a while the PostgreSQL cluster serving the database port (Debian's pg_ctlcluster): the
+servers really go away (connections reset, new ones refused) and come back. A slow or silent database is a
+SlowProxy in front of the real one. Poison records: one of every class the pipeline must dead-letter.
 
 Each fault refuses with FaultUnavailable, before doing anything, when this machine cannot inject it (a broker
 this checkout did not start, no pg_ctlcluster), so a drill never half-breaks a stack it does not own.
@@ -9,12 +10,19 @@ this checkout did not start, no pg_ctlcluster), so a drill never half-breaks a s
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
+import sys
+import threading
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from tests.pipeline_support import TcpProxy  # noqa: E402
 KAFKA_DIR = ROOT / ".stack" / "kafka"
 PG_RECORD = ROOT / ".stack" / "postgres" / "started"
 
@@ -47,12 +55,26 @@ def restart_broker() -> float:
     """Stop the broker (SIGTERM, as `make down` does) and start it again; returns the seconds it was away."""
     check_broker()
     started = time.monotonic()
-    for step in ("down", "up"):
-        done = subprocess.run([str(ROOT / "scripts" / "kafka.sh"), step], cwd=ROOT, capture_output=True,
-                              text=True, timeout=180)
-        if done.returncode != 0:
-            raise FaultFailed(f"scripts/kafka.sh {step} failed: {_last_line(done)}")
+    stop_broker()
+    start_broker()
     return time.monotonic() - started
+
+
+def stop_broker() -> None:
+    check_broker()
+    _kafka_sh("down")
+
+
+def start_broker() -> None:
+    """`scripts/kafka.sh up`: returns once the broker answers."""
+    _kafka_sh("up")
+
+
+def _kafka_sh(step: str) -> None:
+    done = subprocess.run([str(ROOT / "scripts" / "kafka.sh"), step], cwd=ROOT, capture_output=True, text=True,
+                          timeout=180)
+    if done.returncode != 0:
+        raise FaultFailed(f"scripts/kafka.sh {step} failed: {_last_line(done)}")
 
 
 def database_cluster(url: str) -> tuple[str, str]:
@@ -75,14 +97,35 @@ def database_cluster(url: str) -> tuple[str, str]:
 def restart_database(url: str, timeout: float = 90.0) -> float:
     """`pg_ctlcluster VER NAME restart -m fast` (every connection is closed), then wait until `url` accepts
     connections again; returns the seconds the database was away."""
+    started = time.monotonic()
+    _pg_ctlcluster(database_cluster(url), "restart", "-m", "fast", timeout=timeout)
+    return _accepting(url, started, timeout)
+
+
+def stop_database(url: str) -> tuple[str, str]:
+    """`pg_ctlcluster VER NAME stop -m fast`: the database is gone until start_database. Returns the cluster."""
+    cluster = database_cluster(url)
+    _pg_ctlcluster(cluster, "stop", "-m", "fast")
+    return cluster
+
+
+def start_database(url: str, cluster: tuple[str, str], timeout: float = 90.0) -> float:
+    """Start the cluster stop_database stopped; returns the seconds until `url` accepted connections."""
+    started = time.monotonic()
+    _pg_ctlcluster(cluster, "start", timeout=timeout)
+    return _accepting(url, started, timeout)
+
+
+def _pg_ctlcluster(cluster: tuple[str, str], *args: str, timeout: float = 90.0) -> None:
+    ver, name = cluster
+    done = subprocess.run(["pg_ctlcluster", ver, name, *args], capture_output=True, text=True, timeout=timeout)
+    if done.returncode != 0:
+        raise FaultFailed(f"pg_ctlcluster {ver} {name} {args[0]} failed: {_last_line(done)}")
+
+
+def _accepting(url: str, started: float, timeout: float) -> float:
     import psycopg
 
-    ver, name = database_cluster(url)
-    started = time.monotonic()
-    done = subprocess.run(["pg_ctlcluster", ver, name, "restart", "-m", "fast"], capture_output=True, text=True,
-                          timeout=timeout)
-    if done.returncode != 0:
-        raise FaultFailed(f"pg_ctlcluster {ver} {name} restart failed: {_last_line(done)}")
     deadline = started + timeout
     while True:
         try:
@@ -91,7 +134,7 @@ def restart_database(url: str, timeout: float = 90.0) -> float:
             return time.monotonic() - started
         except psycopg.OperationalError as err:
             if time.monotonic() > deadline:
-                raise FaultFailed(f"PostgreSQL did not accept connections {timeout:.0f}s after the restart: "
+                raise FaultFailed(f"PostgreSQL did not accept connections {timeout:.0f}s after the start: "
                                   f"{str(err).strip().splitlines()[0]}") from None
             time.sleep(0.3)
 
@@ -99,3 +142,92 @@ def restart_database(url: str, timeout: float = 90.0) -> float:
 def _last_line(done: subprocess.CompletedProcess) -> str:
     lines = (done.stderr or done.stdout or "").strip().splitlines()
     return lines[-1] if lines else f"exit {done.returncode}"
+
+
+class SlowProxy(TcpProxy):
+    """A TcpProxy (a forwarder to the real server) that can also delay every chunk it forwards — a slow
+    database or network — or hold them all while keeping the connections open: a server that never answers.
+    Either way the server stays real."""
+
+    def __init__(self, target_host: str, target_port: int):
+        self.delay = 0.0  # seconds added to every chunk forwarded, in each direction
+        self.flowing = threading.Event()
+        self.flowing.set()
+        super().__init__(target_host, target_port)
+
+    def hold(self) -> None:
+        self.flowing.clear()
+
+    def release(self) -> None:
+        self.flowing.set()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
+        TcpProxy._pipe(_Slowed(src, self), dst)
+
+    def close(self) -> None:
+        self.release()  # lets held pipes run into the closed sockets and end
+        super().close()
+
+
+class _Slowed:
+    """The receiving end of one direction of a SlowProxy: what it reads is handed on late, or not at all."""
+
+    def __init__(self, sock: socket.socket, proxy: SlowProxy):
+        self.sock, self.proxy = sock, proxy
+
+    def recv(self, n: int) -> bytes:
+        data = self.sock.recv(n)
+        if data and self.proxy.delay:
+            time.sleep(self.proxy.delay)
+        self.proxy.flowing.wait()
+        return data
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+# --- poison records: one of every class issue 11 found, each with where it must end up -------------------
+
+POISON_KINDS = ("service_54000", "nul_byte", "nul_json", "oversized_for_dlq", "malformed", "wrong_encoding")
+# Decoded fine, refused by PostgreSQL: a store-stage dead letter, no row, nothing on logs.scored.
+STORE_POISON = ("service_54000", "nul_byte", "nul_json")
+DLQ_LIMIT_BYTES = 1024 * 1024  # the drill's dead-letter topic takes the broker's default, 1 MiB
+
+
+def poison_value(kind: str, rng) -> bytes:
+    import base64
+
+    import orjson
+
+    if kind == "service_54000":  # index row too big on log_entries_service_time (incompressible text)
+        service = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(3000))
+        return orjson.dumps({"message": "service name far too long", "service": {"name": service},
+                             "log": {"level": "ERROR"}, "n": rng.randrange(10**9)})
+    if kind == "nul_byte":  # a text line with a raw NUL: PostgreSQL text cannot hold it (22021)
+        return b"2024-06-01T12:00:00Z ERROR nul \x00 byte in line %d" % rng.randrange(10**9)
+    if kind == "nul_json":  # \u0000 in JSON: jsonb and text refuse it
+        return orjson.dumps({"message": f"nul \u0000 escaped {rng.randrange(10**9)}", "level": "WARN"})
+    if kind == "oversized_for_dlq":  # over STREAMER_MAX_MESSAGE_BYTES and, even lz4-compressed, over the DLQ's
+        return b'{"message": "' + base64.b64encode(rng.randbytes(1_600_000)) + b'"}'
+    if kind == "malformed":
+        return b'{"message": "unterminated %d' % rng.randrange(10**9)
+    if kind == "wrong_encoding":  # UTF-16 with its byte order mark: not UTF-8
+        return orjson.dumps({"message": f"utf-16 event {rng.randrange(10**9)}"}).decode().encode("utf-16")
+    raise ValueError(kind)
+
+
+def with_poison(values: list[bytes], invalid: set[int], every: int, rng) -> dict[int, str]:
+    """Replace every `every`-th valid value by a poison record, kinds in turn. Decode-stage ones join
+    `invalid`; returns index -> kind of all of them."""
+    poison: dict[int, str] = {}
+    if every <= 0:
+        return poison
+    for n, i in enumerate(range(every // 2, len(values), every)):
+        while i in invalid and i + 1 < len(values):
+            i += 1
+        kind = POISON_KINDS[n % len(POISON_KINDS)]
+        values[i] = poison_value(kind, rng)
+        poison[i] = kind
+        if kind not in STORE_POISON:
+            invalid.add(i)
+    return poison

@@ -43,7 +43,10 @@ log = logging.getLogger(__name__)
 # Bounds, in seconds. max.poll.interval.ms defaults to 300 s: everything done between two polls stays well
 # below it.
 REVOKE_BOUND = 20.0  # finishing the in-flight batch on revoke (one attempt)
-SHUTDOWN_BOUND = 30.0  # finishing the last batch on SIGTERM/SIGINT
+SHUTDOWN_BOUND = 30.0  # SIGTERM/SIGINT to exit, whatever the database does
+# Database work is cut this long before the bound: a connect under way (5 s timeout) may outlast the cut, then
+# the consumer is closed and the producer flushed.
+CLOSE_ALLOWANCE = 8.0
 BACKOFF_FIRST, BACKOFF_MAX = 0.2, 5.0
 IDLE_POLL = 0.5
 # Batches delivered at once. PostgreSQL spends most of a batch's time on the server, so a second connection
@@ -118,8 +121,11 @@ class Pipeline:
         self.db = PostgresSink(settings.database_url)  # the synchronous retry path's
         self.checkpoint = Checkpoint(self.consumer, self.kafka, self.db, self.metrics)
         self._worker_dbs: queue.SimpleQueue[PostgresSink] = queue.SimpleQueue()  # one per delivering batch
-        for _ in range(DELIVERING):
-            self._worker_dbs.put(PostgresSink(settings.database_url))
+        self._all_dbs = [self.db] + [PostgresSink(settings.database_url) for _ in range(DELIVERING)]
+        for db in self._all_dbs[1:]:
+            self._worker_dbs.put(db)
+        self._stop_deadline: float | None = None  # when database work is cut short after stop is set
+        self._stopped = threading.Event()  # no database work left (set by _shutdown)
         self.stop = stop or threading.Event()
         self._pending = Batch()  # the batch being collected or retried; rebalance callbacks trim it
         self._inflight: deque[tuple[ScoredBatch, Future]] = deque()  # delivering or delivered, uncommitted; oldest first
@@ -141,6 +147,7 @@ class Pipeline:
         log.info("consuming %s as group %s with model %s", ",".join(self.settings.input_topics()),
                  self.settings.group_id, self.scorer.model_version)
         clean = True
+        threading.Thread(target=self._shutdown_watchdog, name="streamer-shutdown", daemon=True).start()
         try:
             while clean and not self.stop.is_set():
                 self._collect()
@@ -247,16 +254,18 @@ class Pipeline:
                 return True
             if scored_for is not batch:  # first attempt, or a rebalance trimmed the batch
                 scored, scored_for = self._score(batch), batch
+            deadline = self._bounded(deadline)
+            if deadline is not None and time.monotonic() >= deadline:
+                return False  # a new attempt could outlast the bound (lock, statement and connect timeouts)
             try:
                 self.checkpoint.commit(scored)
             except TransientError as err:
                 attempt += 1
                 self.metrics.retries.labels(err.dependency).inc()
                 self._set_failure(str(err), err.dependency)
+                deadline = self._bounded(deadline)
                 if not retry or (deadline is not None and time.monotonic() >= deadline):
                     return False
-                if self.stop.is_set() and deadline is None:
-                    deadline = time.monotonic() + SHUTDOWN_BOUND
                 self._wait_paused(_backoff(attempt), deadline)
                 continue
             self._record(scored)
@@ -379,10 +388,34 @@ class Pipeline:
 
     # --- shutdown ---------------------------------------------------------------------------------------
 
+    def _shutdown_deadline(self) -> float:
+        if self._stop_deadline is None:
+            self._stop_deadline = time.monotonic() + SHUTDOWN_BOUND - CLOSE_ALLOWANCE
+        return self._stop_deadline
+
+    def _bounded(self, deadline: float | None) -> float | None:
+        """`deadline`, or once stop is set the shutdown deadline if that comes first."""
+        if not self.stop.is_set():
+            return deadline
+        return self._shutdown_deadline() if deadline is None else min(deadline, self._shutdown_deadline())
+
+    def _shutdown_watchdog(self) -> None:
+        """Once stop is set: at the shutdown deadline, cut the database connections still busy, so a statement
+        that waits on a lock or a server that never answers cannot hold up the exit. Their batches stay
+        uncommitted, for redelivery."""
+        self.stop.wait()
+        if self._stopped.wait(max(0.0, self._shutdown_deadline() - time.monotonic())):
+            return
+        log.warning("database work not finished %.0fs after the stop request: cutting its connections",
+                    SHUTDOWN_BOUND - CLOSE_ALLOWANCE)
+        for db in self._all_dbs:
+            db.interrupt()
+
     def _shutdown(self) -> bool:
         if not self._finish_inflight():
-            self._process_until_done(deadline=time.monotonic() + SHUTDOWN_BOUND)
+            self._process_until_done(deadline=self._shutdown_deadline())
         self._worker.shutdown()
+        self._stopped.set()
         # Every batch the loop collects is processed, so anything pending here failed within its bound.
         clean = not len(self._pending)
         if not clean:

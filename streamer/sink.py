@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import socket
 from collections.abc import Iterable
 
 import psycopg
@@ -273,9 +275,13 @@ class PostgresSink:
         self.connect_timeout = connect_timeout
         self.conn: psycopg.Connection | None = None
         self._recurring: tuple | None = None  # (batch key, SQLSTATE, times) of the last failed write
+        self.interrupted = False  # by interrupt(): shutting down, no new connection
 
     def _connection(self) -> psycopg.Connection:
         if self.conn is None or self.conn.closed:
+            if self.interrupted:
+                raise TransientError("shutting down: database work cut at the shutdown bound",
+                                     TransientError.DATABASE)
             try:
                 self.conn = psycopg.connect(self.url, connect_timeout=self.connect_timeout)
             except psycopg.OperationalError as err:
@@ -400,6 +406,24 @@ class PostgresSink:
             new = self._load(conn, rows, template_params)
         if new_keys is not None:  # only once the savepoint is released: a rolled-back attempt marked nothing
             new_keys.update(new)
+
+    def interrupt(self) -> None:
+        """From another thread, at the shutdown bound: make the statement under way fail at once, and refuse
+        new connections. Shutting the socket down needs no answer from the server, unlike a cancel request;
+        the transaction is not committed and the server rolls it back when it notices."""
+        self.interrupted = True
+        conn = self.conn
+        if conn is None or conn.closed:
+            return
+        try:
+            sock = socket.socket(fileno=os.dup(conn.fileno()))  # a duplicate: psycopg's own fd stays valid
+        except (OSError, psycopg.Error):
+            return
+        with sock:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:  # already gone
+                pass
 
     def _drop_connection(self) -> None:
         if self.conn is not None:
