@@ -7,7 +7,7 @@ from streamer.config import settings_from_args
 from streamer.errors import ConfigError
 from streamer.ml.features import LogVectorizer
 from streamer.ml.models import MIN_CUT, TemplateRarity, template_keys
-from streamer.ml.scorer import Scorer
+from streamer.ml.scorer import FALLBACK_CUT, Scorer
 from streamer.ml.train import train
 
 # A small stream: five routine INFO templates, a recurring (known, harmless) ERROR, a WARN now and then.
@@ -143,7 +143,14 @@ def test_templates_are_counted_per_service(unsupervised):
 def test_gating_applies_to_the_supervised_detector_only(unsupervised, small_model_dir):
     gibberish = ["zqxv plorb wembly frandle quorst glimbat", "xyzzy frobnicate snarf blarg"]
     supervised = Scorer.load(small_model_dir, anomaly_threshold=0.0)  # only the gate can stop a flag
-    assert not supervised.score(gibberish, ["FATAL", "FATAL"]).is_anomaly.any()
+    assert not supervised.score(gibberish, [None, "INFO"]).is_anomaly.any()
+    # gated text falls back to its declared level x template rarity in this stream: a new FATAL alerts,
+    # the same one recurring stops alerting
+    fatal = supervised.score(gibberish[:1], ["FATAL"])
+    assert fatal.is_anomaly[0] and fatal.anomaly_score[0] >= FALLBACK_CUT
+    for _ in range(10):
+        supervised.score(gibberish[:1], ["FATAL"])
+    assert not supervised.score(gibberish[:1], ["FATAL"]).is_anomaly[0]
     # unsupervised: novelty is the signal; unfamiliar FATAL text alerts, unfamiliar INFO text does not
     cols = _scorer(_fresh(unsupervised)).score(gibberish, ["FATAL", "INFO"], learn=False)
     assert cols.familiarity.max() < 0.6 and cols.is_anomaly.tolist() == [True, False]

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from streamer.levels import LEVELS
 from streamer.ml.corpus import generate
-from streamer.ml.scorer import ScoreColumns, Scorer
+from streamer.ml.scorer import FALLBACK_CUT, MIN_ANOMALY_FAMILIARITY, ScoreColumns, Scorer
 from streamer.ml.severity import SEVERITIES
 
 
@@ -29,7 +29,9 @@ def test_columns_contract(scorer):
         assert arr.shape == (len(msgs),) and arr.min() >= 0 and arr.max() <= 1
     assert set(cols.severity) <= set(SEVERITIES)
     assert cols.model_version == scorer.model_version == scorer.metadata["model_version"]
-    np.testing.assert_array_equal(cols.is_anomaly, cols.anomaly_score >= scorer.anomaly_threshold)
+    known = cols.familiarity >= MIN_ANOMALY_FAMILIARITY
+    np.testing.assert_array_equal(cols.is_anomaly[known], cols.anomaly_score[known] >= scorer.anomaly_threshold)
+    np.testing.assert_array_equal(cols.is_anomaly[~known], cols.anomaly_score[~known] >= FALLBACK_CUT)
     assert cols.familiarity.dtype == np.float32 and cols.familiarity[-1] == 0.0
     # unfamiliar text: the answer is the training prior's, and so is its confidence
     prior = scorer._level_model.prior_
@@ -65,9 +67,9 @@ def test_one_transform_and_one_call_per_model_per_batch(small_model_dir, monkeyp
 
 def test_batch_equals_one_by_one(scorer):
     msgs = [e["message"] for e in generate(50, seed=23)]
-    batch = scorer.score(msgs)
+    batch = scorer.score(msgs, learn=False)
     for i, m in enumerate(msgs):
-        one = scorer.score([m])
+        one = scorer.score([m], learn=False)
         assert one.predicted_level[0] == batch.predicted_level[i]
         assert one.level_confidence[0] == pytest.approx(batch.level_confidence[i], abs=1e-6)
         assert one.anomaly_score[0] == pytest.approx(batch.anomaly_score[i], abs=1e-6)
@@ -94,12 +96,13 @@ def test_threshold_override(small_model_dir):
 
 
 def test_concurrent_scoring_gives_the_same_answers(scorer):
+    # learn=False: the fallback's template counts would otherwise (rightly) move the gated rows' scores
     msgs = [e["message"] for e in generate(2000, seed=25)]
-    expected = scorer.score(msgs)
+    expected = scorer.score(msgs, learn=False)
     results = [None] * 4
 
     def work(i):
-        results[i] = scorer.score(msgs)
+        results[i] = scorer.score(msgs, learn=False)
 
     threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
     for t in threads:
@@ -141,3 +144,14 @@ def test_the_shipped_scorer_scores_any_text(messages, levels):
     assert np.all((cols.level_confidence >= 0) & (cols.level_confidence <= 1))
     assert np.all((cols.anomaly_score >= 0) & (cols.anomaly_score <= 1))
     assert set(cols.predicted_level) <= set(LEVELS)
+
+
+def test_concurrent_learning_counts_every_gated_row_once(small_model_dir):
+    s = Scorer.load(small_model_dir)
+    msgs = [f"qzx{i % 50} frobbed the wibble" for i in range(500)]  # unfamiliar: the fallback learns them
+    threads = [threading.Thread(target=s.score, args=(msgs, ["ERROR"] * 500)) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert s._fallback.seen == 2000 and sum(s._fallback.counts.values()) == 2000
