@@ -50,8 +50,10 @@ _AFTER_ISO = re.compile(
     rf" - (?P<a_logger>\S+) - (?P<a_lvl>{_LEVEL_WORD}) - (?P<a_msg>.*)"
     # OpenStack oslo.log: pid LEVEL logger [request context] msg
     rf"| (?P<o_pid>\d+) (?P<o_lvl>{_LEVEL_WORD}) (?P<o_logger>\S+) (?:\[[^\]]*\] )?(?P<o_msg>.*)"
-    # log4j/logback: optional [thread], level, optional logger, then " - ", ":" or blanks
+    # log4j/logback: optional [thread], level, [thread] when a " - " follows it (`%-5p [%t] %c - %m`), optional
+    # logger, then " - ", ":" or blanks
     rf"|(?: \[(?P<l_thread>[^\]]*)\])? +(?:- )?\[?(?P<l_lvl>{_LEVEL_WORD})\]?"
+    r"(?: +\[(?P<l_thread2>[^\]]*)\](?= +(?:[\w.$]+ +)?- ))?"
     r"(?: +(?P<l_logger>[\w.$]+(?:\[[^\]]*\])?)(?=: | +- ))?(?: +- +|: +| +|$)(?P<l_msg>.*)"
     # Windows CBS: ", Info   CBS    msg"
     r"|, (?P<w_lvl>[A-Za-z]+) +(?P<w_comp>\S+) +(?P<w_msg>.*)"
