@@ -37,6 +37,7 @@ from streamer.metrics import Metrics
 from streamer.ml.reload import ModelWatcher
 from streamer.score import score_batch
 from streamer.sink import KafkaSink, PostgresSink
+from streamer.templates import TemplateMiners
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +105,7 @@ class Pipeline:
         self.scorer = scorer
         # A model promoted into --models is picked up between batches.
         self.model_watcher = ModelWatcher(settings.models_dir, scorer, anomaly_threshold=settings.anomaly_threshold)
+        self.templates = TemplateMiners()  # main thread only; seeded from log_templates, see _score
         self.metrics = metrics or Metrics()
         self.health = health or Health()
         self.decoder = Decoder(max_message_bytes=settings.max_message_bytes,
@@ -136,7 +138,7 @@ class Pipeline:
         self._to_resume: list[TopicPartition] = []
         self._failure: str | None = None  # the cause currently logged, for logging once per state change
         self.health.model_loaded = True
-        self.metrics.model_info.labels(scorer.model_version).set(1)
+        self.metrics.set_model(scorer.model_version)
 
     # --- the loop ---------------------------------------------------------------------------------------
 
@@ -277,7 +279,10 @@ class Pipeline:
 
     def _score(self, batch: Batch) -> ScoredBatch:
         started = time.perf_counter()
-        self.scorer = self.model_watcher.poll()  # cheap: a directory stat at most every few seconds
+        scorer = self.model_watcher.poll()  # cheap: a directory stat at most every few seconds
+        if scorer is not self.scorer:
+            self.scorer = scorer
+            self.metrics.set_model(scorer.model_version)
         batch, columns = score_batch(self.scorer, batch)  # events the scorer fails on become dead letters
         scored = ScoredBatch(batch, columns)
         scored.stage_seconds["score"] = time.perf_counter() - started
@@ -286,6 +291,10 @@ class Pipeline:
     def _record(self, scored: ScoredBatch) -> None:
         m = self.metrics
         m.batch_size.observe(len(scored.batch))
+        if batch.events:
+            self.templates.refresh(self.settings.database_url)  # what other members mined; once a minute
+            scored.templates = self.templates.assign([e.service for e in batch.events],
+                                                     [e.message for e in batch.events])
         for stage, seconds in scored.stage_seconds.items():
             m.stage_seconds.labels(stage).observe(seconds)
         m.events_scored.inc(len(scored.batch.events) - len(scored.rejected_indexes))

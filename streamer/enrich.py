@@ -26,8 +26,11 @@ def source_headers(topic: str, partition: int, offset: int) -> list[tuple[str, b
     return partition_headers(topic, partition) + [("source.offset", b"%d" % offset)]
 
 
-def scored_records(events: list[Event], columns) -> Iterator[ScoredRecord]:
+def scored_records(events: list[Event], columns, templates=None) -> Iterator[ScoredRecord]:
     """The original event plus a `streamer` object; the input's key and headers are kept.
+
+    templates (streamer.templates.EventTemplates, after the database write): adds template_id and
+    template_new (the event is the first of a template new to its service).
 
     A JSON input is not re-serialised: the `streamer` member is spliced in before its closing brace, so the
     event's own fields reach logs.scored byte for byte (and it costs a fraction of a dumps of the whole event).
@@ -38,6 +41,8 @@ def scored_records(events: list[Event], columns) -> Iterator[ScoredRecord]:
     scores = np.round(columns.anomaly_score.astype(np.float64), 4).tolist()
     severities = columns.severity
     version = columns.model_version
+    template_ids = templates.ids if templates is not None else None
+    new_keys = templates.new_keys if templates is not None else ()
     dumps = orjson.dumps
     per_partition: dict[tuple[str, int], list[tuple[str, bytes]]] = {}  # built once per partition
     for i, event in enumerate(events):
@@ -56,6 +61,10 @@ def scored_records(events: list[Event], columns) -> Iterator[ScoredRecord]:
             "source": {"topic": event.topic, "partition": event.partition, "offset": event.offset,
                        "record_index": event.record_index},
         }
+        if template_ids is not None:
+            streamer["template_id"] = template_ids[i]
+            streamer["template_new"] = bool(new_keys) and (
+                (event.topic, event.partition, event.offset, event.record_index) in new_keys)
         original = event.raw_json
         if event.is_json and '"streamer"' not in original:
             value = original.rstrip()[:-1].encode() + b',"streamer":' + dumps(streamer) + b"}"
@@ -71,8 +80,9 @@ def scored_records(events: list[Event], columns) -> Iterator[ScoredRecord]:
         yield event.key, value, headers
 
 
-def database_rows(events: list[Event], columns) -> list[tuple]:
+def database_rows(events: list[Event], columns, templates=None) -> list[tuple]:
     """Rows for the staging table, in STAGE_COLUMNS order (see sink.py)."""
+    template_ids = templates.ids if templates is not None else [None] * len(events)
     confidences = columns.level_confidence.tolist()
     anomalies = columns.is_anomaly.tolist()
     scores = columns.anomaly_score.tolist()
@@ -81,7 +91,7 @@ def database_rows(events: list[Event], columns) -> list[tuple]:
     version = columns.model_version
     return [
         (e.topic, e.partition, e.offset, e.record_index, e.event_time, e.level, e.message, e.host, e.service,
-         e.raw_json, version, levels[i], confidences[i], anomalies[i], scores[i], severities[i])
+         e.raw_json, version, levels[i], confidences[i], anomalies[i], scores[i], severities[i], template_ids[i])
         for i, e in enumerate(events)
     ]
 

@@ -29,6 +29,11 @@ class Metrics:
                                registry=r)
         self.model_info = Gauge("streamer_model_info", "The model in use", ["model_version"], registry=r)
 
+    def set_model(self, model_version: str) -> None:
+        """One series, the model scoring now: a hot-reloaded model replaces the label."""
+        self.model_info.clear()
+        self.model_info.labels(model_version).set(1)
+
     def observe_stats(self, stats_json: str) -> None:
         """librdkafka statistics callback: consumer lag per assigned partition."""
         stats = orjson.loads(stats_json)

@@ -306,14 +306,11 @@ class PostgresSink:
         rejected: list[tuple[int, str, str]] = []
         batch_key = (rows[0][:4], rows[-1][:4], len(rows))
         new_keys: set[tuple] = set()
-        params = None
-        if templates is not None:
-            ids = list(templates.texts)
-            params = (ids, [templates.texts[t][0] for t in ids], [templates.texts[t][1] for t in ids])
+        texts = templates.texts if templates is not None else None
 
         def attempt(half: list[int]) -> None:
             try:
-                self._load_in_savepoint(conn, [rows[i] for i in half], params, new_keys)
+                self._load_in_savepoint(conn, [rows[i] for i in half], texts, new_keys)
             except psycopg.Error as err:
                 if self._rows_fault(err, batch_key):
                     raise _RowsRejected(err) from None
@@ -322,7 +319,7 @@ class PostgresSink:
         try:
             with conn.transaction():
                 try:
-                    self._load_in_savepoint(conn, rows, params, new_keys)  # the fast path: the whole batch
+                    self._load_in_savepoint(conn, rows, texts, new_keys)  # the fast path: the whole batch
                 except psycopg.Error as err:
                     if not self._rows_fault(err, batch_key):
                         raise
@@ -382,8 +379,9 @@ class PostgresSink:
         since_text = since.strftime("%H:%M:%S") if since else "?"
         return f"; blocked by pid {pid} holding {mode} ({state}, transaction since {since_text}: {query})"
 
-    def _load(self, conn: psycopg.Connection, rows: list[tuple], template_params=None) -> list[tuple]:
-        """COPY and insert; returns the keys of the rows marked template_new."""
+    def _load(self, conn: psycopg.Connection, rows: list[tuple], texts: dict | None = None) -> list[tuple]:
+        """COPY and insert; returns the keys of the rows marked template_new. texts: template id -> (service,
+        template); only these rows' templates are sent, so a refused row's template is isolated with it."""
         new: list[tuple] = []
         with conn.cursor() as cur:
             with cur.copy(_COPY_STAGE) as copy:
@@ -391,19 +389,21 @@ class PostgresSink:
                 write_row = copy.write_row
                 for row in rows:
                     write_row(row)
-            if template_params is None:
+            if texts is None:
                 cur.execute(_INSERT_ENTRIES)
             else:
-                cur.execute(_INSERT_ENTRIES_AND_TEMPLATES, template_params)
+                ids = list({row[-1] for row in rows if row[-1] is not None})  # template_id: the last column
+                cur.execute(_INSERT_ENTRIES_AND_TEMPLATES,
+                            (ids, [texts[t][0] for t in ids], [texts[t][1] for t in ids]))
                 new = cur.fetchall()
             cur.execute(_INSERT_PREDICTIONS)
             cur.execute("TRUNCATE streamer_stage")
         return new
 
-    def _load_in_savepoint(self, conn: psycopg.Connection, rows: list[tuple], template_params=None,
+    def _load_in_savepoint(self, conn: psycopg.Connection, rows: list[tuple], texts: dict | None = None,
                            new_keys: set | None = None) -> None:
         with conn.transaction():  # kept when it succeeds, rolled back alone when it fails
-            new = self._load(conn, rows, template_params)
+            new = self._load(conn, rows, texts)
         if new_keys is not None:  # only once the savepoint is released: a rolled-back attempt marked nothing
             new_keys.update(new)
 

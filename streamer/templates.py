@@ -5,17 +5,26 @@ a consumer group (and a restarted process) names the same template the same way;
 process-local and are never stored. drain3 may generalise a cluster's template as more messages arrive: we
 keep the template a masked text was first given (cached by masked text), so an event's id never drifts within
 a process; a generalised template is a new row in log_templates (documented in README "Templates").
+
+Members share what they mined through log_templates: each seeds its miners with the table's templates at
+start and every minute, so a message another member already mined gets that member's template here.
+The statistics (count, first/last seen) are written by streamer.sink in each batch's transaction.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
+import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from drain3 import TemplateMiner
 from drain3.masking import MaskingInstruction
+from drain3.drain import LogCluster
 from drain3.template_miner_config import TemplateMinerConfig
+
+log = logging.getLogger(__name__)
 
 # Masks applied before clustering: variable parts that would otherwise make every line its own template.
 _MASKS = (
@@ -25,7 +34,7 @@ _MASKS = (
     (r"(?<![A-Za-z])[-+]?\d+(?:\.\d+)?(?![A-Za-z])", "NUM"),
 )
 
-# Bounds the per-service cache of masked text → template so a stream of unique lines cannot grow memory forever.
+# Bounds the cache of (service, masked text) → template so a stream of unique lines cannot grow memory forever.
 _CACHE_LIMIT = 100_000
 
 
@@ -42,77 +51,126 @@ def _new_miner() -> TemplateMiner:
 
 
 class TemplateMiners:
-    """One drain3 miner per service, with a cache by masked text so repeated lines skip clustering."""
+    """One drain3 miner per service. Only the first occurrence of a masked message is mined: later ones are a
+    dict lookup by (service, masked text), the masked text being the one pass of streamer.ml.features'
+    masking over the whole batch (drain3's own per-message masking costs more than the lookup saves)."""
 
-    def __init__(self):
+    def __init__(self, refresh_interval: float = 60.0, clock=time.monotonic):
         self._miners: dict[str, TemplateMiner] = {}
-        self._cache: dict[str, dict[str, str]] = {}
-        # Templates this process has already seen per service; the database decides "new" across the group.
-        self._seen: dict[str, set[str]] = {}
+        self._cache: dict[tuple[str, str], tuple[str, str]] = {}  # (service, masked) -> (id, template)
+        self._known: set[str] = set()  # ids that are clusters of this process's miners (mined or seeded)
+        self.refresh_interval = refresh_interval
+        self._clock = clock
+        self._next_refresh = clock()  # due at once: the first batch loads what the group knows
+        self._loaded_up_to: datetime | None = None  # the database's now() at the last refresh
 
-    def template_of(self, service: str | None, message: str) -> tuple[str, str]:
-        """(template id, template text) for one message."""
-        service = service or ""
+    def _miner(self, service: str) -> TemplateMiner:
         miner = self._miners.get(service)
         if miner is None:
             miner = self._miners[service] = _new_miner()
-            self._cache[service] = {}
-        masked = miner.masker.mask(message)
-        cache = self._cache[service]
-        template = cache.get(masked)
-        if template is None:
-            template = miner.add_log_message(message)["template_mined"]
-            if len(cache) >= _CACHE_LIMIT:
-                cache.clear()
-            cache[masked] = template
-        return template_id(service, template), template
+        return miner
+
+    def _mine(self, service: str, message: str) -> tuple[str, str]:
+        template = self._miner(service).add_log_message(message)["template_mined"]
+        tid = template_id(service, template)
+        self._known.add(tid)
+        return tid, template
+
+    def template_of(self, service: str | None, message: str) -> tuple[str, str]:
+        """(template id, template text) for one message."""
+        return self.assign([service], [message]).of(0)
+
+    def assign(self, services, messages) -> "EventTemplates":
+        """The template of every message of a batch (services[i] may be None: the empty service)."""
+        from streamer.ml.features import mask_batch
+
+        messages = list(messages)
+        keys = mask_batch(messages).split(_SEP) if messages else []
+        if len(keys) != len(messages):  # cannot happen (the separator survives masking); stay correct anyway
+            keys = [mask_batch([m]) for m in messages]
+        cache = self._cache
+        ids: list[str] = []
+        texts: dict[str, tuple[str, str]] = {}
+        for service, message, key in zip(services, messages, keys):
+            service = service or ""
+            hit = cache.get((service, key))
+            if hit is None:
+                if len(cache) >= _CACHE_LIMIT:
+                    cache.clear()
+                hit = cache[(service, key)] = self._mine(service, message)
+            tid = hit[0]
+            ids.append(tid)
+            if tid not in texts:
+                texts[tid] = (service, hit[1])
+        return EventTemplates(ids, texts)
+
+    def seed(self, service: str, template: str) -> bool:
+        """Make a template another member (or an earlier run) mined a cluster of this service's miner, as it
+        is: a message it fits is then given the same template here. False when already known."""
+        service = service or ""
+        tid = template_id(service, template)
+        if tid in self._known:
+            return False
+        drain = self._miner(service).drain
+        tokens = drain.get_content_as_tokens(template)
+        drain.clusters_counter += 1
+        cluster = LogCluster(tokens, drain.clusters_counter)
+        drain.id_to_cluster[cluster.cluster_id] = cluster
+        drain.add_seq_to_prefix_tree(drain.root_node, cluster)
+        self._known.add(tid)
+        return True
+
+    def load(self, conn, since: datetime | None = None) -> int:
+        """Seed the miners with the group's templates (first seen since `since`, most counted first); returns
+        how many were new here."""
+        rows = conn.execute(_LOAD_SQL, (since, since, _LOAD_LIMIT)).fetchall()
+        return sum(self.seed(service, template) for service, template in rows)
+
+    def refresh(self, database_url: str) -> None:
+        """Every refresh_interval seconds (the first call at once), load the templates other members created
+        since the last refresh. A failure is logged and retried later: it only delays the sharing."""
+        now = self._clock()
+        if now < self._next_refresh:
+            return
+        self._next_refresh = now + self.refresh_interval
+        import psycopg
+
+        try:
+            with psycopg.connect(database_url, connect_timeout=2,
+                                 options="-c statement_timeout=5000") as conn:
+                db_now = conn.execute("SELECT now()").fetchone()[0]
+                # A batch's first_seen is its transaction's start: look back past the longest transaction.
+                since = None if self._loaded_up_to is None else self._loaded_up_to - _REFRESH_OVERLAP
+                seeded = self.load(conn, since)
+        except psycopg.Error as err:
+            log.warning("could not load the group's templates (retried in %.0fs): %s", self.refresh_interval,
+                        str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__)
+            return
+        self._loaded_up_to = db_now
+        if seeded:
+            log.info("learnt %d template(s) from log_templates", seeded)
+
+
+# Rows of log_templates seeded per refresh at most (the most counted first).
+_LOAD_LIMIT = 50_000
+_LOAD_SQL = """
+SELECT service, template FROM log_templates WHERE %s::timestamptz IS NULL OR first_seen >= %s::timestamptz
+ORDER BY count DESC LIMIT %s"""
+_REFRESH_OVERLAP = timedelta(minutes=2)
+# streamer.ml.features joins a batch's messages with this before masking; no mask matches it.
+_SEP = "\n\x01\n"
 
 
 @dataclass
-class TemplateCount:
-    service: str
-    template: str
-    first_seen: datetime
-    last_seen: datetime
-    count: int = 0
+class EventTemplates:
+    """The templates of one batch's events: ids[i] is event i's; texts maps id -> (service, template).
+    new_keys: the (topic, partition, offset, record_index) of events whose template the batch's database
+    transaction created — the first such event of each (set by streamer.sink.PostgresSink.write)."""
 
+    ids: list[str]
+    texts: dict[str, tuple[str, str]]
+    new_keys: set[tuple] = field(default_factory=set)
 
-@dataclass
-class BatchTemplates:
-    """Per-batch template counts: one upsert per distinct template per batch."""
-
-    counts: dict[str, TemplateCount] = field(default_factory=dict)
-
-    def add(self, service: str | None, tid: str, template: str, seen_at: datetime) -> None:
-        entry = self.counts.get(tid)
-        if entry is None:
-            entry = self.counts[tid] = TemplateCount(service or "", template, seen_at, seen_at)
-        entry.first_seen = min(entry.first_seen, seen_at)
-        entry.last_seen = max(entry.last_seen, seen_at)
-        entry.count += 1
-
-
-# Redelivery after a crash replays a batch: counts then include it twice (rows are never duplicated; the
-# log_entries key prevents that). xmax = 0 tells a freshly inserted row — a template new to the whole group.
-UPSERT_SQL = """
-INSERT INTO log_templates (template_id, service, template, first_seen, last_seen, count)
-VALUES (%s, %s, %s, %s, %s, %s)
-ON CONFLICT (template_id) DO UPDATE SET
-    count = log_templates.count + excluded.count,
-    first_seen = least(log_templates.first_seen, excluded.first_seen),
-    last_seen = greatest(log_templates.last_seen, excluded.last_seen)
-RETURNING template_id, (xmax = 0) AS inserted
-"""
-
-
-def upsert(cursor, batch: BatchTemplates) -> set[str]:
-    """Upsert a batch's templates inside the caller's transaction; returns the ids new to the group."""
-    new_ids: set[str] = set()
-    for tid in sorted(batch.counts):  # a fixed order so concurrent members cannot deadlock on row locks
-        entry = batch.counts[tid]
-        cursor.execute(UPSERT_SQL, (tid, entry.service, entry.template, entry.first_seen, entry.last_seen,
-                                    entry.count))
-        row = cursor.fetchone()
-        if row and row[1]:
-            new_ids.add(tid)
-    return new_ids
+    def of(self, i: int) -> tuple[str, str]:
+        tid = self.ids[i]
+        return tid, self.texts[tid][1]

@@ -1,8 +1,7 @@
-"""streamer.templates: deterministic ids across miners, masked variants share a template, batch counting."""
+"""streamer.templates: deterministic ids across miners, masked variants share a template, the first
+occurrence of a masked message is the only one mined, and seeding makes a member adopt another's template."""
 
-from datetime import datetime, timezone
-
-from streamer.templates import BatchTemplates, TemplateMiners, template_id
+from streamer.templates import TemplateMiners, template_id
 
 
 def test_same_template_same_id_in_two_independent_miners():
@@ -30,13 +29,33 @@ def test_different_messages_get_different_templates():
     assert a != b
 
 
-def test_batch_counts_one_entry_per_template_with_time_bounds():
-    batch = BatchTemplates()
-    early = datetime(2026, 1, 1, tzinfo=timezone.utc)
-    late = datetime(2026, 1, 2, tzinfo=timezone.utc)
-    batch.add("api", "t1", "x <NUM>", late)
-    batch.add("api", "t1", "x <NUM>", early)
-    batch.add("api", "t2", "y", early)
-    assert batch.counts["t1"].count == 2
-    assert batch.counts["t1"].first_seen == early and batch.counts["t1"].last_seen == late
-    assert len(batch.counts) == 2
+def test_assign_mines_only_the_first_occurrence_of_a_masked_message():
+    miners = TemplateMiners()
+    mined = []
+    real_mine = miners._mine
+    miners._mine = lambda service, message: mined.append(message) or real_mine(service, message)
+    messages = [f"user {i} logged in from 10.0.0.{i % 250}" for i in range(200)] + ["disk full on /var"] * 50
+    got = miners.assign(["api"] * len(messages), messages)
+    assert mined == [messages[0], "disk full on /var"]
+    assert len(got.ids) == 250 and len(set(got.ids)) == 2
+    assert got.texts[got.ids[0]] == ("api", "user <NUM> logged in from <IP>")
+    assert miners.assign([None], ["disk full on /var"]).ids[0] != got.ids[-1]  # no service is a service of its own
+
+
+def test_a_seeded_template_is_adopted_instead_of_mining_a_new_one():
+    # member A generalised "Connection closed by <*>" from two lines; a fresh member B, seeded from the
+    # table, gives a third line A's template. Unseeded, B would call it a template of its own.
+    member_a = TemplateMiners()
+    member_a.template_of("sshd", "Connection closed by alpha")
+    shared_id, shared = member_a.template_of("sshd", "Connection closed by beta")
+    assert shared == "Connection closed by <*>"
+
+    unseeded = TemplateMiners()
+    assert unseeded.template_of("sshd", "Connection closed by gamma")[0] != shared_id
+
+    member_b = TemplateMiners()
+    assert member_b.seed("sshd", "Connection closed by alpha")
+    assert member_b.seed("sshd", shared)
+    assert not member_b.seed("sshd", shared)  # already known: not a second cluster
+    assert member_b.template_of("sshd", "Connection closed by gamma") == (shared_id, shared)
+    assert member_b.template_of("sshd", "Connection closed by alpha")[1] == "Connection closed by alpha"

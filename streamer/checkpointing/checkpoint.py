@@ -43,6 +43,7 @@ class ScoredBatch:
     dead_letters: list[DeadLetter] = field(default_factory=list)  # decode-, score- plus store-stage
     rejected_indexes: set[int] = field(default_factory=set)  # events the database refused
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    templates: object | None = None  # streamer.templates.EventTemplates for batch.events, when mined
 
 
 class Checkpoint:
@@ -69,7 +70,7 @@ class Checkpoint:
             started = time.perf_counter()
             rejected = []
             if events:
-                rejected = db.write(database_rows(events, scored.columns))
+                rejected = db.write(database_rows(events, scored.columns, scored.templates), scored.templates)
             scored.dead_letters = list(batch.dead_letters) + [
                 DeadLetter.of_event(events[i], error_class, reason, "store")
                 for i, error_class, reason in rejected]
@@ -85,7 +86,7 @@ class Checkpoint:
             deliveries = Deliveries()
             if events:
                 bad = scored.rejected_indexes
-                records = scored_records(events, scored.columns)
+                records = scored_records(events, scored.columns, scored.templates)
                 if bad:
                     records = (r for i, r in enumerate(records) if i not in bad)
                 self.kafka.publish_scored(records, deliveries)
