@@ -9,10 +9,11 @@ The versions live BESIDE the default, not inside it: the safe loader (streamer.m
 a model directory holding anything it does not list.
 
 Promotion replaces the default's files only after the candidate passed the safe loader (digest, signature,
-sha256s, no pickles, parts rebuilt from arrays) from a staged copy on the same file system, and only when its held-out level
-macro-F1 is not below the default's by more than a margin (unless forced). The artifacts are renamed
-in, then metadata.json last (then the pickles of a default in the old format are removed): a process loading the default mid-swap gets a ModelError (sha256 mismatch),
-never a mix of two models. Running pipelines keep the model they loaded until restarted.
+sha256s, no pickles, parts rebuilt from arrays) from a staged copy on the same file system, and only when its
+held-out level macro-F1 is not below the default's by more than a margin (unless forced). The artifacts are
+renamed in, then metadata.json last (then the pickles of a default in the old format are removed): a process
+loading the default mid-swap gets a ModelError (sha256 mismatch), never a mix of two models. Running pipelines
+switch to it between two batches (streamer.ml.reload).
 """
 
 from __future__ import annotations
@@ -178,7 +179,8 @@ def promote(candidate, models_dir, margin: float = DEFAULT_MARGIN, force: bool =
         _log(root, {"at": datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
                     "promoted": version, "from": str(cand), "previous": previous, "forced": reason is not None,
                     "candidate_macro_f1": cand_f1, "previous_macro_f1": cur_f1, "margin": margin})
-    lines.append(f"promoted: {default} now holds {version}; restart `streamer run` to use it")
+    lines.append(f"promoted: {default} now holds {version}; running `streamer run` members switch to it "
+                 f"between batches")
     if archived is not None:
         lines.append(f"previous default {previous} kept in {archived} (roll back: "
                      f"`streamer models promote {root / PREVIOUS} --force`)")
