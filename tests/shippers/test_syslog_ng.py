@@ -10,7 +10,6 @@ import pytest
 
 from tests.shippers.support import (
     APP_LOG,
-    CONTENT_HEADER_GAP,
     SYSLOG_NG,
     check_rows,
     require,
