@@ -94,36 +94,43 @@ _WORD_HEAD = re.compile(
     r"(?P<stem>[\w-]+)\.log(?:\.[\w.:-]+)?:? "
     # Python logging basicConfig default: LEVEL:logger:msg
     rf"|(?P<p_lvl>{_LEVEL_WORD}):(?P<p_logger>[^:\s]*):(?P<p_msg>.*)"
-    # a bare leading level, any case: [INFO] msg, ERROR: msg, warn msg
-    rf"|(?i:[\[<(]?(?P<b_lvl>{_LEVEL_WORD})[\]>)]?(?::? +|$))(?P<b_msg>.*)",
+    # a bare leading level: bracketed in any case ([info] msg, <warn> msg), else in capitals (ERROR: msg, WARN msg);
+    # "Error returned from x", "Trace cache: 12K" and sshd's "error: ..." are messages, not headers
+    rf"|(?:(?i:[\[<(](?P<b_lvl>{_LEVEL_WORD})[\]>)])|(?P<c_lvl>{_LEVEL_WORD}))(?::? +|:?$)(?P<b_msg>.*)",
     re.S)
 # Logstash plain codec: <iso ts> <host> <msg>, and ISO then message
 _ISO_ONLY = re.compile(rf"(?P<ts>{_ISO}) +(?P<msg>.*)", re.S)
+
+_MAX_DEPTH = 3  # headers inside headers taken off at most (CRI → syslog → log4j is 2)
+_INNER_STARTS = frozenset("0123456789[<(" + "TDINWESFC")  # what a level-stating header can start with
 
 _LETTER_LEVEL = {"V": "DEBUG", "D": "DEBUG", "I": "INFO", "W": "WARN", "E": "ERROR", "F": "FATAL"}
 _MONTH_INITIALS = frozenset(m[0] for m in _MONTHS)
 
 
-def parse_line(line: str) -> Header | None:
-    """The header of a log line, or None when the line has none we recognise."""
+def parse_line(line: str, depth: int = 0) -> Header | None:
+    """The header of a log line, or None when the line has none we recognise.
+
+    A header may wrap another (a CRI or syslog record around an application's log4j line, a file-name prefix);
+    depth counts the wrappers already taken off, and a few are enough (never a recursion per repeated prefix)."""
     if not line:
         return None
     first = line[0]
     if first.isdigit():
-        head = _digit_line(line)
+        head = _digit_line(line, depth)
         if head is not None:
             return head
     elif first == "<":
         m = _RFC5424.match(line)
         if m:
-            return _syslog(m, _iso(m["ts"]))
+            return _syslog(m, _iso(m["ts"]), depth)
         m = _RFC3164.match(line)
         if m:
-            return _syslog(m, _any_ts(m["ts"]))
+            return _syslog(m, _any_ts(m["ts"]), depth)
     elif first in _MONTH_INITIALS and line[3:4] == " ":
         m = _RFC3164.match(line)
         if m:
-            return _syslog(m, _any_ts(m["ts"]))
+            return _syslog(m, _any_ts(m["ts"]), depth)
     elif first == "[":
         m = _APACHE.match(line)
         if m:
@@ -146,16 +153,16 @@ def parse_line(line: str) -> Header | None:
         if m is None:
             return None
         if m["stem"] is not None:
-            inner = parse_line(line[m.end():])
+            inner = parse_line(line[m.end():], depth + 1) if depth < _MAX_DEPTH else None
             return inner._replace(service=m["stem"]) if inner is not None else None
         if m["p_lvl"] is not None:
             return Header(None, normalise(m["p_lvl"]), None, m["p_logger"] or None, m["p_msg"], False)
         if m["b_msg"]:
-            return Header(None, normalise(m["b_lvl"]), None, None, m["b_msg"], False)
+            return Header(None, normalise(m["b_lvl"] or m["c_lvl"]), None, None, m["b_msg"], False)
     return None
 
 
-def _digit_line(line: str) -> Header | None:
+def _digit_line(line: str, depth: int) -> Header | None:
     """Lines that start with a digit, dispatched on the punctuation at fixed positions."""
     c2, c4, c6, c8 = line[2:3], line[4:5], line[6:7], line[8:9]
     if c4 == "-" and line[7:8] == "-":  # ISO date
@@ -174,12 +181,13 @@ def _digit_line(line: str) -> Header | None:
                 return Header(ts, normalise(m["l_lvl"]), None, m["l_logger"], m["l_msg"], False)
             if kind == "w":
                 return Header(ts, normalise(m["w_lvl"]), None, m["w_comp"], m["w_msg"], False)
-            inner = parse_line(m["c_msg"])  # CRI: the container's own line may carry a header
+            # CRI: the container's own line may carry a header
+            inner = parse_line(m["c_msg"], depth + 1) if depth < _MAX_DEPTH else None
             return inner._replace(time=inner.time or ts) if inner else Header(ts, None, None, None, m["c_msg"],
                                                                                 False)
         m = _RFC3164.match(line)
         if m:
-            return _syslog(m, ts)
+            return _syslog(m, ts, depth)
         m = _ISO_ONLY.match(line)
         if m:
             return Header(ts, None, None, None, m["msg"], False)
@@ -225,10 +233,18 @@ def _cfdr(m: re.Match) -> Header | None:
     return Header(_epoch(m["epoch"]), None, m["node"], None, rest, False)
 
 
-def _syslog(m: re.Match, ts: datetime | None) -> Header:
+def _syslog(m: re.Match, ts: datetime | None, depth: int) -> Header:
     pri = m["pri"]
     level = _SYSLOG_SEVERITY[int(pri) & 7] if pri is not None else None
-    return Header(ts, level, m["host"], m["app"] if m["app"] != "-" else None, m["msg"], level is not None)
+    app = m["app"] if m["app"] != "-" else None
+    msg = m["msg"]
+    # A shipped application line inside the record (imfile, syslog-ng file source): when it states a level, its
+    # level, time and content are the event's (the PRI is what the shipper stamped on every line); the record's
+    # host and tag stay.
+    inner = parse_line(msg, depth + 1) if depth < _MAX_DEPTH and msg[:1] in _INNER_STARTS else None
+    if inner is not None and inner.level is not None and inner.message:
+        return Header(inner.time or ts, inner.level, m["host"], app or inner.service, inner.message, False)
+    return Header(ts, level, m["host"], app, msg, level is not None)
 
 
 def _iso(text: str) -> datetime | None:

@@ -106,3 +106,49 @@ def test_times_without_a_year_take_the_current_one():
 ])
 def test_plain_words_have_no_header(line):
     assert parse_line(line) is None
+
+
+@pytest.mark.parametrize("line, level, from_pri, time, message", [
+    # rsyslog's traditional file format around a log4j line: the line's own time, level and content
+    ("Dec  2 15:04:05 shipper-host checkout: 2024-06-01 12:00:00,123 ERROR com.example.Payment - card expired",
+     "ERROR", False, datetime(2024, 6, 1, 12, 0, 0, 123000, tzinfo=timezone.utc), "card expired"),
+    # the forward format's PRI (imfile's local0.notice) is outranked by the line's own level
+    ("<133>2026-12-02T15:04:05.123+00:00 shipper-host checkout: FATAL out of memory in worker 3", "FATAL", False,
+     None, "out of memory in worker 3"),
+    # ... and is the level of a line that states none
+    ("<133>2026-12-02T15:04:05.123+00:00 shipper-host checkout: GET /api/orders/42 200 12ms", "INFO", True,
+     datetime(2026, 12, 2, 15, 4, 5, 123000, tzinfo=timezone.utc), "GET /api/orders/42 200 12ms"),
+    # an inner header that states no level leaves the content alone (macOS agents stamp their own time)
+    ("Jul  1 19:46:26 mac GoogleSoftwareUpdateAgent[31702]: 2017-07-01 19:46:26.133 GoogleSoftwareUpdateAgent x",
+     None, False, None, "2017-07-01 19:46:26.133 GoogleSoftwareUpdateAgent x"),
+])
+def test_a_shipped_line_inside_a_syslog_record(line, level, from_pri, time, message):
+    head = parse_line(line)
+    assert (head.level, head.level_from_pri, head.message) == (level, from_pri, message)
+    assert head.host in ("shipper-host", "mac") and head.service in ("checkout", "GoogleSoftwareUpdateAgent")
+    if time is not None:
+        assert head.time == time
+
+
+@pytest.mark.parametrize("line", ["a.log " * 20000 + "x", "2024-01-01T00:00:00Z stdout F " * 20000 + "x",
+                                  "<13>Oct 11 22:14:15 h a: " * 20000 + "x"])
+def test_repeated_wrappers_do_not_recurse_without_bound(line):
+    head = parse_line(line)  # was a RecursionError: one level of recursion per repeated prefix
+    assert head is None or head.message
+
+
+@pytest.mark.parametrize("line, level, message", [
+    ("[info] cache warm", "INFO", "cache warm"),
+    ("<Warn> disk 91 %", "WARN", "disk 91 %"),
+    ("ERROR: disk full", "ERROR", "disk full"),
+    ("WARN low memory", "WARN", "low memory"),
+])
+def test_bare_levels_bracketed_in_any_case_or_in_capitals(line, level, message):
+    head = parse_line(line)
+    assert (head.level, head.message) == (level, message)
+
+
+@pytest.mark.parametrize("line", ["Error returned from iconservicesagent: (null)", "Trace cache: 12K uops",
+                                  "error: Received disconnect from 10.0.0.1", "Warning: using default config"])
+def test_a_level_word_in_a_sentence_is_not_a_header(line):
+    assert parse_line(line) is None
