@@ -1,16 +1,20 @@
 """`make chaos`: fault injection against the real stack, with figures.
 
-Produces N events (about 1 % invalid, every kind in bench.workload) into fresh topics, as a steady stream,
-while two `streamer run` processes consume them as one group, and meanwhile SIGKILLs a member at random
-moments (and restarts it), restarts the Kafka broker, restarts PostgreSQL, and adds a third member and removes
-it again. Each fault fires when production passes a randomly drawn point (between 3 % and 85 % of the events),
-so faults land while the stream flows. Then everything is read back:
+Produces N events (about 1 % invalid, every kind in bench.workload, plus poison records of every class in
+bench.faults.POISON_KINDS) into fresh topics, as a steady stream, while two `streamer run` processes consume
+them as one group, and meanwhile SIGKILLs a member at random moments (and restarts it), restarts the Kafka
+broker, restarts PostgreSQL, adds a third member and removes it again, stops PostgreSQL for minutes, stops the
+broker for longer than the session timeout, and slows the database down (a proxy adding latency). Each fault
+fires when production passes a randomly drawn point (between 3 % and 85 % of the events), so faults land while
+the stream flows; outages (one at a time) last their configured time. Then everything is read back:
 
 - every valid input (topic, partition, offset) is in log_entries exactly once, and in ml_predictions exactly
   once for the model version;
-- every invalid input is on the dead-letter topic with its original bytes;
+- every invalid input is on the dead-letter topic with its original bytes (or, refused whole by the topic,
+  truncated with its size and sha256); every poison record the database refuses, as a store-stage one;
 - logs.scored holds every valid input at least once (duplicates are counted: at least once allows them);
-- the group's committed offsets reach the end of every partition.
+- the group's committed offsets reach the end of every partition, and no running member is stuck (out of
+  the group, or holding a partition that does not progress).
 
 Prints a table, writes bench/results/chaos.json and chaos.md, and exits 1 on any loss or duplicate row.
 
@@ -52,6 +56,7 @@ PARTITIONS = 6
 MAX_BYTES = 16 * 1024 * 1024  # the workload has 2 MiB values; the broker's default limit is 1 MiB
 BASE_MEMBERS = ("a", "b")
 EXTRA_MEMBER = "c"
+OUTAGES = ("db_down", "broker_down", "slow_db")  # faults left in place for a while, one at a time
 CRASH_LOOP = 4  # a member exiting this often with no progress in between ends the drill
 
 
@@ -63,6 +68,15 @@ class Params:
     broker_restarts: int = 1
     db_restarts: int = 1
     rebalance: bool = True  # a third member joins, later leaves
+    # Outages, each fault left in place this long while the stream goes on (one at a time).
+    db_outages: int = 1
+    db_outage_seconds: float = 180.0  # PostgreSQL stopped: longer than a member's 60 s start-up wait
+    broker_outages: int = 1
+    broker_outage_seconds: float = 60.0  # broker stopped: beyond the members' 6 s session timeout (and 45 s)
+    slow_db: int = 1
+    slow_db_seconds: float = 30.0
+    slow_db_latency: float = 0.5  # s added to every chunk each way: a batch's store takes seconds, not ~50 ms
+    poison_every: int = 1000  # one poison record (faults.POISON_KINDS in turn) per this many events; 0: none
     seed: int | None = None  # None: drawn at random and reported, so a run can be repeated
     # A steady stream rather than one burst: the group drains a burst in seconds and every fault would land
     # after the work. 2,000/s is about a third of what two members handle on 2 cores, so backlogs built up
@@ -79,7 +93,7 @@ class Params:
 @dataclass
 class Fault:
     at: float  # fraction of the events produced when it fires
-    kind: str  # kill | broker | database | join | leave
+    kind: str  # kill | broker | database | join | leave | db_down | broker_down | slow_db
     fired_s: float | None = None  # seconds into the drill
     produced: int | None = None  # records produced when it fired
     progress: int | None = None  # records the group had committed when it fired
@@ -103,6 +117,13 @@ class Result:
     db_restarts: int = 0
     members_added: int = 0
     members_removed: int = 0
+    db_outages: int = 0
+    broker_outages: int = 0
+    slow_db_windows: int = 0
+    poison: dict = field(default_factory=dict)  # kind -> records in the flow
+    poison_dead_lettered: dict = field(default_factory=dict)  # kind -> found where it belongs on the DLQ
+    truncated_dead_letters: int = 0  # dead letters the DLQ refused whole: value cut, size and sha256 kept
+    stuck_members: int = 0  # running members not consuming: out of the group, or holding partitions behind
     unexpected_exits: int = 0
     lost_log_entries: int = 0
     lost_predictions: int = 0
@@ -136,6 +157,7 @@ class Result:
     @property
     def ok(self) -> bool:
         return (self.lost == 0 and self.duplicate_rows == 0 and self.extra_rows == 0 and self.extra_scored == 0
+                and self.stuck_members == 0
                 and self.wrong_rows == 0 and self.wrong_predictions == 0 and self.wrong_scored == 0
                 and self.committed_at_end and not self.problems)
 
@@ -253,6 +275,9 @@ class Drill:
         self.members: dict[str, StreamerProcess | None] = {}
         self.feeder: Feeder | None = None
         self.generation = Counter()
+        self.proxy: faults.SlowProxy | None = None  # members reach PostgreSQL through it when slow_db
+        self.outage: tuple[Fault, float, object] | None = None  # under way: the fault, when it ends, how
+        self.poison: dict[int, str] = {}  # value index -> poison kind
         self.started = time.monotonic()
         self.result = Result(params={**asdict(p), "seed": self.seed}, run_id=self.run_id, topics=self.topics,
                              model_version=self.model_version, code=_code_state())
@@ -261,9 +286,9 @@ class Drill:
 
     def check_faults(self) -> None:
         """Refuse before starting when a requested fault cannot be injected on this machine."""
-        if self.p.broker_restarts:
+        if self.p.broker_restarts or self.p.broker_outages:
             faults.check_broker()
-        if self.p.db_restarts:
+        if self.p.db_restarts or self.p.db_outages:
             faults.database_cluster(self.base_url)
 
     def set_up(self) -> None:
@@ -272,8 +297,16 @@ class Drill:
         from streamer.kafka_admin import ensure_topics
 
         t = self.topics
-        ensure_topics(self.kafka, {t["raw"]: PARTITIONS, t["scored"]: PARTITIONS, t["deadletter"]: 1},
+        ensure_topics(self.kafka, {t["raw"]: PARTITIONS, t["scored"]: PARTITIONS},
                       topic_config={"max.message.bytes": str(MAX_BYTES)})
+        # With poison: the broker's default limit, so the oversized ones are refused whole and sent truncated.
+        dlq_limit = faults.DLQ_LIMIT_BYTES if self.p.poison_every else MAX_BYTES
+        ensure_topics(self.kafka, {t["deadletter"]: 1}, topic_config={"max.message.bytes": str(dlq_limit)})
+        if self.p.slow_db:
+            from urllib.parse import urlsplit
+
+            target = urlsplit(self.db_url)
+            self.proxy = faults.SlowProxy(target.hostname, target.port or 5432)
         query(self.base_url, f'CREATE SCHEMA "{self.schema}"')
         with connect(self.db_url) as conn:
             migrate(conn)
@@ -281,8 +314,14 @@ class Drill:
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k != "STREAMER_METRICS_PORT"}  # members can't share a port
+        db_url = self.db_url
+        if self.proxy is not None:
+            from urllib.parse import urlsplit
+
+            server = urlsplit(db_url).netloc.rsplit("@", 1)[-1]
+            db_url = db_url.replace(server, f"127.0.0.1:{self.proxy.port}", 1)
         env.update({
-            "STREAMER_BOOTSTRAP_SERVERS": self.bootstrap, "STREAMER_DATABASE_URL": self.db_url,
+            "STREAMER_BOOTSTRAP_SERVERS": self.bootstrap, "STREAMER_DATABASE_URL": db_url,
             "STREAMER_INPUT_TOPIC": self.topics["raw"], "STREAMER_OUTPUT_TOPIC": self.topics["scored"],
             "STREAMER_DLQ_TOPIC": self.topics["deadletter"], "STREAMER_GROUP_ID": self.topics["group"],
         })
@@ -299,6 +338,9 @@ class Drill:
         planned = [Fault(r.uniform(0.03, 0.85), "kill") for _ in range(p.kills)]
         planned += [Fault(r.uniform(0.15, 0.75), "broker") for _ in range(p.broker_restarts)]
         planned += [Fault(r.uniform(0.15, 0.75), "database") for _ in range(p.db_restarts)]
+        planned += [Fault(r.uniform(0.15, 0.75), "db_down") for _ in range(p.db_outages)]
+        planned += [Fault(r.uniform(0.15, 0.75), "broker_down") for _ in range(p.broker_outages)]
+        planned += [Fault(r.uniform(0.15, 0.75), "slow_db") for _ in range(p.slow_db)]
         if p.rebalance:
             join = r.uniform(0.05, 0.45)
             planned += [Fault(join, "join"), Fault(join + r.uniform(0.1, 0.3), "leave")]
@@ -322,7 +364,11 @@ class Drill:
         self.say(f"seed {self.seed}: generating {p.events:,} events ({p.invalid_ratio:.1%} invalid)")
         values, keys, invalid = workload(p.events, p.invalid_ratio, seed=self.seed)
         with_multi_record_messages(values, invalid)
-        res.events, res.invalid, res.valid = len(values), len(invalid), len(values) - len(invalid)
+        self.poison = faults.with_poison(values, invalid, p.poison_every, random.Random(self.seed + 1))
+        res.poison = dict(Counter(self.poison.values()))
+        stored_poison = sum(k in faults.STORE_POISON for k in self.poison.values())
+        res.events, res.invalid = len(values), len(invalid)
+        res.valid = len(values) - len(invalid) - stored_poison
         self.set_up()
         self.say(f"topics {self.topics['raw']} (+ .scored, .deadletter), schema {self.schema}, "
                  f"logs in {self.run_dir.relative_to(ROOT)}")
@@ -337,10 +383,14 @@ class Drill:
         try:
             self.control(feeder, probe, plan)
         finally:
+            if self.outage is not None:  # the drill ended early: put the stack back before anything else
+                self.end_outage()
             feeder.abort.set()
             feeder.join(30)
             probe.close()
             self.stop_members()
+            if self.proxy is not None:
+                self.proxy.close()
         res.produce_seconds = round(feeder.seconds, 1)
         res.wall_seconds = round(self.elapsed(), 1)
         res.timeline = [asdict(f) for f in plan]
@@ -390,7 +440,8 @@ class Drill:
                     self.say(f"member {name} exited by itself with code {code}: {tail}", done_count)
                     proc.close()
                     self.members[name] = None
-                    crashes[name] += 1
+                    if not (self.outage and self.outage[0].kind == "db_down"):  # start-up gives up after 60 s
+                        crashes[name] += 1
                     if crashes[name] >= CRASH_LOOP:
                         res.problems.append(f"member {name} exited by itself {CRASH_LOOP} times without the "
                                             f"group making progress; last lines: {tail}")
@@ -403,6 +454,13 @@ class Drill:
                     self.start_member(name)
                     self.say(f"started {name} again (generation {self.generation[name]})", done_count)
 
+            if self.outage is not None and time.monotonic() >= self.outage[1]:
+                try:
+                    self.end_outage()
+                except faults.FaultFailed as err:
+                    res.problems.append(f"{err}")
+                    return
+                progressed_at = time.monotonic()  # the stall clock starts when the fault is over
             if todo and feeder.produced >= todo[0].at * res.events:  # one per round: points can bunch up
                 try:
                     fired = self.fire(todo[0], done_count, restarts)
@@ -412,17 +470,21 @@ class Drill:
                 if fired:
                     watching.append(todo.pop(0))
 
-            if feeder.done.is_set() and not todo and not restarts:
+            if feeder.done.is_set() and not todo and not restarts and self.outage is None:
                 ends = dict(feeder.acked_ends)
                 if offsets is not None and all(offsets.get(q, 0) >= e for q, e in ends.items()):
                     self.say("the group committed the end of every partition", done_count)
+                    res.stuck_members = self.stuck_members(offsets, ends)
                     return
             if feeder.failure:
                 res.problems.append(f"producer failed: {feeder.failure}")
                 return
-            if feeder.produced > done_count and time.monotonic() - progressed_at > p.stall_timeout:
+            if (self.outage is None and feeder.produced > done_count
+                    and time.monotonic() - progressed_at > p.stall_timeout):
                 behind = {q: f"{offsets.get(q, 0)}/{e}" for q, e in dict(feeder.acked_ends).items()
                           if offsets is not None and offsets.get(q, 0) < e}
+                if offsets is not None:
+                    res.stuck_members = self.stuck_members(offsets, dict(feeder.acked_ends))
                 res.problems.append(f"stalled: no commit for {p.stall_timeout:.0f}s with "
                                     f"{feeder.produced - done_count:,} records waiting; partitions behind "
                                     f"(committed/end): {behind}; see the members' logs")
@@ -435,10 +497,12 @@ class Drill:
 
     def fire(self, f: Fault, done_count: int, restarts: list) -> bool:
         """Inject fault f; False when it has to wait (a kill while no member is running)."""
-        res = self.result
+        res, p = self.result, self.p
         alive = [n for n in BASE_MEMBERS if self.members.get(n) is not None and self.members[n].alive()]
         if f.kind == "kill" and not alive:
             return False
+        if f.kind in (*OUTAGES, "broker", "database") and self.outage is not None:
+            return False  # one server fault at a time (a restart of a stopped server cannot work)
         f.fired_s, f.progress = round(self.elapsed(), 1), done_count
         f.produced = self.feeder.produced
         f.ends = dict(self.feeder.acked_ends)
@@ -462,6 +526,22 @@ class Drill:
             f.took_s = round(faults.restart_database(self.base_url), 1)
             res.db_restarts += 1
             f.detail = f"pg_ctlcluster restart, accepting connections again after {f.took_s}s"
+        elif f.kind == "db_down":
+            cluster = faults.stop_database(self.base_url)
+            self.outage = (f, time.monotonic() + p.db_outage_seconds,
+                           lambda: faults.start_database(self.base_url, cluster))
+            res.db_outages += 1
+            f.detail = f"PostgreSQL stopped (pg_ctlcluster stop -m fast) for {p.db_outage_seconds:g}s"
+        elif f.kind == "broker_down":
+            faults.stop_broker()
+            self.outage = (f, time.monotonic() + p.broker_outage_seconds, faults.start_broker)
+            res.broker_outages += 1
+            f.detail = f"broker stopped (kafka.sh down) for {p.broker_outage_seconds:g}s"
+        elif f.kind == "slow_db":
+            self.proxy.delay = p.slow_db_latency
+            self.outage = (f, time.monotonic() + p.slow_db_seconds, lambda: setattr(self.proxy, "delay", 0.0))
+            res.slow_db_windows += 1
+            f.detail = f"database {p.slow_db_latency:g}s slower per chunk each way for {p.slow_db_seconds:g}s"
         elif f.kind == "join":
             self.start_member(EXTRA_MEMBER)
             res.members_added += 1
@@ -479,10 +559,40 @@ class Drill:
                 self.members[EXTRA_MEMBER] = None
                 res.members_removed += 1
                 f.detail = f"SIGTERM {EXTRA_MEMBER}: exited {code}"
-        if f.took_s is None and f.kind != "kill":
+        if f.took_s is None and f.kind not in ("kill", *OUTAGES):
             f.took_s = round(time.monotonic() - started, 1)
         self.say(f"{f.kind}: {f.detail}", done_count)
         return True
+
+    def end_outage(self) -> None:
+        """Undo the outage under way (start the server again, take the latency away)."""
+        f, _, end = self.outage
+        self.outage = None
+        end()
+        f.took_s = round(self.elapsed() - f.fired_s, 1)  # from the fault to the service being back
+        self.say(f"{f.kind} over after {f.took_s}s")
+
+    def stuck_members(self, offsets: dict[int, int], ends: dict[int, int]) -> int:
+        """Running members that do not consume: not in the group, or holding a partition whose commits are
+        behind. Read from the group coordinator, which knows who holds what."""
+        from confluent_kafka.admin import AdminClient
+
+        admin = AdminClient({**self.kafka, "log_level": 0})
+        settle = time.monotonic() + 30  # a member restarted a moment ago may not have joined yet
+        while True:
+            running = sum(1 for m in self.members.values() if m is not None and m.alive())
+            try:
+                group = admin.describe_consumer_groups([self.topics["group"]])[self.topics["group"]].result(30)
+            except Exception as err:  # a broker away: say so rather than guess
+                self.result.problems.append(f"cannot describe the group to count stuck members: {err}")
+                return 0
+            behind = sum(1 for m in group.members
+                         if any(offsets.get(tp.partition, 0) < ends.get(tp.partition, 0)
+                                for tp in m.assignment.topic_partitions))
+            stuck = max(0, running - len(group.members)) + behind
+            if not stuck or time.monotonic() > settle:
+                return stuck
+            time.sleep(1.0)
 
     def stop_members(self) -> None:
         running = {n: p for n, p in self.members.items() if p is not None}
@@ -508,7 +618,9 @@ class Drill:
         res, t = self.result, self.topics
         index = {c: i for i, c in enumerate(coords) if c is not None}
         # Keys are records, (partition, offset, record_index): a message may hold several.
-        sent = {c for i, c in enumerate(coords) if c is not None and i not in invalid}
+        refused = {(*coords[i], 0): kind for i, kind in self.poison.items()  # by the database
+                   if kind in faults.STORE_POISON and coords[i] is not None}
+        sent = {c for i, c in enumerate(coords) if c is not None and i not in invalid and (*c, 0) not in refused}
         bad = {(*c, 0) for i, c in enumerate(coords) if c is not None and i in invalid}
 
         ends = end_offsets(self.bootstrap, t["raw"], PARTITIONS)
@@ -557,17 +669,26 @@ class Drill:
         dead = consume_all(self.bootstrap, t["deadletter"], timeout=900)
         seen: Counter = Counter()
         intact: set = set()
+        truncated: set = set()
         for r in dead:
             c = _source(r)
             seen[c] += 1
-            if c in bad and r.value == values[index[c[:2]]] and r.header("deadletter.stage") == b"decode":
+            if c in bad and r.header("deadletter.stage") == b"decode" and _same_value(r, values[index[c[:2]]]):
+                intact.add(c)
+                if r.header("deadletter.truncated") == b"true":
+                    truncated.add(c)
+            elif c in refused and r.header("deadletter.stage") == b"store" and \
+                    (r.header("deadletter.error_class") or b"").startswith(b"db_"):
                 intact.add(c)
         res.dead_letters = len(seen)
+        res.truncated_dead_letters = len(truncated)
         res.duplicates_dead_letters = sum(n - 1 for n in seen.values())
-        res.lost_dead_letters = len(bad - intact)
-        res.rejected_by_database = len(seen.keys() & valid)
+        res.lost_dead_letters = len((bad | refused.keys()) - intact)
+        res.rejected_by_database = len(seen.keys() & (valid | refused.keys()))
+        kinds = {(*coords[i], 0): kind for i, kind in self.poison.items() if coords[i] is not None}
+        res.poison_dead_lettered = dict(Counter(kinds[c] for c in intact if c in kinds))
         if res.lost_dead_letters:
-            missing = sorted(bad - intact)[:5]
+            missing = sorted((bad | refused.keys()) - intact)[:5]
             res.problems.append(f"dead letters missing or altered for {res.lost_dead_letters} invalid inputs, "
                                 f"e.g. {missing} ({', '.join(_kind(values[index[c[:2]]]) for c in missing)})")
 
@@ -621,6 +742,18 @@ def with_multi_record_messages(values: list[bytes], invalid: set[int], every: in
         values[i] = first + b"\n" + second if n % 2 else b"[" + first + b"," + second + b"]"
 
 
+def _same_value(record, original: bytes) -> bool:
+    """The dead letter carries the original bytes, or — refused whole by the topic — their first bytes with
+    the original's size and sha256 in its headers."""
+    import hashlib
+
+    value = record.value or b""
+    if record.header("deadletter.truncated") != b"true":
+        return value == original
+    return (original.startswith(value) and record.header("deadletter.original_size") == b"%d" % len(original)
+            and record.header("deadletter.original_sha256") == hashlib.sha256(original).hexdigest().encode())
+
+
 def _same_scores(got, want) -> bool:
     """(predicted_level, severity, anomaly_score): labels equal, score equal to the 4 places logs.scored keeps."""
     level, sev, score = got
@@ -658,6 +791,7 @@ def run_drill(p: Params, log=print) -> Result:
 # --- report -----------------------------------------------------------------------------------------------
 
 def table(r: Result) -> list[tuple[str, str]]:
+    p = {**asdict(Params()), **r.params}  # results written before a parameter existed have its default
     finals = [e for e in r.exits if e.get("final")]
     restarts = f"broker {r.broker_restarts}, PostgreSQL {r.db_restarts}"
     return [
@@ -665,6 +799,12 @@ def table(r: Result) -> list[tuple[str, str]]:
         ("SIGKILLs (member restarted)", f"{r.kills}"),
         ("restarts", restarts),
         ("rebalances", f"member added {r.members_added}, removed {r.members_removed}"),
+        ("outages", f"PostgreSQL down {r.db_outages} × {p['db_outage_seconds']:g} s, broker down "
+                    f"{r.broker_outages} × {p['broker_outage_seconds']:g} s, slow database {r.slow_db_windows} × "
+                    f"{p['slow_db_seconds']:g} s (+{p['slow_db_latency']:g} s per chunk each way)"),
+        ("poison records (dead-lettered where they belong)",
+         ", ".join(f"{k} {r.poison_dead_lettered.get(k, 0)}/{n}" for k, n in sorted(r.poison.items())) or "none"),
+        ("stuck members", f"{r.stuck_members}"),
         ("unexpected member exits", f"{r.unexpected_exits}"),
         ("clean stops at the end (SIGTERM, exit 0)", f"{sum(e['code'] == 0 for e in finals)} of {len(finals)}"),
         ("lost", f"{r.lost} (log_entries {r.lost_log_entries}, ml_predictions {r.lost_predictions}, "
@@ -674,7 +814,8 @@ def table(r: Result) -> list[tuple[str, str]]:
                           f"ml_predictions {r.wrong_predictions}, logs.scored {r.wrong_scored})"),
         ("duplicated on logs.scored", f"{r.duplicates_scored:,} ({r.duplicates_scored / max(r.valid, 1):.2%})"),
         ("duplicated on dead-letter topic", f"{r.duplicates_dead_letters}"),
-        ("dead letters", f"{r.dead_letters:,} (rejected by the database: {r.rejected_by_database})"),
+        ("dead letters", f"{r.dead_letters:,} (rejected by the database: {r.rejected_by_database}; sent "
+                         f"truncated: {r.truncated_dead_letters})"),
         ("committed offsets at the end", "every partition" if r.committed_at_end else "NOT at the end"),
         ("wall time", f"{r.wall_seconds:,.1f} s ({r.events / max(r.wall_seconds, 1e-9):,.0f} events/s "
                       f"through the faults; producer paced at {_rate(r)}), read-back {r.verify_seconds:,.1f} s"),
@@ -701,7 +842,11 @@ def _command(params: dict) -> str:
     defaults = asdict(Params())
     flags = {"events": "--events", "invalid_ratio": "--invalid-ratio", "kills": "--kills",
              "broker_restarts": "--broker-restarts", "db_restarts": "--db-restarts", "rate": "--rate",
-             "max_lag": "--max-lag"}
+             "max_lag": "--max-lag", "db_outages": "--db-outages", "db_outage_seconds": "--db-outage-seconds",
+             "broker_outages": "--broker-outages", "broker_outage_seconds": "--broker-outage-seconds",
+             "slow_db": "--slow-db", "slow_db_seconds": "--slow-db-seconds",
+             "slow_db_latency": "--slow-db-latency", "poison_every": "--poison-every"}
+    params = {**defaults, **params}
     words = ["python bench/chaos.py"] + [f"{flag} {params[k]:g}" if isinstance(params[k], float) else
                                          f"{flag} {params[k]}" for k, flag in flags.items()
                                          if params[k] != defaults[k]]
@@ -752,6 +897,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--broker-restarts", type=int, default=d.broker_restarts)
     ap.add_argument("--db-restarts", type=int, default=d.db_restarts)
     ap.add_argument("--no-rebalance", action="store_true", help="no third member joining and leaving")
+    ap.add_argument("--db-outages", type=int, default=d.db_outages, help="times PostgreSQL is stopped for a while")
+    ap.add_argument("--db-outage-seconds", type=float, default=d.db_outage_seconds)
+    ap.add_argument("--broker-outages", type=int, default=d.broker_outages,
+                    help="times the broker is stopped for a while (longer than the session timeout)")
+    ap.add_argument("--broker-outage-seconds", type=float, default=d.broker_outage_seconds)
+    ap.add_argument("--slow-db", type=int, default=d.slow_db,
+                    help="windows in which the database answers slowly (a proxy adds latency)")
+    ap.add_argument("--slow-db-seconds", type=float, default=d.slow_db_seconds)
+    ap.add_argument("--slow-db-latency", type=float, default=d.slow_db_latency,
+                    help="seconds added to every chunk, each way, in a slow window")
+    ap.add_argument("--poison-every", type=int, default=d.poison_every,
+                    help="one poison record of each class in turn per N events (0: none)")
     ap.add_argument("--seed", type=int, help="workload and fault plan (default: random, printed)")
     ap.add_argument("--max-lag", type=int, default=d.max_lag, help="records produced ahead of the commits")
     ap.add_argument("--rate", type=float, default=d.rate, help="records/s produced at most (0: no limit)")
@@ -763,7 +920,11 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     params = Params(events=a.events, invalid_ratio=a.invalid_ratio, kills=a.kills, broker_restarts=a.broker_restarts,
                     db_restarts=a.db_restarts, rebalance=not a.no_rebalance, seed=a.seed, max_lag=a.max_lag,
-                    rate=a.rate, timeout=a.timeout, stall_timeout=a.stall_timeout, keep=a.keep)
+                    rate=a.rate, timeout=a.timeout, stall_timeout=a.stall_timeout, keep=a.keep,
+                    db_outages=a.db_outages, db_outage_seconds=a.db_outage_seconds,
+                    broker_outages=a.broker_outages, broker_outage_seconds=a.broker_outage_seconds,
+                    slow_db=a.slow_db, slow_db_seconds=a.slow_db_seconds, slow_db_latency=a.slow_db_latency,
+                    poison_every=a.poison_every)
     # `timeout`/kill -TERM: unwind, so the members are stopped rather than orphaned.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
