@@ -40,10 +40,13 @@ class Settings:
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
     anomaly_threshold: float | None = None
-    anomaly_alert_rate: float = 0.01  # unsupervised detector: target share of alerts (its cut's quantile)
+    anomaly_alert_rate: float = 0.05  # unsupervised detector: target share of alerts (its cut's quantile)
     log_format: str = "text"
     message_fields: str = "message,msg,log,MESSAGE,short_message"
     line_format: str = ""  # e.g. "<Date> <Time> <Level> <Component>: <Content>"; empty: built-in formats only
+    api_host: str = "127.0.0.1"  # `streamer serve`
+    api_port: int = 8080
+    api_token: str = field(default="", repr=False)  # bearer token; required for a non-loopback api_host
     kafka_config: dict[str, str] = field(default_factory=dict)
 
     def kafka_client_config(self) -> dict[str, str]:
@@ -80,6 +83,9 @@ _OPTIONS: dict[str, tuple[str, type]] = {
     "log_format": ("STREAMER_LOG_FORMAT", str),
     "message_fields": ("STREAMER_MESSAGE_FIELDS", str),
     "line_format": ("STREAMER_LINE_FORMAT", str),
+    "api_host": ("STREAMER_API_HOST", str),
+    "api_port": ("STREAMER_API_PORT", int),
+    "api_token": ("STREAMER_API_TOKEN", str),
 }
 
 
@@ -179,6 +185,8 @@ def _check(s: Settings) -> None:
             raise ConfigError(f"STREAMER_LINE_FORMAT: {err}") from None
     if s.metrics_port is not None and not 0 <= s.metrics_port <= 65535:
         raise ConfigError(f"metrics port must be 0..65535, got {s.metrics_port}")
+    if not 0 <= s.api_port <= 65535:
+        raise ConfigError(f"API port must be 0..65535, got {s.api_port}")
     if s.anomaly_threshold is not None and not 0.0 <= s.anomaly_threshold <= 1.0:
         raise ConfigError(f"anomaly threshold must be within 0..1, got {s.anomaly_threshold}")
     if not 0.0 < s.anomaly_alert_rate < 1.0:

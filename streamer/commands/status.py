@@ -15,56 +15,73 @@ def configure(parser):
     parser.add_argument("--group-id", metavar="GROUP", help="consumer group (STREAMER_GROUP_ID, default streamer)")
 
 
-def _broker(settings) -> tuple[list[str], dict | None]:
-    """Lines about the broker and the group's lag; returns (lines, None)."""
+def broker_report(settings) -> dict:
+    """The broker's reachability and the group's lag per partition, as data (`streamer serve` answers it)."""
     import re
 
     from confluent_kafka import Consumer, TopicPartition
     from confluent_kafka.admin import AdminClient
 
     conf = settings.kafka_client_config()
-    lines = []
+    report: dict = {"bootstrap_servers": settings.bootstrap_servers, "reachable": False, "group": settings.group_id,
+                    "missing_topics": [], "partitions": [], "total_lag": None, "error": None}
     try:
         admin = AdminClient({**conf, "socket.timeout.ms": int(TIMEOUT_S * 1000)})
         md = admin.list_topics(timeout=TIMEOUT_S)
     except Exception as err:  # KafkaException or config errors: report, don't fail
-        return [f"broker: {settings.bootstrap_servers} unreachable ({str(err).splitlines()[0][:120]})"], None
-    lines.append(f"broker: {settings.bootstrap_servers} reachable, {len(md.brokers)} broker(s), "
-                 f"{len([t for t in md.topics if not t.startswith('__')])} topic(s)")
+        report["error"] = str(err).splitlines()[0][:120]
+        return report
+    report.update(reachable=True, brokers=len(md.brokers),
+                  topics=len([t for t in md.topics if not t.startswith("__")]))
     wanted = settings.input_topics()
     if wanted and wanted[0].startswith("^"):
         rx = re.compile(wanted[0])
         topics = sorted(t for t in md.topics if rx.match(t))
     else:
         topics = [t for t in wanted if t in md.topics]
-        for t in wanted:
-            if t not in md.topics:
-                lines.append(f"  topic {t}: does not exist")
+        report["missing_topics"] = [t for t in wanted if t not in md.topics]
     if not topics:
-        return lines, None
+        return report
     consumer = Consumer({**conf, "group.id": settings.group_id, "enable.auto.commit": False,
                          "socket.timeout.ms": int(TIMEOUT_S * 1000)})
     try:
         parts = [TopicPartition(t, p) for t in topics for p in sorted(md.topics[t].partitions)]
         committed = consumer.committed(parts, timeout=TIMEOUT_S)
         total = 0
-        lines.append(f"consumer group {settings.group_id}:")
         for tp in committed:
             low, high = consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition),
                                                        timeout=TIMEOUT_S)
-            if tp.offset >= 0:
-                lag = max(high - tp.offset, 0)
-                shown = str(tp.offset)
-            else:  # nothing committed: everything retained is still to be read
-                lag = max(high - low, 0)
-                shown = "none"
+            # nothing committed: everything retained is still to be read
+            lag = max(high - tp.offset, 0) if tp.offset >= 0 else max(high - low, 0)
             total += lag
-            lines.append(f"  {tp.topic}[{tp.partition}] committed {shown} high watermark {high} lag {lag}")
-        lines.append(f"  total lag {total}")
+            report["partitions"].append({"topic": tp.topic, "partition": tp.partition,
+                                         "committed": tp.offset if tp.offset >= 0 else None,
+                                         "high_watermark": high, "lag": lag})
+        report["total_lag"] = total
     except Exception as err:
-        lines.append(f"  consumer group {settings.group_id}: lag unavailable ({str(err).splitlines()[0][:120]})")
+        report["lag_error"] = str(err).splitlines()[0][:120]
     finally:
         consumer.close()
+    return report
+
+
+def _broker(settings) -> tuple[list[str], dict | None]:
+    """Lines about the broker and the group's lag; returns (lines, None)."""
+    r = broker_report(settings)
+    if not r["reachable"]:
+        return [f"broker: {settings.bootstrap_servers} unreachable ({r['error']})"], None
+    lines = [f"broker: {settings.bootstrap_servers} reachable, {r['brokers']} broker(s), {r['topics']} topic(s)"]
+    lines += [f"  topic {t}: does not exist" for t in r["missing_topics"]]
+    if r["partitions"]:
+        lines.append(f"consumer group {settings.group_id}:")
+    for p in r["partitions"]:
+        shown = "none" if p["committed"] is None else str(p["committed"])
+        lines.append(f"  {p['topic']}[{p['partition']}] committed {shown} high watermark {p['high_watermark']} "
+                     f"lag {p['lag']}")
+    if "lag_error" in r:
+        lines.append(f"  consumer group {settings.group_id}: lag unavailable ({r['lag_error']})")
+    elif r["total_lag"] is not None:
+        lines.append(f"  total lag {r['total_lag']}")
     return lines, None
 
 
