@@ -380,3 +380,44 @@ def test_version_policy_of_pickled_models(legacy, lib, value, ok):
     else:
         with pytest.raises(ModelError, match=f"trained with (?i:{'scikit-learn' if lib == 'sklearn' else lib}) {want}"):
             check_versions(meta, legacy / "metadata.json", current=cur)
+
+
+@pytest.mark.parametrize("attack", ["pickle as level_model.npz", "pickle beside the parts", "threshold edit",
+                                    "old format, pickle with its sha256 updated"])
+def test_streamer_run_refuses_the_issues_attacks_before_connecting_and_runs_no_code(tmp_path, attack):
+    # issue 11 row 3 through the real command: code from the model directory ran as the streamer process, and
+    # a metadata-only edit (threshold 0.07 -> 1.0) was accepted
+    import shutil
+    import time
+
+    models, marker = tmp_path / "models", tmp_path / "pwned"
+    shipped = Path(__file__).resolve().parents[2] / "models"
+    if attack.startswith("old format"):  # the issue's exact case: the loader of the time unpickled this
+        legacy_dir(shipped, models)
+        (models / "level_model.joblib").write_bytes(pickle.dumps(Payload(marker)))
+        _reseal_file(models, "level_model.joblib")
+    else:
+        shutil.copytree(shipped, models)
+    if attack.startswith("old format"):
+        expected = "pickled artifacts are not loaded (anomaly_model.joblib, level_model.joblib, vectorizer.joblib)"
+    elif attack == "threshold edit":
+        meta = json.loads((models / "metadata.json").read_text())
+        _write_meta(models, {**meta, "anomaly_threshold": 1.0})
+        expected = "TAMPERED: content digest"
+    elif attack == "pickle beside the parts":
+        (models / "anomaly_model.pkl").write_bytes(pickle.dumps(Payload(marker)))
+        expected = "pickled artifacts are not loaded (anomaly_model.pkl)"
+    else:
+        (models / "level_model.npz").write_bytes(pickle.dumps(Payload(marker)))
+        _reseal_file(models, "level_model.npz")  # sha256, version and digest all consistent again
+        expected = "level_model.npz: cannot be read without pickle"
+    env = {"PATH": "/usr/bin:/bin", "STREAMER_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none",
+           "STREAMER_BOOTSTRAP_SERVERS": "127.0.0.1:1", "STREAMER_MODELS_DIR": str(models)}
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "streamer", "run"], env=env, capture_output=True, text=True,
+                          timeout=60, cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode != 0 and "Traceback" not in done.stderr, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("streamer run: ") and expected in last, last
+    assert not marker.exists()
+    assert time.monotonic() - started < 30  # refused at start-up, not after waiting for the services
