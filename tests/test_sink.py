@@ -233,3 +233,23 @@ def test_a_dead_letter_the_broker_refuses_for_its_size_goes_out_truncated(kafka_
     assert got.header("deadletter.original_size") == b"1000001"
     assert got.header("deadletter.original_sha256") == hashlib.sha256(value).hexdigest().encode()
     assert got.header("source.offset") == b"42" and got.header("deadletter.error_class") == b"malformed_json"
+
+
+_ORPHANS = ("SELECT count(*) FROM ml_predictions p LEFT JOIN log_entries e "
+            "USING (kafka_topic, kafka_partition, kafka_offset, record_index) WHERE e.kafka_topic IS NULL")
+
+
+def test_no_prediction_is_ever_stored_without_its_entry(migrated_db_url):
+    # Migration 5 dropped the foreign key that checked this per row; the sink's one transaction per batch must
+    # keep it true through redelivery, poison rows and a second model version.
+    assert not query(migrated_db_url, "SELECT 1 FROM pg_constraint WHERE contype = 'f' "
+                                      "AND conrelid = 'ml_predictions'::regclass")
+    sink = PostgresSink(migrated_db_url)
+    events = [event(i) for i in range(300)]
+    events[42] = event(42, message="NUL \x00 byte")
+    assert [i for i, _, _ in sink.write(database_rows(events, Columns(300)))] == [42]
+    sink.write(database_rows(events[100:], Columns(200)))  # redelivered, poison row included
+    sink.write(database_rows(events, Columns(300, "v-two")))
+    sink.close()
+    assert counts(migrated_db_url) == (299, 598)
+    assert query(migrated_db_url, _ORPHANS) == [(0,)]
