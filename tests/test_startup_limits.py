@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from streamer.kafka_admin import delete_topics, topic_limit_warnings
+from streamer.kafka_admin import delete_topics, ensure_topics, topic_limit_warnings
 from tests.pipeline_support import StreamerProcess, caught_up, valid_event
 from tests.support import consume_all, produce, query, wait_for
 
@@ -18,12 +18,9 @@ pytestmark = [pytest.mark.integration]
 @pytest.fixture
 def small_topics(kafka_bootstrap, topics):
     """An output topic taking 50,000 bytes and a dead-letter topic taking 100,000 (the broker default is 1 MiB)."""
-    from confluent_kafka.admin import AdminClient, NewTopic
-
     scored, dead = f"{topics.scored}-small", f"{topics.deadletter}-small"
-    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
-    for name, n, limit in ((scored, 6, "50000"), (dead, 1, "100000")):
-        admin.create_topics([NewTopic(name, n, 1, config={"max.message.bytes": limit})])[name].result(30)
+    for name, n, limit in ((scored, 6, "50000"), (dead, 1, "100000")):  # returns once the broker has them
+        ensure_topics({"bootstrap.servers": kafka_bootstrap}, {name: n}, topic_config={"max.message.bytes": limit})
     yield scored, dead
     delete_topics({"bootstrap.servers": kafka_bootstrap}, [scored, dead])
 
