@@ -137,6 +137,10 @@ class Pipeline:
         # sticks to the partition in librdkafka and would otherwise leave it paused for good.
         self._to_resume: list[TopicPartition] = []
         self._failure: str | None = None  # the cause currently logged, for logging once per state change
+        # A certificate or login the broker refuses before this member ever joined is configuration, not an
+        # outage: it stops start-up with one line instead of being retried for ever.
+        self._joined = False
+        self._refused: ConfigError | None = None
         self.health.model_loaded = True
         self.metrics.set_model(scorer.model_version)
 
@@ -165,6 +169,8 @@ class Pipeline:
                 clean = self._process_until_done(deadline=None)
         finally:
             clean = self._shutdown() and clean
+        if self._refused is not None:
+            raise self._refused
         return 0 if clean else 1
 
     def _deliver(self, scored: ScoredBatch) -> None:
@@ -358,6 +364,10 @@ class Pipeline:
     def _on_kafka_error(self, err: KafkaError) -> None:
         if err.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT):
             self.health.broker_ok = False
+        if not self._joined and _refused_by_broker(err):
+            self._refused = ConfigError(f"Kafka refused the connection: {err.str()}")
+            self.stop.set()
+            return
         if err.fatal():
             log.error("Kafka client fatal error: %s", err.str())
             self.stop.set()
@@ -371,6 +381,7 @@ class Pipeline:
         # be lost while librdkafka is still fetching their committed offsets); a record they deliver during
         # the backoff is rewound and its partition paused (_wait_paused).
         log.info("assigned %s", _names(partitions))
+        self._joined = True
         if not self._retrying:
             self._to_resume.extend(TopicPartition(tp.topic, tp.partition) for tp in partitions)
 
@@ -446,6 +457,11 @@ class Pipeline:
 def _backoff(attempt: int) -> float:
     # Full jitter: spreads retries of a whole consumer group after a shared outage.
     return random.uniform(0, min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** attempt))
+
+
+def _refused_by_broker(err: KafkaError) -> bool:
+    # A broker certificate that does not verify, or SASL credentials rejected: a retry repeats them.
+    return err.code() == KafkaError._AUTHENTICATION or (err.code() == KafkaError._SSL and "certificate" in err.str())
 
 
 def _names(partitions) -> str:

@@ -85,7 +85,7 @@ def run(args) -> int:
             except StreamerError as err:
                 if loading.done() and loading.exception() is not None:
                     raise loading.exception() from None  # a bad model is the clearer, final error
-                if time.monotonic() >= deadline or stopping.is_set():
+                if time.monotonic() >= deadline or stopping.is_set() or _never_heals(err):
                     raise
                 log.warning("%s; retrying for up to %ds", err, STARTUP_DATABASE_WAIT)
                 stopping.wait(2.0)
@@ -100,6 +100,12 @@ def run(args) -> int:
 
     pipeline = Pipeline(settings, scorer, metrics, health, stop=stopping)
     return pipeline.run()
+
+
+def _never_heals(err) -> bool:
+    # A server certificate that does not verify (wrong sslrootcert or host name) fails alike on every try.
+    text = str(err)
+    return "certificate verify failed" in text or "does not match host name" in text
 
 
 def warn_about_topic_limits(settings) -> None:
