@@ -15,7 +15,7 @@ def configure(parser):
     parser.add_argument("--json", action="store_true", help="print the metadata as JSON")
     parser.add_argument("--alert-rate", dest="anomaly_alert_rate", type=float, metavar="R",
                         help="without anomaly labels: target share of events the detector alerts on, its cut "
-                        "being that quantile of the training scores (STREAMER_ANOMALY_ALERT_RATE, default 0.01)")
+                        "being that quantile of the training scores (STREAMER_ANOMALY_ALERT_RATE, default 0.05)")
     # Training from the stored history (streamer.ml.history, docs/rescoring.md).
     h = parser.add_argument_group("from the stored history")
     h.add_argument("--from-postgres", action="store_true",
@@ -79,9 +79,10 @@ def _from_postgres(args) -> int:
     if args.json:
         print(json.dumps(meta, indent=2))
         return 0
+    detector = "supervised" if hist.supervised_anomaly else \
+        f"unsupervised (level x template rarity, alert rate {settings.anomaly_alert_rate})"
     print(f"read {len(hist.messages)} stored events ({hist.level_rows} with a declared level, "
-          f"{hist.marked} with an anomaly label; anomaly detector "
-          f"{'supervised' if hist.supervised_anomaly else f'unsupervised (template rarity x level, alert rate {settings.anomaly_alert_rate})'})")
+          f"{hist.marked} with an anomaly label; anomaly detector {detector})")
     print(f"wrote {out}/ ({', '.join(meta['artifacts'])}, metadata.json)")
     for line in summary_lines(meta):
         print(line)

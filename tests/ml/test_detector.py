@@ -169,3 +169,25 @@ def test_saved_and_loaded_it_still_learns(unsupervised, tmp_path):
     first = scorer.score(line, ["FATAL"])
     assert first.is_anomaly[0] and first.anomaly_score[0] == pytest.approx(1.0)
     assert scorer.score(line, ["FATAL"]).anomaly_score[0] < first.anomaly_score[0]  # counted once now
+
+
+@pytest.mark.integration
+def test_train_from_postgres_without_labels_builds_it(migrated_db_url, monkeypatch):
+    from datetime import timedelta
+
+    from streamer.ml.history import train_from_postgres
+    from tests.ml.test_history import T0, store
+
+    msgs, levels = _stream(1200, seed=4)
+    store(migrated_db_url, [{"message": m, "level": lv, "time": T0 + timedelta(seconds=i)}
+                            for i, (m, lv) in enumerate(zip(msgs, levels, strict=True))])
+    model, hist = train_from_postgres(migrated_db_url, alert_rate=0.02)
+    assert not hist.supervised_anomaly and hist.marked == 0
+    assert isinstance(model.anomaly_model, TemplateRarity)
+    assert model.metadata["anomaly_model"]["alert_rate"] == 0.02
+    assert model.anomaly_threshold == model.anomaly_model.threshold_for(0.02)
+    # the history taught it the recurring error: it is not paged, a new one is
+    scorer = _scorer(model)
+    cols = scorer.score(["connection to replica 2 reset, retrying", "raid array degraded: disk 4 missing"],
+                        ["ERROR", "ERROR"], learn=False)
+    assert cols.is_anomaly.tolist() == [False, True]
