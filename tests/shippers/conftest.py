@@ -32,8 +32,14 @@ def daemons(tmp_path):
 
 
 @pytest.fixture
-def pipeline(kafka_bootstrap, topics, migrated_db_url, streamer_env, tmp_path):
-    proc = StreamerProcess(streamer_env, tmp_path / "streamer.log")
+def pipeline_env() -> dict[str, str]:
+    """Extra STREAMER_* variables for the pipeline; a test parametrizes this name to set some."""
+    return {}
+
+
+@pytest.fixture
+def pipeline(kafka_bootstrap, topics, migrated_db_url, streamer_env, pipeline_env, tmp_path):
+    proc = StreamerProcess({**streamer_env, **pipeline_env}, tmp_path / "streamer.log")
     try:
         proc.wait_ready()
         yield Pipeline(kafka_bootstrap, topics.raw, migrated_db_url, proc)

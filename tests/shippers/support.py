@@ -77,6 +77,7 @@ class Line:
     time: datetime | None = None
     host: str | None = ENVELOPE
     service: str | None = ENVELOPE
+    logger: str | None = None  # the logger its header names: the service when the envelope names none
 
 
 def utc(text: str) -> datetime:
@@ -86,9 +87,9 @@ def utc(text: str) -> datetime:
 # One application log: log4j/logback, Python logging, a bare level word, and a line with no header at all.
 APP_LOG: list[Line] = [
     Line("2024-06-01 12:00:00,123 ERROR com.example.Payment - payment 17 declined: card expired",
-         "payment 17 declined: card expired", "ERROR", utc("2024-06-01 12:00:00.123")),
+         "payment 17 declined: card expired", "ERROR", utc("2024-06-01 12:00:00.123"), logger="com.example.Payment"),
     Line("2024-06-01 12:00:00,456 - checkout.db - WARNING - pool exhausted, 20 of 20 connections in use",
-         "pool exhausted, 20 of 20 connections in use", "WARN", utc("2024-06-01 12:00:00.456")),
+         "pool exhausted, 20 of 20 connections in use", "WARN", utc("2024-06-01 12:00:00.456"), logger="checkout.db"),
     Line("FATAL out of memory in worker 3, shutting down", "out of memory in worker 3, shutting down", "FATAL"),
     Line("GET /api/orders/42 200 12ms", "GET /api/orders/42 200 12ms", ENVELOPE),
 ]
@@ -140,8 +141,12 @@ def write_app_log(path: Path, lines: list[Line]) -> datetime:
 
 
 def check_rows(rows: list[Row], lines: list[Line], *, host: str | None, service: str | None,
-               envelope_level: str | None, since: datetime) -> None:
-    """Each line stored once with the expected time, level, host, service and message; raw keeps the record."""
+               envelope_level: str | None, since: datetime, shipped_at: datetime | None = None) -> None:
+    """Each line stored once with the expected time, level, host, service and message; raw keeps the record.
+
+    host, service, envelope_level: what the shipper stamped on every record. A line without a time of its own
+    takes the shipper's: shipped_at when the record states it, else between `since` and now (the shipper's clock).
+    """
     until = datetime.now(UTC) + timedelta(seconds=1)
     problems = []
     for line in lines:
@@ -154,10 +159,11 @@ def check_rows(rows: list[Row], lines: list[Line], *, host: str | None, service:
             problems.append(f"{line.text!r}: raw does not keep the record: {r.raw}")
         want = {"level": envelope_level if line.level == ENVELOPE else line.level,
                 "host": host if line.host == ENVELOPE else line.host,
-                "service": service if line.service == ENVELOPE else line.service, "message": line.message}
+                "service": (service or line.logger) if line.service == ENVELOPE else line.service,
+                "message": line.message}
         got = {"level": r.level, "host": r.host, "service": r.service, "message": r.message}
-        if line.time is not None:
-            got["time"], want["time"] = r.event_time, line.time
+        if line.time is not None or shipped_at is not None:
+            got["time"], want["time"] = r.event_time, line.time or shipped_at
         elif not since <= r.event_time <= until:
             problems.append(f"{line.text!r}: time {r.event_time} is not the shipper's clock ({since}..{until})")
         if got != want:
