@@ -130,10 +130,8 @@ class Scorer:
             effective = [p if d is None else (d if d in LEVELS else (normalise(d) or p))
                          for d, p in zip(declared_levels, predicted)]
         if self.learns:
-            scores = self._anomaly_model.score(features, effective, services, msgs)
+            scores = self._anomaly_model.score(features, effective, services, msgs, learn=learn)
             is_anomaly = scores >= self.anomaly_threshold
-            if learn:
-                self._anomaly_model.update(features, services, msgs)
         else:
             scores = self._anomaly_model.score(features)
             is_anomaly = scores >= self.anomaly_threshold
@@ -148,10 +146,8 @@ class Scorer:
                     None if d is None else (d if d in LEVELS else normalise(d))
                     for d in (declared_levels[i] for i in gated.tolist())]
                 scores = scores.copy()
-                scores[gated] = self._fallback.score(part, declared, part_svc, part_msgs)
+                scores[gated] = self._fallback.score(part, declared, part_svc, part_msgs, learn=learn)
                 is_anomaly[gated] = scores[gated] >= FALLBACK_CUT
-                if learn:
-                    self._fallback.update(part, part_svc, part_msgs)
         return ScoreColumns(predicted, np.clip(confidence, 0, 1).astype(np.float32), is_anomaly,
                             np.clip(scores, 0, 1).astype(np.float32), severity(effective, is_anomaly),
                             self.model_version, features.familiarity.astype(np.float32))

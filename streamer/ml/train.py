@@ -138,8 +138,8 @@ def score_stream(anomaly_model, feats, levels, messages, batch: int = STREAM_BAT
     out = []
     for start in range(0, feats.X.shape[0], batch):
         part = _rows(feats, np.arange(start, min(start + batch, feats.X.shape[0])))
-        out.append(anomaly_model.score(part, levels[start:start + batch], messages=messages[start:start + batch]))
-        anomaly_model.update(part, messages=messages[start:start + batch])
+        out.append(anomaly_model.score(part, levels[start:start + batch], messages=messages[start:start + batch],
+                                       learn=True))
     return np.concatenate(out) if out else np.zeros(0, np.float32)
 
 
