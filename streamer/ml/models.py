@@ -69,19 +69,27 @@ def _softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def _fit_temperature(logits: np.ndarray, y_index: np.ndarray) -> float:
-    """Temperature T minimising the negative log-likelihood of softmax(logits / T) on held-out rows."""
+def _fit_temperature(logits: np.ndarray, y_index: np.ndarray, loss: str = "nll") -> float:
+    """Temperature T minimising the negative log-likelihood (or the Brier score) of softmax(logits / T) on
+    held-out rows. Brier for the level model: on a small slice a few confidently wrong rows make the
+    likelihood soften every answer (BGL 2k: T 1.74, ECE 0.154; Brier: T 0.51, ECE 0.075)."""
     from scipy.optimize import minimize_scalar
     from scipy.special import log_softmax
 
     if len(y_index) == 0:
         return 1.0
     rows = np.arange(len(y_index))
+    onehot = np.zeros_like(logits, dtype=np.float64)
+    onehot[rows, y_index] = 1.0
 
     def nll(log_t: float) -> float:
         return float(-log_softmax(logits / np.exp(log_t), axis=1)[rows, y_index].mean())
 
-    res = minimize_scalar(nll, bounds=(-3.0, 3.0), method="bounded", options={"xatol": 1e-4})
+    def brier(log_t: float) -> float:
+        return float(((_softmax(logits / np.exp(log_t)) - onehot) ** 2).sum(axis=1).mean())
+
+    res = minimize_scalar(brier if loss == "brier" else nll, bounds=(-3.0, 3.0), method="bounded",
+                          options={"xatol": 1e-4})
     return float(np.exp(res.x))
 
 
@@ -112,7 +120,7 @@ class LevelModel:
         elif X_cal is not None and X_cal.shape[0]:
             known = np.isin(y_cal, self.classes_)
             idx = np.searchsorted(self.classes_, np.asarray(y_cal)[known])
-            self.temperature = _fit_temperature(self._logits(X_cal[known]), idx)
+            self.temperature = _fit_temperature(self._logits(X_cal[known]), idx, loss="brier")
         return self
 
     def _logits(self, X) -> np.ndarray:
