@@ -12,7 +12,7 @@ import pytest
 
 from tests.pipeline_support import StreamerProcess, committed, mixed_values
 from tests.private_stack import private_kafka, private_topics, streamer_env_for, test_ca  # noqa: F401 (fixtures)
-from tests.support import produce, wait_for
+from tests.support import produce, query, wait_for
 from tests.test_consumer import check_delivery, db_proxy, wait_caught_up  # noqa: F401 (db_proxy: fixture)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -21,8 +21,11 @@ MESSAGE_TIMEOUT_MS = 5000  # the producer gives records up long before the broke
 OUTAGE_S = 25  # > session.timeout.ms (6 s, tests.pipeline_support.FAST_GROUP) and > MESSAGE_TIMEOUT_MS
 
 
+@pytest.mark.parametrize("during", ["retrying", "delivering"])
 def test_member_consumes_again_after_a_broker_outage_longer_than_the_session_timeout(
-        private_kafka, private_topics, migrated_db_url, db_proxy, tmp_path):
+        during, private_kafka, private_topics, migrated_db_url, db_proxy, tmp_path):
+    # retrying: the database is cut first, so the broker goes while a batch is retried (the case);
+    # delivering: the broker goes while batches are stored and published on the worker threads.
     kafka, topics = private_kafka, private_topics
     db, via_db_proxy = db_proxy
     env = streamer_env_for(topics, kafka.proxied_bootstrap, via_db_proxy,
@@ -34,23 +37,29 @@ def test_member_consumes_again_after_a_broker_outage_longer_than_the_session_tim
         wait_caught_up(kafka.bootstrap, topics, [proc])
         before = committed(kafka.bootstrap, topics.group, topics.raw, 6)
 
-        # A batch being retried (database away) when the broker goes away too.
-        db.cut()
-        more, more_invalid = mixed_values(600, seed=11)
+        stored = len(values) - len(invalid)
+        if during == "retrying":
+            db.cut()
+        more, more_invalid = mixed_values(600 if during == "retrying" else 20_000, seed=11)
         coords += produce(kafka.bootstrap, topics.raw, more)
         invalid |= {i + len(values) for i in more_invalid}
         values += more
-        wait_for(lambda: "retrying with backoff" in proc.output(), timeout=30, what="the database outage noticed")
+        if during == "retrying":
+            wait_for(lambda: "retrying with backoff" in proc.output(), timeout=30, what="the database outage")
+        else:
+            wait_for(lambda: query(migrated_db_url, "select count(*) from log_entries")[0][0] > stored,
+                     timeout=30, interval=0.05, what="the first batch of the second part stored")
         kafka.proxy.cut()
         cut_at = time.monotonic()
-        time.sleep(1)
-        db.restore()  # the batch now stores, then its records time out in the producer
-        wait_for(lambda: re.search(r"Kafka refused \d+ records \(.*Message timed out", proc.output()),
-                 timeout=OUTAGE_S, what="the records to time out in the producer")
+        if during == "retrying":
+            time.sleep(1)
+            db.restore()  # the batch now stores, then its records time out in the producer
+            wait_for(lambda: re.search(r"Kafka refused \d+ records \(.*Message timed out", proc.output()),
+                     timeout=OUTAGE_S, what="the records to time out in the producer")
         wait_for(lambda: "assignment lost" in proc.output(), timeout=OUTAGE_S,
                  what="the member to lose its assignment (session timeout)")
-        # Nothing of the second half is committed while its records were never acknowledged.
-        assert committed(kafka.bootstrap, topics.group, topics.raw, 6) == before
+        if during == "retrying":  # nothing of the second part is committed: its records were never acknowledged
+            assert committed(kafka.bootstrap, topics.group, topics.raw, 6) == before
         time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - cut_at)))
         assert proc.alive(), f"streamer exited during the outage:\n{proc.output()[-3000:]}"
         kafka.proxy.restore()
