@@ -182,6 +182,9 @@ class _Slowed:
         self.proxy.flowing.wait()
         return data
 
+    def shutdown(self, how: int) -> None:
+        self.sock.shutdown(how)
+
     def close(self) -> None:
         self.sock.close()
 

@@ -171,6 +171,7 @@ class TcpProxy:
             except OSError:
                 client.close()
                 continue
+            server.settimeout(None)  # only the connect is bounded: a server busy for a while is not gone
             with self._lock:
                 self._conns += [client, server]
             for a, b in ((client, server), (server, client)):
@@ -185,6 +186,10 @@ class TcpProxy:
             pass
         finally:
             for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)  # wakes the other direction's recv(), which close() would not
+                except OSError:
+                    pass
                 try:
                     s.close()
                 except OSError:
