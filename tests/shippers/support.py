@@ -20,6 +20,20 @@ from tests.support import query
 
 IN_CI = bool(os.environ.get("CI"))
 SYSLOG_NG = ROOT / ".stack" / "syslog-ng" / "syslog-ng"  # the wrapper scripts/syslog-ng.sh writes
+README = ROOT / "README.md"
+
+
+def readme_snippet(first_line: str, replace: dict[str, str]) -> str:
+    """The README's code block that starts with `first_line` (the tests run what the README shows), with each
+    `replace` pair applied (each key is literal text that must be there)."""
+    blocks = [b for b in re.findall(r"^```[^\n]*\n(.*?)^```", README.read_text(), re.S | re.M)
+              if b.startswith(first_line + "\n")]
+    assert len(blocks) == 1, f"{len(blocks)} code blocks in README.md start with {first_line!r}"
+    text = blocks[0]
+    for old, new in replace.items():
+        assert old in text, f"README snippet {first_line!r} no longer contains {old!r}"
+        text = text.replace(old, new)
+    return text
 
 
 def require(path: str | Path | None, what: str, how: str) -> str:

@@ -8,38 +8,21 @@ from pathlib import Path
 
 import pytest
 
-from tests.shippers.support import APP_LOG, check_rows, require, which
+from tests.shippers.support import APP_LOG, check_rows, readme_snippet, require, which
 
 pytestmark = pytest.mark.integration
 
 HOST, TAG = "shipper-host", "checkout"
 
-# The JSON template of the README's snippet (rsyslog's own JSON idiom: a list template with option.jsonf).
-JSON_TEMPLATE = """
-template(name="streamer_json" type="list" option.jsonf="on") {
-  property(outname="@timestamp" name="timereported" dateFormat="rfc3339" format="jsonf")
-  property(outname="host" name="hostname" format="jsonf")
-  property(outname="severity" name="syslogseverity-text" format="jsonf")
-  property(outname="programname" name="programname" format="jsonf")
-  property(outname="message" name="msg" format="jsonf")
-}
-"""
+README_CONF = "# /etc/rsyslog.d/60-streamer.conf"
 
 
 def rsyslog_conf(work: Path, log_file: Path, bootstrap: str, topic: str, template: str) -> str:
-    """A whole rsyslog.conf of the test's own: imfile → omkafka only (no imuxsock, no imklog: the machine's
-    logging is never read), state in the test's work directory."""
-    return f"""
-global(workDirectory="{work}" localHostname="{HOST}")
-module(load="imfile")
-module(load="omkafka")
-{JSON_TEMPLATE}
-input(type="imfile" file="{log_file}" tag="{TAG}:" ruleset="to_kafka")
-ruleset(name="to_kafka") {{
-  action(type="omkafka" broker=["{bootstrap}"] topic="{topic}" template="{template}"
-         confParam=["queue.buffering.max.ms=50"])
-}}
-"""
+    """The README's snippet as a whole rsyslog.conf of the test's own: imfile → omkafka only (no imuxsock, no
+    imklog: the machine's logging is never read), state in the test's work directory."""
+    return f'global(workDirectory="{work}" localHostname="{HOST}")\n' + readme_snippet(README_CONF, {
+        "/var/log/checkout/app.log": str(log_file), '"127.0.0.1:9092"': f'"{bootstrap}"',
+        '"logs.raw"': f'"{topic}"', 'template="streamer_json")': f'template="{template}")'})
 
 
 @pytest.fixture
@@ -72,7 +55,7 @@ def test_forward_format(rsyslog):
 
 
 def test_json_template(rsyslog):
-    """`{"@timestamp": …, "host": …, "severity": "notice", "programname": …, "message": <line>}`: the line's own
-    header is parsed out of `message`; its level outranks the `notice` imfile stamps on every line."""
+    """The README's template, `{"@timestamp": …, "host": …, "severity": "notice", "programname": …, "message":
+    <line>}`: the line's own header is parsed out of `message`; its level outranks imfile's `notice`."""
     rows, since = rsyslog("streamer_json")
     check_rows(rows, APP_LOG, host=HOST, service=TAG, envelope_level="INFO", since=since)

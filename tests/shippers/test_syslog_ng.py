@@ -12,6 +12,7 @@ from tests.shippers.support import (
     APP_LOG,
     SYSLOG_NG,
     check_rows,
+    readme_snippet,
     require,
     syslog_ng_version,
 )
@@ -19,36 +20,29 @@ from tests.shippers.support import (
 pytestmark = pytest.mark.integration
 
 HOST, PROGRAM = "shipper-host", "checkout"
-# The README's format-json snippet: RFC 5424 macros (HOST, PROGRAM, PRIORITY, MESSAGE…) plus ISODATE.
-FORMAT_JSON = 'message("$(format-json --scope rfc5424 --scope nv-pairs --key ISODATE)")'
+README_CONF = "# /etc/syslog-ng/conf.d/streamer.conf"
+FORMAT_JSON = '\n          message("$(format-json --scope rfc5424 --scope nv-pairs --key ISODATE)")'
 
 
-def syslog_ng_conf(version: str, log_file: Path, bootstrap: str, topic: str, message: str) -> str:
-    """A whole syslog-ng.conf of the test's own: one file source (the application's log, no syslog header to
-    parse) and one kafka-c destination; no system() source, so the machine's logging is never read."""
-    return f"""@version: {version}
-options {{ stats-freq(0); }};
-source s_app {{
-  file("{log_file}" flags(no-parse) program-override("{PROGRAM}") host-override("{HOST}") follow-freq(1));
-}};
-destination d_kafka {{
-  kafka-c(bootstrap-servers("{bootstrap}") topic("{topic}") {message}
-          config("queue.buffering.max.ms" => "50"));
-}};
-log {{ source(s_app); destination(d_kafka); }};
-"""
+def syslog_ng_conf(version: str, log_file: Path, bootstrap: str, topic: str, json: bool) -> str:
+    """The README's snippet as a whole syslog-ng.conf of the test's own (no system() source: the machine's
+    logging is never read), with a fixed host name; json=False drops its message(), leaving kafka-c's default."""
+    return f"@version: {version}\noptions {{ stats-freq(0); }};\n" + readme_snippet(README_CONF, {
+        "/var/log/checkout/app.log": str(log_file), '"127.0.0.1:9092"': f'"{bootstrap}"', '"logs.raw"': f'"{topic}"',
+        'program-override("checkout")': f'program-override("{PROGRAM}") host-override("{HOST}") follow-freq(1)',
+        FORMAT_JSON: FORMAT_JSON if json else ""})
 
 
 @pytest.fixture
 def syslog_ng(ship_app_log, pipeline):
-    """ship(message_option) -> (rows, since): syslog-ng -F with its own config, pid, persist and control files."""
+    """ship(json) -> (rows, since): syslog-ng -F with its own config, pid, persist and control files."""
     binary = require(SYSLOG_NG if SYSLOG_NG.exists() else None, "syslog-ng (private copy)", "run scripts/syslog-ng.sh")
     version = syslog_ng_version(binary)
 
-    def ship(message: str):
+    def ship(json: bool):
         return ship_app_log(
             "syslog-ng",
-            lambda log_file, work: syslog_ng_conf(version, log_file, pipeline.bootstrap, pipeline.topic, message),
+            lambda log_file, work: syslog_ng_conf(version, log_file, pipeline.bootstrap, pipeline.topic, json),
             lambda conf, work: [binary, "-F", "--no-caps", "-f", str(conf), "-p", str(work / "syslog-ng.pid"),
                                 "-R", str(work / "syslog-ng.persist"), "-c", str(work / "syslog-ng.ctl")])
 
@@ -58,12 +52,12 @@ def syslog_ng(ship_app_log, pipeline):
 def test_default_message_template(syslog_ng):
     """kafka-c's default `$ISODATE $HOST $MSGHDR$MSG`: `2026-12-02T15:04:05+00:00 shipper-host checkout: <line>`,
     no severity in the record."""
-    rows, since = syslog_ng("")
+    rows, since = syslog_ng(json=False)
     check_rows(rows, APP_LOG, host=HOST, service=PROGRAM, envelope_level=None, since=since)
 
 
 def test_format_json(syslog_ng):
-    """`{"PROGRAM": …, "PRIORITY": "notice", "MESSAGE": <line>, "HOST": …, "ISODATE": …}`: the line's own header
-    is parsed out of MESSAGE and its level outranks the file source's default `notice`."""
-    rows, since = syslog_ng(FORMAT_JSON)
+    """The README's `format-json`, `{"PROGRAM": …, "PRIORITY": "notice", "MESSAGE": <line>, "HOST": …, "ISODATE":
+    …}`: the line's own header is parsed out of MESSAGE and its level outranks the file source's `notice`."""
+    rows, since = syslog_ng(json=True)
     check_rows(rows, APP_LOG, host=HOST, service=PROGRAM, envelope_level="INFO", since=since)
