@@ -23,15 +23,15 @@ SYSLOG_NG = ROOT / ".stack" / "syslog-ng" / "syslog-ng"  # the wrapper scripts/s
 README = ROOT / "README.md"
 
 
-def readme_snippet(first_line: str, replace: dict[str, str]) -> str:
-    """The README's code block that starts with `first_line` (the tests run what the README shows), with each
-    `replace` pair applied (each key is literal text that must be there)."""
-    blocks = [b for b in re.findall(r"^```[^\n]*\n(.*?)^```", README.read_text(), re.S | re.M)
+def readme_snippet(first_line: str, replace: dict[str, str] | None = None, doc: Path = README) -> str:
+    """The code block of README.md (or `doc`) that starts with `first_line` (the tests use what the docs show),
+    with each `replace` pair applied (each key is literal text that must be there)."""
+    blocks = [b for b in re.findall(r"^```[^\n]*\n(.*?)^```", doc.read_text(), re.S | re.M)
               if b.startswith(first_line + "\n")]
-    assert len(blocks) == 1, f"{len(blocks)} code blocks in README.md start with {first_line!r}"
+    assert len(blocks) == 1, f"{len(blocks)} code blocks in {doc.name} start with {first_line!r}"
     text = blocks[0]
-    for old, new in replace.items():
-        assert old in text, f"README snippet {first_line!r} no longer contains {old!r}"
+    for old, new in (replace or {}).items():
+        assert old in text, f"snippet {first_line!r} no longer contains {old!r}"
         text = text.replace(old, new)
     return text
 
