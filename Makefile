@@ -19,7 +19,7 @@ help:
 	@echo "make down    stop what make up started from this checkout"
 	@echo "make status  what is running"
 	@echo "make venv    create .venv and install streamer with test and bench extras"
-	@echo "make bench   end-to-end benchmark (bench/e2e.py; BENCH_ARGS=--quick for a smoke run)"
+	@echo "make bench   end-to-end benchmark (bench/e2e.py; BENCH_ARGS=--quick for a smoke run), then bench.quality"
 	@echo "make chaos   the chaos drill: kills, broker and PostgreSQL restarts, rebalances (bench/chaos.py; CHAOS_ARGS=...)"
 
 venv: $(STAMP)
@@ -68,8 +68,10 @@ chaos: up
 	$(VENV)/bin/python bench/chaos.py $(CHAOS_ARGS)
 
 # End-to-end benchmark on the local stack (~10 min); results in bench/results/. BENCH_ARGS=--quick for a smoke run.
+# Then the model-quality tables on ../shared/data/loghub (~1 min; skipped with a note when the data is absent).
 bench: up
 	$(VENV)/bin/python bench/e2e.py $(BENCH_ARGS)
+	$(VENV)/bin/python -m bench.quality
 
 # Stop the stack and delete its data (broker log, jars stay cached in ~/.m2).
 clean-stack: down
