@@ -228,11 +228,10 @@ class Decoder:
                 continue
             raw_json = orjson.dumps(rec, default=str).decode()
             level = normalise(rec["level"]) if rec.get("level") else None
-            out.append(Event(
-                topic, partition, offset, key, headers, message.strip(_TERMINATORS),
-                rec.get("time") or _kafka_time(timestamp_ms), level, rec.get("host"), rec.get("service"), raw_json,
-                True, index, "none" if level is None else "envelope",
-            ))
+            # a filelog receiver's body is the file's line, header and all
+            out.append(_json_event(topic, partition, offset, key, headers, message.strip(_TERMINATORS),
+                                   rec.get("time") or _kafka_time(timestamp_ms), level, rec.get("host"),
+                                   rec.get("service"), raw_json, index))
         return out
 
     def _from_object(self, obj, text, topic, partition, offset, timestamp_ms, key, headers, dead):
@@ -259,23 +258,8 @@ class Decoder:
                 level = normalise(candidate)
                 if level is not None:
                     break
-        level_source = "none" if level is None else "envelope"
-        # A level the line itself states outranks an envelope severity a file-reading shipper stamps on every
-        # line (rsyslog imfile `severity: notice`); the scored message is the content without the line's header.
-        head = parse_line(message) if message[:1] in _HEADER_STARTS else None
-        host = _first_string(obj, HOST_FIELDS)
-        service = _service(obj)
-        if head is not None and head.message.strip():
-            message = head.message
-            if head.level is not None:
-                level, level_source = head.level, "pri" if head.level_from_pri else "line"
-            event_time = head.time or event_time
-            host = host or head.host
-            service = service or head.service
-        return Event(
-            topic, partition, offset, key, headers, message, event_time, level, host, service, text, True, 0,
-            level_source,
-        )
+        return _json_event(topic, partition, offset, key, headers, message, event_time, level,
+                           _first_string(obj, HOST_FIELDS), _service(obj), text, 0)
 
     def _from_text(self, line, topic, partition, offset, timestamp_ms, key, headers) -> Event:
         """A text line: its header (syslog, log4j, klog, ...) parsed off; `message` is the content, raw keeps
@@ -287,6 +271,12 @@ class Decoder:
             line_start = line
         if self._line_format is not None:
             head = parse_with_format(*self._line_format, line_start)
+            if head is not None and head.level is None and head.message[:1] in _HEADER_STARTS:
+                # the format's content may be a line with a header of its own (Logstash plain: time host line)
+                inner = parse_line(head.message)
+                if inner is not None and inner.message and not inner.message.isspace():
+                    head = inner._replace(time=inner.time or head.time, host=head.host or inner.host,
+                                          service=head.service or inner.service)
         if head is None:
             head = parse_line(line_start)
         if head is None or not head.message or head.message.isspace():
@@ -300,6 +290,24 @@ class Decoder:
             head.level, head.host, head.service, orjson.dumps({"message": head.message, "raw": line}).decode(),
             False, 0, level_source,
         )
+
+
+def _json_event(topic, partition, offset, key, headers, message, event_time, level, host, service, raw_json,
+                index) -> Event:
+    """An event of a JSON or OTLP record. A level the line itself states outranks an envelope severity a
+    file-reading shipper stamps on every line (rsyslog imfile `severity: notice`); the scored message is the
+    content without the line's header; the line's time wins, its host and service fill what the record lacks."""
+    level_source = "none" if level is None else "envelope"
+    head = parse_line(message) if message[:1] in _HEADER_STARTS else None
+    if head is not None and head.message and not head.message.isspace():
+        message = head.message
+        if head.level is not None:
+            level, level_source = head.level, "pri" if head.level_from_pri else "line"
+        event_time = head.time or event_time
+        host = host or head.host
+        service = service or head.service
+    return Event(topic, partition, offset, key, headers, message, event_time, level, host, service, raw_json, True,
+                 index, level_source)
 
 
 _SCALAR_STARTS = frozenset("-0123456789tfn")

@@ -327,3 +327,22 @@ def test_user_format_names_the_host_of_logstash_plain_codec_lines():
     assert event.event_time == datetime(2024, 12, 2, 13, 15, 55, 123000, tzinfo=timezone.utc)
     (builtin,) = decoder.decode(b"2024-12-02T13:15:55.123Z web-1 cache warmed", topic="t", partition=0, offset=0)
     assert (builtin.host, builtin.message) == (None, "web-1 cache warmed")  # without it, the host is not guessed
+    # the content is the shipped line, which may have a header of its own
+    (inner,) = custom.decode(b"2024-12-02T13:15:55.123Z web-1 2024-06-01 12:00:00,123 ERROR a.B - card expired",
+                             topic="t", partition=0, offset=0)
+    assert (inner.host, inner.service, inner.level, inner.message) == ("web-1", "a.B", "ERROR", "card expired")
+    assert inner.event_time == datetime(2024, 6, 1, 12, 0, 0, 123000, tzinfo=timezone.utc)
+    assert inner.level_source == "line"
+
+
+def test_otlp_filelog_body_header_is_parsed():
+    """The OTel Collector's filelog receiver without operators: the file's line is the body, no severity."""
+    lines = ["2024-06-01 12:00:00,123 ERROR com.example.Payment - card expired", "GET /api/orders/42 200 12ms"]
+    export = {"resourceLogs": [{"resource": {"attributes": [{"key": "host.name", "value": {"stringValue": "web-1"}}]},
+                                "scopeLogs": [{"logRecords": [{"observedTimeUnixNano": "1717243210123000000",
+                                                               "body": {"stringValue": line}} for line in lines]}]}]}
+    first, second = decode_all(orjson.dumps(export))
+    assert (first.host, first.service, first.level, first.message) == ("web-1", "com.example.Payment", "ERROR",
+                                                                        "card expired")
+    assert first.event_time == datetime(2024, 6, 1, 12, 0, 0, 123000, tzinfo=timezone.utc)
+    assert (second.level, second.level_source, second.message) == (None, "none", "GET /api/orders/42 200 12ms")
