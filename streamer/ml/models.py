@@ -326,7 +326,7 @@ def template_keys(X, services: Sequence[str | None] | None = None, messages: Seq
 LEVEL_PRIOR = {"FATAL": 1.0, "ERROR": 0.9, "WARN": 0.3, "INFO": 0.05, "DEBUG": 0.02}
 UNKNOWN_LEVEL_PRIOR = 0.05
 MIN_CUT = 0.1
-DEFAULT_ALERT_RATE = 0.05  # BGL 2k without labels: F1 0.735 at 0.01, 0.842 at 0.05 (bench.quality)
+DEFAULT_ALERT_RATE = 0.05  # BGL 2k without labels: F1 0.50 at 0.01, 0.84 at 0.05 (bench.quality sweep)
 # rates at which the training score quantiles are kept, so the cut can follow another alert rate later
 _RATE_GRID = np.geomspace(1e-4, 0.5, 64)
 
@@ -334,9 +334,12 @@ _RATE_GRID = np.geomspace(1e-4, 0.5, 64)
 class TemplateRarity:
     """Unsupervised detector: score = level prior x rarity of the row's template (for its service).
 
-    rarity = k / (k + c), c = times the template was seen before (training, then the stream: update()
-    after every batch), so a template that keeps coming back stops alerting (template_keys: text with
-    words the vocabulary never saw is keyed by its text, so it is new at first and learnt later).
+    rarity = k / (k + c), c = how often it was seen before (training, then the stream: every scored batch
+    is counted), so what keeps coming back stops alerting. For a message whose words the vocabulary all
+    knows, c is the count of its RAREST word or word pair: exact word sets made every combination of
+    component x exception x text its own template (built-in corpus: ROC-AUC 0.887 -> 0.940, F1 at rate
+    0.05 0.217 -> 0.348 against the level rule's 0.326; BGL unchanged at 0.842). A message with unknown
+    words is keyed by its text per service (template_keys), new at first and learnt later.
     The cut is the (1 - alert_rate) quantile of the training rows'
     scores, each scored leave-one-out (its own occurrence not counted), never below MIN_CUT.
     """
@@ -350,7 +353,8 @@ class TemplateRarity:
         self.alert_rate = float(alert_rate)
         self.threshold = MIN_CUT
         self.temperature = 1.0
-        self.counts: dict[int, int] = {}
+        self.counts: dict[int, int] = {}             # text key -> sightings (messages with unknown words)
+        self.feature_counts: np.ndarray | None = None  # per vocabulary column: rows holding it
         self.seen = 0
         self.train_quantiles = np.full(len(_RATE_GRID), MIN_CUT)
         self._lock = threading.Lock()
@@ -366,16 +370,39 @@ class TemplateRarity:
         get = self.counts.get
         return np.fromiter((get(k, 0) for k in keys.tolist()), dtype=np.float64, count=len(keys))
 
+    @staticmethod
+    def _rarest(X, per_feature: np.ndarray) -> np.ndarray:
+        """Per row: the smallest count among its features (0 for a row without any)."""
+        out = np.zeros(X.shape[0])
+        rows = np.diff(X.indptr) > 0
+        if rows.any() and len(per_feature):
+            cols = np.minimum(X.indices, len(per_feature) - 1)
+            vals = np.where(X.indices < len(per_feature), per_feature[cols], 0.0)
+            out[rows] = np.minimum.reduceat(vals, X.indptr[:-1][rows])
+        return out
+
+    def _seen_before(self, features: Features, keys: np.ndarray) -> np.ndarray:
+        unknown = features.familiarity < 1.0
+        c = np.zeros(len(keys))
+        if unknown.any():
+            c[unknown] = self._lookup(keys[unknown])
+        if self.feature_counts is not None and not unknown.all():
+            c[~unknown] = self._rarest(features.X, self.feature_counts)[~unknown]
+        return c
+
     def _score(self, c: np.ndarray, prior: np.ndarray) -> np.ndarray:
         return prior * (self.k / (self.k + c))
 
     def fit(self, features: Features, levels=None, services=None, messages=None) -> "TemplateRarity":
         keys = template_keys(features.X, services, messages, features.familiarity)
-        uniq, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
+        unknown = features.familiarity < 1.0
+        uniq, inverse, counts = np.unique(keys[unknown], return_inverse=True, return_counts=True)
         self.counts = dict(zip(uniq.tolist(), counts.tolist()))
+        self.feature_counts = np.bincount(features.X.indices, minlength=features.X.shape[1]).astype(np.float64)
         self.seen = len(keys)
-        loo = (counts[inverse] - 1).astype(np.float64)
-        train = self._score(loo, self.level_prior(levels, len(keys)))
+        loo = self._rarest(features.X, self.feature_counts) - 1.0
+        loo[unknown] = counts[inverse] - 1.0
+        train = self._score(np.maximum(loo, 0.0), self.level_prior(levels, len(keys)))
         self.train_quantiles = np.quantile(train, 1.0 - _RATE_GRID, method="higher") if len(train) \
             else np.full(len(_RATE_GRID), MIN_CUT)
         self.threshold = self.threshold_for(self.alert_rate)
@@ -394,22 +421,29 @@ class TemplateRarity:
         """Scores with the counts so far; learn=True then counts the batch (keys computed once)."""
         n = features.X.shape[0]
         keys = template_keys(features.X, services, messages, features.familiarity)
-        scores = self._score(self._lookup(keys), self.level_prior(levels, n)).astype(np.float32)
+        scores = self._score(self._seen_before(features, keys), self.level_prior(levels, n)).astype(np.float32)
         if learn:
-            self._count(keys)
+            self._count(features, keys)
         return scores
 
     def update(self, features: Features, services=None, messages=None) -> None:
         """Count a scored batch's templates (the statistics keep learning after training)."""
-        self._count(template_keys(features.X, services, messages, features.familiarity))
+        self._count(features, template_keys(features.X, services, messages, features.familiarity))
 
-    def _count(self, keys: np.ndarray) -> None:
-        uniq, counts = np.unique(keys, return_counts=True)
+    def _count(self, features: Features, keys: np.ndarray) -> None:
+        uniq, counts = np.unique(keys[features.familiarity < 1.0], return_counts=True)
+        per_feature = np.bincount(features.X.indices, minlength=features.X.shape[1])
         with self._lock:
+            if self.feature_counts is None or len(self.feature_counts) < len(per_feature):
+                grown = np.zeros(len(per_feature))
+                if self.feature_counts is not None:
+                    grown[:len(self.feature_counts)] = self.feature_counts
+                self.feature_counts = grown
+            self.feature_counts[:len(per_feature)] += per_feature
             get = self.counts.get
             fresh = {k: get(k, 0) + c for k, c in zip(uniq.tolist(), counts.tolist())}
             self.counts.update(fresh)
-            self.seen += int(counts.sum())
+            self.seen += len(keys)
             if len(self.counts) > self.MAX_KEYS:  # keep the templates that recur; seen-once ones go first
                 keep = sorted(self.counts.items(), key=lambda kv: kv[1], reverse=True)[: self.MAX_KEYS // 2]
                 self.counts = dict(keep)
@@ -420,7 +454,8 @@ class TemplateRarity:
         keys = np.fromiter(self.counts.keys(), dtype=np.uint64, count=len(self.counts))
         counts = np.fromiter(self.counts.values(), dtype=np.int64, count=len(self.counts))
         order = np.argsort(keys)
-        return ({"keys": keys[order], "counts": counts[order],
+        features = np.zeros(0) if self.feature_counts is None else self.feature_counts
+        return ({"keys": keys[order], "counts": counts[order], "feature_counts": np.asarray(features, np.float64),
                  "train_quantiles": np.asarray(self.train_quantiles, dtype=np.float64)},
                 {"k": self.k, "alert_rate": self.alert_rate, "threshold": self.threshold, "seen": int(self.seen)})
 
@@ -433,6 +468,10 @@ class TemplateRarity:
         if keys.shape != counts.shape or keys.ndim != 1 or quantiles.shape != _RATE_GRID.shape:
             raise ValueError("template rarity state: keys/counts/quantiles have the wrong shape")
         model.counts = dict(zip(keys.tolist(), counts.tolist()))
+        features = np.asarray(arrays.get("feature_counts", np.zeros(0)), dtype=np.float64)
+        if features.ndim != 1:
+            raise ValueError("template rarity state: feature_counts must be one row")
+        model.feature_counts = features if len(features) else None
         model.train_quantiles = quantiles
         model.threshold = float(params["threshold"])
         model.seen = int(params.get("seen", int(counts.sum())))

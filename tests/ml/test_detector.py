@@ -122,7 +122,8 @@ def test_statistics_keep_learning_after_training(unsupervised):
     assert after.anomaly_score[0] < before.anomaly_score[0] and not after.is_anomaly[0]
     # what it learnt survives to_state/from_state (the artifact format)
     arrays, params = model.anomaly_model.to_state()
-    assert set(arrays) == {"keys", "counts", "train_quantiles"} and arrays["keys"].dtype == np.uint64
+    assert set(arrays) == {"keys", "counts", "feature_counts", "train_quantiles"}
+    assert arrays["keys"].dtype == np.uint64
     back = TemplateRarity.from_state(arrays, params)
     feats = model.vectorizer.transform(burst[:1])
     assert back.score(feats, ["ERROR"])[0] == model.anomaly_model.score(feats, ["ERROR"])[0]
