@@ -192,3 +192,16 @@ def test_train_from_postgres_without_labels_builds_it(migrated_db_url, monkeypat
     cols = scorer.score(["connection to replica 2 reset, retrying", "raid array degraded: disk 4 missing"],
                         ["ERROR", "ERROR"], learn=False)
     assert cols.is_anomaly.tolist() == [False, True]
+
+
+def test_a_known_message_is_as_rare_as_its_rarest_word_or_pair():
+    # "alpha"/"beta" and "one"/"two" combine freely; "zeta" appears once in training
+    msgs = [f"{a} worker {b} failed" for a in ("alpha", "beta") for b in ("one", "two")] * 50 + \
+        ["zeta worker one failed"]
+    vec = LogVectorizer(min_df=1).fit(msgs)
+    det = TemplateRarity().fit(vec.transform(msgs), ["ERROR"] * len(msgs))
+    later = vec.transform(["beta worker one failed", "zeta worker two failed"])
+    assert later.familiarity.tolist() == [1.0, 1.0]  # every word and pair known, the 2nd line never seen whole
+    s = det.score(later, ["ERROR", "ERROR"])
+    assert s[0] < 0.1  # its rarest feature was seen 100 times
+    assert s[1] == pytest.approx(0.9 * 5 / (5 + 1))  # "zeta" (and "zeta worker") once
