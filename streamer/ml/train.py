@@ -255,7 +255,8 @@ def train(messages: Sequence[str], levels: Sequence | None = None, is_anomaly: S
                       "threshold calibrated on the last 12.5% of that part), scored on the last 20%",
             "train_rows": split, "test_rows": n - split,
             "shipped_model": ("refitted on 100% of the rows with the hold-out run's temperatures and "
-                              "threshold" if refit else "the hold-out model itself (fitted on the first 80%)"),
+                              + ("threshold" if anomaly_model.supervised else "the cut recomputed at the alert rate")
+                              if refit else "the hold-out model itself (fitted on the first 80%)"),
         },
         "metrics": metrics,
         "levels": [str(c) for c in level_model.classes_],
