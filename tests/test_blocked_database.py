@@ -121,3 +121,31 @@ def test_sigterm_while_the_database_blocks_returns_within_the_bound_and_loses_no
     assert second.terminate() == 0, second.output()[-3000:]
     proxy.close()
     check_rows_once(migrated_db_url, topics, coords, invalid)
+
+
+def test_interrupt_fails_a_statement_the_server_never_answers_at_once_and_refuses_new_connections(
+        migrated_db_url):
+    import threading
+    from urllib.parse import urlsplit
+
+    from streamer.errors import TransientError
+    from streamer.sink import PostgresSink
+
+    target = urlsplit(migrated_db_url)
+    proxy = SlowProxy(target.hostname, target.port or 5432)
+    sink = PostgresSink(migrated_db_url.replace(f"{target.hostname}:{target.port or 5432}",
+                                                f"127.0.0.1:{proxy.port}"))
+    try:
+        conn = sink._connection()
+        proxy.hold()  # the query goes out, no answer ever comes back
+        threading.Timer(1.0, sink.interrupt).start()
+        started = time.monotonic()
+        with pytest.raises(psycopg.OperationalError):
+            conn.execute("SELECT 1")
+        assert time.monotonic() - started < 5
+        sink.close()
+        with pytest.raises(TransientError, match="shutting down"):
+            sink._connection()
+    finally:
+        proxy.close()
+        sink.close()
