@@ -120,7 +120,8 @@ def _wait(predicate, timeout: float, what: str, alive=None, log: Path | None = N
 class PrivateKafka:
     def __init__(self, ca: TestCA, workdir: Path):
         if not list(KAFKA_LIB.glob("kafka_2.13-*.jar")):
-            raise RuntimeError(f"no Kafka jars in {KAFKA_LIB}: run `make up` (or scripts/kafka.sh fetch) first")
+            raise RuntimeError(f"no Kafka jars in {KAFKA_LIB}: run `scripts/kafka.sh fetch` (make up does when it "
+                               "starts the broker itself)")
         if not shutil.which("java"):
             raise RuntimeError("java not found: the private broker needs a Java 17+ runtime")
         self.dir = workdir
