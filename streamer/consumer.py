@@ -148,6 +148,7 @@ class Pipeline:
 
     def run(self) -> int:
         """Consume until stop is set; returns the exit code."""
+        self.templates.refresh(self.settings.database_url)  # the group's templates, before the first batch
         self.consumer.subscribe(self.settings.input_topics(), on_assign=self._on_assign,
                                 on_revoke=self._on_revoke, on_lost=self._on_lost)
         log.info("consuming %s as group %s with model %s", ",".join(self.settings.input_topics()),
@@ -291,16 +292,16 @@ class Pipeline:
             self.metrics.set_model(scorer.model_version)
         batch, columns = score_batch(self.scorer, batch)  # events the scorer fails on become dead letters
         scored = ScoredBatch(batch, columns)
+        if batch.events:
+            self.templates.refresh(self.settings.database_url)  # what other members mined; once a minute
+            scored.templates = self.templates.assign([e.service for e in batch.events],
+                                                     [e.message for e in batch.events])
         scored.stage_seconds["score"] = time.perf_counter() - started
         return scored
 
     def _record(self, scored: ScoredBatch) -> None:
         m = self.metrics
         m.batch_size.observe(len(scored.batch))
-        if batch.events:
-            self.templates.refresh(self.settings.database_url)  # what other members mined; once a minute
-            scored.templates = self.templates.assign([e.service for e in batch.events],
-                                                     [e.message for e in batch.events])
         for stage, seconds in scored.stage_seconds.items():
             m.stage_seconds.labels(stage).observe(seconds)
         m.events_scored.inc(len(scored.batch.events) - len(scored.rejected_indexes))

@@ -25,6 +25,8 @@ from drain3.drain import LogCluster
 from drain3.template_miner_config import TemplateMinerConfig
 
 log = logging.getLogger(__name__)
+# drain3 logs a line at INFO for every miner it starts (one per service): noise in a pipeline's log.
+logging.getLogger("drain3.template_miner").setLevel(logging.WARNING)
 
 # Masks applied before clustering: variable parts that would otherwise make every line its own template.
 _MASKS = (
@@ -57,12 +59,16 @@ class TemplateMiners:
 
     def __init__(self, refresh_interval: float = 60.0, clock=time.monotonic):
         self._miners: dict[str, TemplateMiner] = {}
-        self._cache: dict[tuple[str, str], tuple[str, str]] = {}  # (service, masked) -> (id, template)
+        self._cache: dict[tuple[str, str], tuple[str, str, str]] = {}  # (service, masked) -> (id, template, service)
         self._known: set[str] = set()  # ids that are clusters of this process's miners (mined or seeded)
         self.refresh_interval = refresh_interval
         self._clock = clock
         self._next_refresh = clock()  # due at once: the first batch loads what the group knows
         self._loaded_up_to: datetime | None = None  # the database's now() at the last refresh
+
+    def __len__(self) -> int:
+        """Templates known to this process (mined here or learnt from log_templates)."""
+        return len(self._known)
 
     def _miner(self, service: str) -> TemplateMiner:
         miner = self._miners.get(service)
@@ -89,19 +95,20 @@ class TemplateMiners:
         if len(keys) != len(messages):  # cannot happen (the separator survives masking); stay correct anyway
             keys = [mask_batch([m]) for m in messages]
         cache = self._cache
-        ids: list[str] = []
-        texts: dict[str, tuple[str, str]] = {}
-        for service, message, key in zip(services, messages, keys):
-            service = service or ""
-            hit = cache.get((service, key))
-            if hit is None:
-                if len(cache) >= _CACHE_LIMIT:
-                    cache.clear()
-                hit = cache[(service, key)] = self._mine(service, message)
-            tid = hit[0]
-            ids.append(tid)
-            if tid not in texts:
-                texts[tid] = (service, hit[1])
+        pairs = [(service or "", key) for service, key in zip(services, keys)]
+        hits = list(map(cache.get, pairs))  # C-level lookups; Python only for the misses
+        if None in hits:
+            for i, hit in enumerate(hits):
+                if hit is None:
+                    hit = cache.get(pairs[i])  # mined earlier in this batch
+                    if hit is None:
+                        if len(cache) >= _CACHE_LIMIT:
+                            cache.clear()
+                        service = pairs[i][0]
+                        hit = cache[pairs[i]] = (*self._mine(service, messages[i]), service)
+                    hits[i] = hit
+        ids = [hit[0] for hit in hits]
+        texts = {tid: (service, template) for tid, template, service in set(hits)}
         return EventTemplates(ids, texts)
 
     def seed(self, service: str, template: str) -> bool:
@@ -136,8 +143,8 @@ class TemplateMiners:
         import psycopg
 
         try:
-            with psycopg.connect(database_url, connect_timeout=2,
-                                 options="-c statement_timeout=5000") as conn:
+            with psycopg.connect(database_url, connect_timeout=2) as conn:
+                conn.execute("SET statement_timeout = 5000")  # not options=: it would replace the URL's
                 db_now = conn.execute("SELECT now()").fetchone()[0]
                 # A batch's first_seen is its transaction's start: look back past the longest transaction.
                 since = None if self._loaded_up_to is None else self._loaded_up_to - _REFRESH_OVERLAP

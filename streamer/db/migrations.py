@@ -94,7 +94,7 @@ ALTER TABLE anomaly_labels ADD COLUMN record_index integer NOT NULL DEFAULT 0,
         REFERENCES log_entries (kafka_topic, kafka_partition, kafka_offset, record_index) ON DELETE CASCADE;
 """),
     # Templates mined from the stream (streamer/templates.py), shared by every member of the group. Counts are
-    # upserted per batch in the batch's transaction; a replayed batch counts twice (README "Templates").
+    # upserted in each batch's transaction from the rows it inserted, so a replayed batch counts nothing twice.
     Migration(4, "log templates and the template each prediction saw", """
 CREATE TABLE log_templates (
     template_id text        PRIMARY KEY,
