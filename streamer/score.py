@@ -41,14 +41,14 @@ def score_batch(scorer, batch: Batch):
 
 
 def _score(scorer, events: list[Event]):
-    if getattr(scorer, "learns", False):  # an unsupervised detector keys templates per service
+    if getattr(scorer, "learns_from_stream", False):  # its template counts are kept per service
         return scorer.score([e.message for e in events], [e.level for e in events], [e.service for e in events])
     return scorer.score([e.message for e in events], [e.level for e in events])
 
 
 def _scores_canary(scorer) -> bool:
     try:
-        if getattr(scorer, "learns", False):
+        if getattr(scorer, "learns_from_stream", False):
             scorer.score(["service started"], [None], learn=False)  # a probe, not an event to learn from
         else:
             scorer.score(["service started"], [None])
