@@ -20,7 +20,7 @@ help:
 	@echo "make status  what is running"
 	@echo "make venv    create .venv and install streamer with test and bench extras"
 	@echo "make bench   end-to-end benchmark (bench/e2e.py; BENCH_ARGS=--quick for a smoke run), then bench.quality"
-	@echo "make chaos   the chaos drill: kills, broker and PostgreSQL restarts, rebalances (bench/chaos.py; CHAOS_ARGS=...)"
+	@echo "make chaos   the chaos drill: kills, broker and PostgreSQL restarts and outages, a slow database, poison records, rebalances (bench/chaos.py; CHAOS_ARGS=...)"
 
 venv: $(STAMP)
 
@@ -62,8 +62,9 @@ typecheck: venv
 demo: up
 	$(VENV)/bin/python scripts/demo.py
 
-# Fault-injection drill (bench/chaos.py): kills, broker and PostgreSQL restarts, a rebalance; figures in
-# bench/results/chaos.{json,md}. Options: make chaos CHAOS_ARGS="--events 20000 --kills 3".
+# Fault-injection drill (bench/chaos.py): kills, broker and PostgreSQL restarts and outages, a slow database,
+# poison records, a rebalance; figures in bench/results/chaos.{json,md}.
+# Options: make chaos CHAOS_ARGS="--events 20000 --kills 3 --db-outage-seconds 30".
 chaos: up
 	$(VENV)/bin/python bench/chaos.py $(CHAOS_ARGS)
 
