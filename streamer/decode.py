@@ -322,9 +322,10 @@ def _may_be_array(text: str) -> bool:
 _NOT_JSON = object()
 _MISSING = object()
 _TERMINATORS = "\r\n"
-# First characters of the line headers lineformats knows (PRI, brackets, digits, level words and month names, any
-# case): a JSON message that starts otherwise is not parsed for a header.
-_HEADER_STARTS = frozenset("<[(0123456789" + "TDINWESFC" + "tdinwesfc" + "JFMASOND")
+# First characters of the line headers lineformats knows (PRI, brackets, digits, CFDR's `-`, capitals: level words,
+# month names, klog letters, alert labels): a JSON message that starts otherwise (most start with a lower-case
+# word) is not parsed for a header.
+_HEADER_STARTS = frozenset("<[(-0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
 def _indexed(dead, index: int):
