@@ -136,12 +136,9 @@ CASES = {
 }
 
 
-# Known decoder gaps (issue 12 item 1): strict, so each mark must go once its gap is closed.
-GAPS = {
-    "logstash-plain": "decoder: the content a STREAMER_LINE_FORMAT match leaves is not parsed for its own header",
-    "otel-filelog-proto": "decoder: an OTLP record's body is not parsed for a line header (decode._from_otlp)",
-    "otel-filelog-json": "decoder: an OTLP record's body is not parsed for a line header (decode._from_otlp)",
-}
+# Known decoder gaps (case -> reason): strict, so each mark must go once its gap is closed. None left: the OTLP
+# body and a STREAMER_LINE_FORMAT match's content are read for a line header (issue 12 item 1).
+GAPS: dict[str, str] = {}
 
 
 @pytest.mark.parametrize(("case", "pipeline_env"), [
