@@ -41,14 +41,16 @@ def score_batch(scorer, batch: Batch):
 
 
 def _score(scorer, events: list[Event]):
-    if getattr(scorer, "learns_from_stream", False):  # its template counts are kept per service
+    # An unsupervised detector keys templates per service (tests wrap Scorer.score with two arguments, so
+    # the gate's fallback of a supervised model gets none: its counts are service-less).
+    if getattr(scorer, "learns", False):
         return scorer.score([e.message for e in events], [e.level for e in events], [e.service for e in events])
     return scorer.score([e.message for e in events], [e.level for e in events])
 
 
 def _scores_canary(scorer) -> bool:
     try:
-        if getattr(scorer, "learns_from_stream", False):
+        if getattr(scorer, "learns", False):
             scorer.score(["service started"], [None], learn=False)  # a probe, not an event to learn from
         else:
             scorer.score(["service started"], [None])

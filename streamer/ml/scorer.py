@@ -57,9 +57,6 @@ class ScoreColumns:
 
 
 class Scorer:
-    # score() takes services and learn: the unsupervised detector, or the familiarity gate's fallback,
-    # counts templates per service from every batch (streamer.score passes them)
-    learns_from_stream = True
     model_version: str
     metadata: dict
     anomaly_threshold: float
