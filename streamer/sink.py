@@ -192,6 +192,7 @@ ON CONFLICT (kafka_topic, kafka_partition, kafka_offset, record_index) DO NOTHIN
 # With templates: the same insert, and the template statistics of exactly the rows it inserted (a redelivered
 # event conflicts, so it is neither counted again nor makes its template new), in one statement. The first
 # inserted event of each template the upsert created is marked template_new in the staging table, and returned.
+# log_template_hours gets the same counts per hour (surging templates, streamer/commands/templates.py).
 # Templates are upserted in id order, so concurrent batches lock their rows in one order and cannot deadlock.
 _INSERT_ENTRIES_AND_TEMPLATES = """
 WITH inserted AS (""" + _INSERT_ENTRIES + """
@@ -200,14 +201,20 @@ seen AS (
     SELECT s.kafka_topic, s.kafka_partition, s.kafka_offset, s.record_index, s.template_id
     FROM streamer_stage s JOIN inserted USING (kafka_topic, kafka_partition, kafka_offset, record_index)
     WHERE s.template_id IS NOT NULL),
+per_template AS (SELECT template_id, count(*) AS n FROM seen GROUP BY template_id),
 upserted AS (
     INSERT INTO log_templates (template_id, service, template, first_seen, last_seen, count)
-    SELECT seen.template_id, t.service, t.template, now(), now(), count(*)
-    FROM seen JOIN unnest(%s::text[], %s::text[], %s::text[]) AS t (template_id, service, template) USING (template_id)
-    GROUP BY seen.template_id, t.service, t.template ORDER BY seen.template_id
+    SELECT p.template_id, t.service, t.template, now(), now(), p.n
+    FROM per_template p JOIN unnest(%s::text[], %s::text[], %s::text[]) AS t (template_id, service, template)
+        USING (template_id)
+    ORDER BY p.template_id
     ON CONFLICT (template_id) DO UPDATE SET count = log_templates.count + excluded.count,
         last_seen = greatest(log_templates.last_seen, excluded.last_seen)
     RETURNING template_id, xmax = 0 AS created),
+hours AS (
+    INSERT INTO log_template_hours (template_id, hour, count)
+    SELECT template_id, date_trunc('hour', now()), n FROM per_template ORDER BY template_id
+    ON CONFLICT (template_id, hour) DO UPDATE SET count = log_template_hours.count + excluded.count),
 first_of_new AS (
     SELECT DISTINCT ON (seen.template_id) seen.kafka_topic, seen.kafka_partition, seen.kafka_offset, seen.record_index
     FROM seen JOIN upserted USING (template_id) WHERE upserted.created

@@ -85,6 +85,7 @@ def test_two_members_a_kill_and_a_restart_share_exact_template_counts(kafka_boot
     per_template = dict(query(migrated_db_url, "SELECT template_id, count(*) FROM ml_predictions GROUP BY 1"))
     assert {tid: count for tid, _, _, count, _ in rows} == per_template
     assert sum(per_template.values()) == 6000
+    assert query(migrated_db_url, "SELECT sum(count) FROM log_template_hours")[0][0] == 6000
     new_rows = query(migrated_db_url, "SELECT template_id, count(*) FROM ml_predictions WHERE template_new GROUP BY 1")
     assert sorted(new_rows) == sorted((tid, 1) for tid in per_template)
 

@@ -115,6 +115,17 @@ ALTER TABLE ml_predictions ADD COLUMN template_id text, ADD COLUMN template_new 
     Migration(5, "no per-row foreign-key check on ml_predictions", """
 ALTER TABLE ml_predictions DROP CONSTRAINT IF EXISTS ml_predictions_log_entry_fkey;
 """),
+    # Events per template per hour (streamer.sink, same transaction as log_templates): a surge is a recent
+    # rate well above the template's own earlier rate, which lifetime counts alone cannot tell.
+    Migration(6, "hourly template counts, for surging templates", """
+CREATE TABLE log_template_hours (
+    template_id text        NOT NULL,
+    hour        timestamptz NOT NULL,
+    count       bigint      NOT NULL,
+    PRIMARY KEY (template_id, hour)
+);
+CREATE INDEX log_template_hours_hour ON log_template_hours (hour);
+"""),
 )
 
 # Any constant shared by every streamer process; only ours take this lock.

@@ -67,9 +67,22 @@ def test_two_members_a_redelivery_and_a_restart_keep_exact_counts(migrated_db_ur
     assert {r[0]: (r[1], r[2]) for r in rows} == {
         "user <NUM> logged in from <IP>": (95, 1), DISK: (21, 1), "cache warmed in <NUM> ms": (15, 1)}
 
+    hourly = query(migrated_db_url, "SELECT sum(h.count) FROM log_template_hours h JOIN log_templates t USING "
+                                    "(template_id) GROUP BY t.template")
+    assert sorted(n for (n,) in hourly) == [15, 21, 95]  # the same exact counts, by the hour
+
     assert main(["templates", "--new", "--since", "1h", "--database-url", migrated_db_url]) == 0
     out = capsys.readouterr().out
     assert "count=21" in out and "cache warmed in <NUM> ms" in out and len(out.splitlines()) == 3
     assert main(["templates", "--surging", "--since", "1h", "--database-url", migrated_db_url]) == 0
     surging = capsys.readouterr().out.splitlines()
-    assert "user <NUM> logged in from <IP>" in surging[0] and "/h" in surging[0]  # the busiest one first
+    assert "user <NUM> logged in from <IP>" in surging[0] and "before=0.0/h" in surging[0]  # busiest, all new
+    # History (as ten days of stream would leave it): the logins were steady at 100/h, the cache line quiet.
+    # Now the cache line surges against its own past and the logins do not; a lifetime rate ranks them the
+    # other way round (24,095 vs 25 events in ten days).
+    for template, before in (("user <NUM> logged in from <IP>", 24_000), ("cache warmed in <NUM> ms", 10)):
+        query(migrated_db_url, "UPDATE log_templates SET first_seen = now() - interval '10 days', count = count + %s "
+                               "WHERE template = %s", (before, template))
+    assert main(["templates", "--surging", "--since", "1h", "--database-url", migrated_db_url]) == 0
+    ranked = [next(t for t in _stats(migrated_db_url) if t in line) for line in capsys.readouterr().out.splitlines()]
+    assert ranked == [DISK, "cache warmed in <NUM> ms", "user <NUM> logged in from <IP>"]
