@@ -65,6 +65,7 @@ class TemplateMiners:
         self._clock = clock
         self._next_refresh = clock()  # due at once: the first batch loads what the group knows
         self._loaded_up_to: datetime | None = None  # the database's now() at the last refresh
+        self._failing = False
 
     def __len__(self) -> int:
         """Templates known to this process (mined here or learnt from log_templates)."""
@@ -150,9 +151,13 @@ class TemplateMiners:
                 since = None if self._loaded_up_to is None else self._loaded_up_to - _REFRESH_OVERLAP
                 seeded = self.load(conn, since)
         except psycopg.Error as err:
-            log.warning("could not load the group's templates (retried in %.0fs): %s", self.refresh_interval,
-                        str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__)
+            if not self._failing:  # once per outage: the pipeline's own retries say the rest
+                log.warning("could not load the group's templates (retried every %.0fs): %s",
+                            self.refresh_interval,
+                            str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__)
+            self._failing = True
             return
+        self._failing = False
         self._loaded_up_to = db_now
         if seeded:
             log.info("learnt %d template(s) from log_templates", seeded)

@@ -59,3 +59,29 @@ def test_a_seeded_template_is_adopted_instead_of_mining_a_new_one():
     assert not member_b.seed("sshd", shared)  # already known: not a second cluster
     assert member_b.template_of("sshd", "Connection closed by gamma") == (shared_id, shared)
     assert member_b.template_of("sshd", "Connection closed by alpha")[1] == "Connection closed by alpha"
+
+
+def test_refresh_is_rate_limited_and_an_unreachable_database_is_logged_once(caplog, monkeypatch):
+    import psycopg
+
+    class Clock:
+        now = 0.0
+
+        def __call__(self):
+            return self.now
+
+    clock = Clock()
+    attempts = []
+
+    def refused(*_args, **_kwargs):
+        attempts.append(clock.now)
+        raise psycopg.OperationalError("connection refused")
+
+    monkeypatch.setattr(psycopg, "connect", refused)
+    miners = TemplateMiners(refresh_interval=60, clock=clock)
+    for clock.now in (0, 10, 61, 100, 130):
+        miners.refresh("postgresql://streamer@127.0.0.1/streamer")
+    assert attempts == [0, 61, 130]
+    warnings = [r for r in caplog.records if "could not load the group's templates" in r.getMessage()]
+    assert len(warnings) == 1
+    assert miners.template_of("api", "disk full on /var")[1] == "disk full on /var"  # mining goes on
