@@ -16,7 +16,7 @@ import hashlib
 import re
 import threading
 import zlib
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -397,7 +397,7 @@ class TemplateRarity:
         keys = template_keys(features.X, services, messages, features.familiarity)
         unknown = features.familiarity < 1.0
         uniq, inverse, counts = np.unique(keys[unknown], return_inverse=True, return_counts=True)
-        self.counts = dict(zip(uniq.tolist(), counts.tolist()))
+        self.counts = dict(zip(uniq.tolist(), counts.tolist(), strict=True))
         self.feature_counts = np.bincount(features.X.indices, minlength=features.X.shape[1]).astype(np.float64)
         self.seen = len(keys)
         loo = self._rarest(features.X, self.feature_counts) - 1.0
@@ -441,7 +441,7 @@ class TemplateRarity:
                 self.feature_counts = grown
             self.feature_counts[:len(per_feature)] += per_feature
             get = self.counts.get
-            fresh = {k: get(k, 0) + c for k, c in zip(uniq.tolist(), counts.tolist())}
+            fresh = {k: get(k, 0) + c for k, c in zip(uniq.tolist(), counts.tolist(), strict=True)}
             self.counts.update(fresh)
             self.seen += len(keys)
             if len(self.counts) > self.MAX_KEYS:  # keep the templates that recur; seen-once ones go first
@@ -467,7 +467,7 @@ class TemplateRarity:
         quantiles = np.asarray(arrays["train_quantiles"], dtype=np.float64)
         if keys.shape != counts.shape or keys.ndim != 1 or quantiles.shape != _RATE_GRID.shape:
             raise ValueError("template rarity state: keys/counts/quantiles have the wrong shape")
-        model.counts = dict(zip(keys.tolist(), counts.tolist()))
+        model.counts = dict(zip(keys.tolist(), counts.tolist(), strict=True))
         features = np.asarray(arrays.get("feature_counts", np.zeros(0)), dtype=np.float64)
         if features.ndim != 1:
             raise ValueError("template rarity state: feature_counts must be one row")
