@@ -35,7 +35,7 @@ class FakeDb:
     def __init__(self, journal, reject=(), fail=False):
         self.journal, self.reject, self.fail = journal, set(reject), fail
 
-    def write(self, rows):
+    def write(self, rows, templates=None):
         if self.fail:
             raise TransientError("PostgreSQL is down")
         self.journal.append(("db.write", len(rows)))
