@@ -13,6 +13,8 @@ import pytest
 from tests.shippers.support import Line, check_rows, require, utc, which, write_app_log
 
 pytestmark = pytest.mark.integration
+KCAT = (which("kcat"), "kcat", "apt-get install kcat")
+require(*KCAT, module=True)
 
 
 def _now_bsd() -> tuple[str, datetime]:
@@ -46,6 +48,13 @@ def json_lines() -> list[Line]:
         ({"__REALTIME_TIMESTAMP": "1717243205000000", "PRIORITY": "3", "_HOSTNAME": "node-3",
           "SYSLOG_IDENTIFIER": "kubelet", "MESSAGE": "failed to pull image"},  # journalctl -o json
          Line("", "failed to pull image", "ERROR", utc("2024-06-01 12:00:05"), "node-3", "kubelet")),
+        ({"log": "2024-06-01T12:00:06.500Z ERROR connection refused\n", "stream": "stderr",
+          "time": "2024-06-01T12:00:06.600000000Z"},  # Docker json-file: the line's own header wins
+         Line("", "connection refused", "ERROR", utc("2024-06-01 12:00:06.5"), None, None)),
+        ({"log": "2024-06-01T12:00:07.250Z WARN watch closed, retrying\n", "stream": "stdout",
+          "time": "2024-06-01T12:00:07.300000000Z",
+          "kubernetes": {"host": "node-7", "namespace_name": "shop", "container_name": "api", "pod_name": "api-5d8f"}},
+         Line("", "watch closed, retrying", "WARN", utc("2024-06-01 12:00:07.25"), "node-7", "shop/api")),
         ({"message": "order 9 shipped", "level": "info"},
          Line("", "order 9 shipped", "INFO", None, None, None)),
     ]
@@ -53,9 +62,14 @@ def json_lines() -> list[Line]:
 
 
 @pytest.fixture
-def kcat(pipeline, tmp_path):
+def kcat_binary():
+    return require(*KCAT)
+
+
+@pytest.fixture
+def kcat(kcat_binary, pipeline, tmp_path):
     """ship(lines) -> (rows, since): `kcat -P -l FILE` produces one message per line."""
-    binary = require(which("kcat"), "kcat", "apt-get install kcat")
+    binary = kcat_binary
 
     def ship(lines: list[Line]):
         path = tmp_path / "lines.txt"
@@ -76,7 +90,8 @@ def test_plain_lines(kcat):
 
 
 def test_json_lines(kcat):
-    """ECS with dotted and nested keys, GELF, journald's JSON export, and a minimal event."""
+    """ECS with dotted and nested keys, GELF, journald's JSON export, Docker and Kubernetes (Fluent Bit's
+    kubernetes filter) container lines, and a minimal event."""
     lines = json_lines()
     rows, since = kcat(lines)
     check_rows(rows, lines, host=None, service=None, envelope_level=None, since=since)

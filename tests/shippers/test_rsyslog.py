@@ -11,6 +11,8 @@ import pytest
 from tests.shippers.support import APP_LOG, check_rows, readme_snippet, require, which
 
 pytestmark = pytest.mark.integration
+RSYSLOGD = (which("rsyslogd"), "rsyslogd", "apt-get install rsyslog rsyslog-kafka")
+require(*RSYSLOGD, module=True)
 
 HOST, TAG = "shipper-host", "checkout"
 
@@ -26,11 +28,17 @@ def rsyslog_conf(work: Path, log_file: Path, bootstrap: str, topic: str, templat
 
 
 @pytest.fixture
-def rsyslog(ship_app_log, pipeline):
-    """ship(template) -> (rows, since): rsyslogd -n with its own config, pid file and work directory ships APP_LOG."""
-    binary = require(which("rsyslogd"), "rsyslogd", "apt-get install rsyslog rsyslog-kafka")
+def rsyslogd():
+    binary = require(*RSYSLOGD)
     if not list(Path("/usr/lib").glob("*/rsyslog/omkafka.so")):
         require(None, "rsyslog's omkafka module", "apt-get install rsyslog-kafka")
+    return binary
+
+
+@pytest.fixture
+def rsyslog(rsyslogd, ship_app_log, pipeline):
+    """ship(template) -> (rows, since): rsyslogd -n with its own config, pid file and work directory ships APP_LOG."""
+    binary = rsyslogd
 
     def ship(template: str):
         return ship_app_log(

@@ -18,6 +18,8 @@ from tests.shippers.support import (
 )
 
 pytestmark = pytest.mark.integration
+PRIVATE_SYSLOG_NG = (SYSLOG_NG if SYSLOG_NG.exists() else None, "syslog-ng (private copy)", "run scripts/syslog-ng.sh")
+require(*PRIVATE_SYSLOG_NG, module=True)
 
 HOST, PROGRAM = "shipper-host", "checkout"
 README_CONF = "# /etc/syslog-ng/conf.d/streamer.conf"
@@ -34,9 +36,14 @@ def syslog_ng_conf(version: str, log_file: Path, bootstrap: str, topic: str, jso
 
 
 @pytest.fixture
-def syslog_ng(ship_app_log, pipeline):
+def syslog_ng_binary():
+    return require(*PRIVATE_SYSLOG_NG)
+
+
+@pytest.fixture
+def syslog_ng(syslog_ng_binary, ship_app_log, pipeline):
     """ship(json) -> (rows, since): syslog-ng -F with its own config, pid, persist and control files."""
-    binary = require(SYSLOG_NG if SYSLOG_NG.exists() else None, "syslog-ng (private copy)", "run scripts/syslog-ng.sh")
+    binary = syslog_ng_binary
     version = syslog_ng_version(binary)
 
     def ship(json: bool):
