@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 .PHONY: help venv up down status test unit lint format typecheck demo chaos bench clean-stack
 
 help:
-	@echo "make demo    bring the stack up and run the demo pipeline"
+	@echo "make demo    bring the stack up, run the demo pipeline, leave the dashboard (streamer serve) running"
 	@echo "make test    set up .venv, bring the stack up, run the whole test suite"
 	@echo "make unit    the tests that need no Kafka or PostgreSQL (fast loop; integration tests deselected)"
 	@echo "make lint    ruff check + ruff format --check;  make format  applies the formatter"

@@ -1,7 +1,8 @@
 """`make demo`: the main job end to end on the local stack.
 
 Starts `streamer run`, produces events from the built-in corpus (some malformed) into logs.raw, waits until
-the group has no lag, prints a summary read back from PostgreSQL and the topics, then stops the streamer.
+the group has no lag, prints a summary read back from PostgreSQL and the topics, then stops the streamer and
+starts `streamer serve` (the dashboard), which keeps running until `make down`; the last line is its URL.
 """
 
 from __future__ import annotations
@@ -115,7 +116,42 @@ def main() -> int:
     print(f"\nsample of {s.output_topic}:")
     for value in sample:
         print("  " + value.decode()[:400])
-    return 0 if code == 0 else 1
+    url = start_dashboard()
+    print(f"\ndashboard: {url}  (`streamer serve` keeps running until `make down`)" if url else
+          f"\ndashboard: streamer serve did not start; see {SERVE_LOG}", file=sys.stdout if url else sys.stderr)
+    return 0 if code == 0 and url else 1
+
+
+SERVE_PID = ROOT / ".stack" / "serve.pid"
+SERVE_LOG = ROOT / ".stack" / "serve.log"
+
+
+def start_dashboard(timeout: float = 30.0) -> str | None:
+    """`streamer serve` in its own session, so it outlives `make demo`; scripts/stack.sh down stops it by
+    SERVE_PID. One started by an earlier demo is replaced (it may run older code)."""
+    import re
+
+    try:
+        old = int(SERVE_PID.read_text())
+        if "streamer\0serve" in Path(f"/proc/{old}/cmdline").read_text():
+            os.kill(old, signal.SIGTERM)
+            for _ in range(50):
+                if not Path(f"/proc/{old}").exists():
+                    break
+                time.sleep(0.2)
+    except (OSError, ValueError):
+        pass
+    log = open(SERVE_LOG, "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "streamer", "serve"], cwd=ROOT, env=os.environ.copy(),
+                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    SERVE_PID.write_text(f"{proc.pid}\n")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        m = re.search(r"serving (http://\S+/)", SERVE_LOG.read_text(errors="replace"))
+        if m:
+            return m.group(1)
+        time.sleep(0.2)
+    return None
 
 
 def read_counts(kafka: dict, topic: str, since: dict[int, int]) -> dict[int, int]:

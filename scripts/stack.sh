@@ -4,6 +4,18 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
+# `make demo` leaves `streamer serve` (the dashboard) running; only that process, by its pid file.
+stop_serve() {
+  local pid
+  pid="$(cat "$STACK/serve.pid" 2>/dev/null || true)"
+  if pid_alive "$pid" && pid_cmd_has "$pid" "streamer serve"; then
+    kill "$pid"
+    for _ in $(seq 50); do pid_alive "$pid" || break; sleep 0.2; done
+    log "serve: stopped (pid $pid)"
+  fi
+  rm -f "$STACK/serve.pid"
+}
+
 case "${1:-}" in
   up)
     start=$SECONDS
@@ -14,10 +26,13 @@ case "${1:-}" in
     log "stack: up in $((SECONDS - start))s — Kafka 127.0.0.1:9092 (SASL 9094), PostgreSQL 127.0.0.1:5432; topics and schema ready"
     ;;
   down)
+    stop_serve
     "$ROOT/scripts/kafka.sh" down
     "$ROOT/scripts/postgres.sh" down
     ;;
   status)
+    pid="$(cat "$STACK/serve.pid" 2>/dev/null || true)"
+    if pid_alive "$pid" && pid_cmd_has "$pid" "streamer serve"; then log "serve: running (pid $pid, started by make demo)"; fi
     "$ROOT/scripts/kafka.sh" status
     "$ROOT/scripts/postgres.sh" status
     ;;

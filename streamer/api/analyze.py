@@ -57,16 +57,18 @@ def parse_items(body: bytes, content_type: str | None, limits: Limits) -> list[t
             raise BadRequest(400, f"the body is not UTF-8 (byte {err.start})") from None
         items = [(None, line.encode()) for line in text.split("\n") if line.strip()]
     else:
-        raise BadRequest(415, f"Content-Type {kind or '(none)'!r} is not accepted; send application/json, "
-                              "text/plain or application/x-ndjson")
+        raise BadRequest(
+            415,
+            f"Content-Type {kind or '(none)'!r} is not accepted; send application/json, "
+            "text/plain or application/x-ndjson",
+        )
     if not items:
         raise BadRequest(400, "no event in the request")
     if len(items) > limits.max_events:
         raise BadRequest(413, f"{len(items)} events is over the limit of {limits.max_events} per request")
     for index, (_, value) in enumerate(items):
         if len(value) > limits.max_event_bytes:
-            raise BadRequest(413, f"event {index} is {len(value)} bytes, over the limit of "
-                                  f"{limits.max_event_bytes}")
+            raise BadRequest(413, f"event {index} is {len(value)} bytes, over the limit of {limits.max_event_bytes}")
     return items
 
 
@@ -115,15 +117,28 @@ def analyze(items: list[tuple[object, bytes]], scorer, decoder: Decoder) -> byte
     batch, columns = score_batch(scorer, batch)
     parts: list[tuple[tuple[int, int], bytes]] = []
     if columns is not None:
-        for event, (_, value, _) in zip(batch.events, scored_records(batch.events, columns)):
-            parts.append(((event.offset, event.record_index),
-                          _head(items, event.offset, event.record_index) + b',"scored":' + value + b"}"))
+        for event, (_, value, _) in zip(batch.events, scored_records(batch.events, columns), strict=False):
+            parts.append(
+                (
+                    (event.offset, event.record_index),
+                    _head(items, event.offset, event.record_index) + b',"scored":' + value + b"}",
+                )
+            )
     for dead in batch.dead_letters:
-        parts.append(((dead.offset, dead.record_index),
-                      _head(items, dead.offset, dead.record_index) + b',"dead_letter":' + _dead(dead) + b"}"))
+        parts.append(
+            (
+                (dead.offset, dead.record_index),
+                _head(items, dead.offset, dead.record_index) + b',"dead_letter":' + _dead(dead) + b"}",
+            )
+        )
     parts.sort(key=lambda p: p[0])
-    return (b'{"model_version":' + orjson.dumps(scorer.model_version) + b',"count":%d,"results":[' % len(parts)
-            + b",".join(p[1] for p in parts) + b"]}")
+    return (
+        b'{"model_version":'
+        + orjson.dumps(scorer.model_version)
+        + b',"count":%d,"results":[' % len(parts)
+        + b",".join(p[1] for p in parts)
+        + b"]}"
+    )
 
 
 def _head(items, index: int, record_index: int) -> bytes:

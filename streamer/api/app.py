@@ -7,9 +7,10 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import Depends, FastAPI, Query, Request
@@ -26,20 +27,27 @@ from streamer.api.analyze import BadRequest, Limits, analyze, parse_items
 log = logging.getLogger("streamer.api")
 STATIC = Path(__file__).with_name("static")
 # The page loads only its own files and talks only to this server.
-CSP = ("default-src 'self'; img-src 'self' data:; script-src 'self'; style-src 'self'; connect-src 'self'; "
-       "frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+CSP = (
+    "default-src 'self'; img-src 'self' data:; script-src 'self'; style-src 'self'; connect-src 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+)
 BROKER_CACHE_S = 2.0  # the dashboard and several clients poll status: one broker round trip per 2 s is enough
+
+
+# Module level: FastAPI resolves the (postponed) annotation in this module's namespace.
+_BEARER = HTTPBearer(auto_error=False, description="STREAMER_API_TOKEN; required when the server has one")
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)]
 
 
 @dataclass
 class ApiContext:
-    settings: object  # streamer.config.Settings
-    watcher: object  # streamer.ml.reload.ModelWatcher (or anything with .poll() -> scorer)
-    decoder: object  # streamer.decode.Decoder, built from the same settings as `run`'s
-    pool: object | None  # psycopg_pool.ConnectionPool of read-only sessions, None without a database
+    settings: Any  # streamer.config.Settings
+    watcher: Any  # streamer.ml.reload.ModelWatcher (or anything with .poll() -> scorer)
+    decoder: Any  # streamer.decode.Decoder, built from the same settings as `run`'s
+    pool: Any  # psycopg_pool.ConnectionPool of read-only sessions, None without a database
     limits: Limits = field(default_factory=Limits)
     token: str = ""
-    broker_report: object = None  # settings -> dict (streamer.commands.status.broker_report)
+    broker_report: Any = None  # settings -> dict (streamer.commands.status.broker_report)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _broker: tuple[float, dict] | None = None
 
@@ -69,20 +77,32 @@ def _error(status: int, message: str, headers: dict | None = None) -> Response:
 
 def create_app(ctx: ApiContext) -> FastAPI:
     # /docs and /redoc load their scripts from a CDN: only the OpenAPI description itself is served.
-    app = FastAPI(title="streamer", version="1", docs_url=None, redoc_url=None,
-                  description="Status, analyze and events API of streamer, and its dashboard (`/`).")
+    app = FastAPI(
+        title="streamer",
+        version="1",
+        docs_url=None,
+        redoc_url=None,
+        description="Status, analyze and events API of streamer, and its dashboard (`/`).",
+    )
     registry = CollectorRegistry()
-    requests = Counter("streamer_api_requests_total", "HTTP requests by route and status",
-                       ["method", "route", "status"], registry=registry)
-    latency = Histogram("streamer_api_request_seconds", "HTTP request latency by route", ["method", "route"],
-                        registry=registry, buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10))
-    analyzed = Counter("streamer_api_analyzed_events_total", "events scored by POST /api/analyze",
-                       registry=registry)
-    bearer = HTTPBearer(auto_error=False, description="STREAMER_API_TOKEN; required when the server has one")
+    requests = Counter(
+        "streamer_api_requests_total",
+        "HTTP requests by route and status",
+        ["method", "route", "status"],
+        registry=registry,
+    )
+    latency = Histogram(
+        "streamer_api_request_seconds",
+        "HTTP request latency by route",
+        ["method", "route"],
+        registry=registry,
+        buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+    )
+    analyzed = Counter("streamer_api_analyzed_events_total", "events scored by POST /api/analyze", registry=registry)
     app.state.ctx = ctx  # for tests and embedding: the one place the app's dependencies live
     expected = ctx.token.encode()
 
-    def authorized(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
+    def authorized(credentials: Credentials = None) -> None:
         if not expected:
             return
         given = (credentials.credentials if credentials else "").encode()
@@ -120,16 +140,18 @@ def create_app(ctx: ApiContext) -> FastAPI:
 
     @app.exception_handler(Exception)
     async def internal(request: Request, exc: Exception):
-        log.error("%s %s failed: %s: %s", request.method, request.url.path, type(exc).__name__, exc,
-                  exc_info=exc)  # the trace goes to the server's log, never to the client
+        log.error(
+            "%s %s failed: %s: %s", request.method, request.url.path, type(exc).__name__, exc, exc_info=exc
+        )  # the trace goes to the server's log, never to the client
         return _error(500, "internal error; see the server log")
 
     guarded = [Depends(authorized)]
 
     @app.get("/", include_in_schema=False)
     def dashboard():
-        return FileResponse(STATIC / "index.html",
-                            headers={"Cache-Control": "no-cache", "Content-Security-Policy": CSP})
+        return FileResponse(
+            STATIC / "index.html", headers={"Cache-Control": "no-cache", "Content-Security-Policy": CSP}
+        )
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
@@ -145,30 +167,74 @@ def create_app(ctx: ApiContext) -> FastAPI:
     def status():
         scorer = ctx.scorer()
         meta = scorer.metadata
-        return json_response({
-            "model": {"model_version": scorer.model_version, "trained_at": meta.get("trained_at"),
-                      "samples": meta.get("num_training_samples"), "levels": meta.get("levels"),
-                      "anomaly_detector": meta.get("anomaly_model", {}).get("kind"),
-                      "anomaly_threshold": scorer.anomaly_threshold, "metrics": meta.get("metrics"),
-                      "evaluation": meta.get("evaluation"), "models_dir": str(ctx.settings.models_dir)},
-            "broker": ctx.broker(),
-            "database": _database(ctx),
-        })
+        return json_response(
+            {
+                "model": {
+                    "model_version": scorer.model_version,
+                    "trained_at": meta.get("trained_at"),
+                    "samples": meta.get("num_training_samples"),
+                    "levels": meta.get("levels"),
+                    "anomaly_detector": meta.get("anomaly_model", {}).get("kind"),
+                    "anomaly_threshold": scorer.anomaly_threshold,
+                    "metrics": meta.get("metrics"),
+                    "evaluation": meta.get("evaluation"),
+                    "models_dir": str(ctx.settings.models_dir),
+                },
+                "broker": ctx.broker(),
+                "database": _database(ctx),
+            }
+        )
 
-    @app.post("/api/analyze", dependencies=guarded, summary="score posted events as `streamer run` would",
-              openapi_extra={"requestBody": {"required": True, "content": {
-                  "application/json": {"schema": {"oneOf": [
-                      {"type": "object", "properties": {"events": {"type": "array", "items": {
-                          "oneOf": [{"type": "string"}, {"type": "object"}]}}}, "required": ["events"]},
-                      {"type": "object", "properties": {"log_data": {"type": "array", "items": {
-                          "type": "object", "properties": {"id": {}, "message": {"type": "string"}}}}},
-                       "required": ["log_data"]},
-                      {"type": "array", "items": {"oneOf": [{"type": "string"}, {"type": "object"}]}},
-                      {"type": "object", "description": "one JSON event"}]}},
-                  "text/plain": {"schema": {"type": "string", "description": "one record per line"}},
-                  "application/x-ndjson": {"schema": {"type": "string"}}}}},
-              responses={400: {"description": "bad JSON or shape"}, 413: {"description": "too many or too large"},
-                         415: {"description": "wrong Content-Type"}})
+    @app.post(
+        "/api/analyze",
+        dependencies=guarded,
+        summary="score posted events as `streamer run` would",
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "oneOf": [
+                                {
+                                    "type": "object",
+                                    "properties": {
+                                        "events": {
+                                            "type": "array",
+                                            "items": {"oneOf": [{"type": "string"}, {"type": "object"}]},
+                                        }
+                                    },
+                                    "required": ["events"],
+                                },
+                                {
+                                    "type": "object",
+                                    "properties": {
+                                        "log_data": {
+                                            "type": "array",
+                                            "items": {
+                                                "type": "object",
+                                                "properties": {"id": {}, "message": {"type": "string"}},
+                                            },
+                                        }
+                                    },
+                                    "required": ["log_data"],
+                                },
+                                {"type": "array", "items": {"oneOf": [{"type": "string"}, {"type": "object"}]}},
+                                {"type": "object", "description": "one JSON event"},
+                            ]
+                        }
+                    },
+                    "text/plain": {"schema": {"type": "string", "description": "one record per line"}},
+                    "application/x-ndjson": {"schema": {"type": "string"}},
+                },
+            }
+        },
+        responses={
+            400: {"description": "bad JSON or shape"},
+            413: {"description": "too many or too large"},
+            415: {"description": "wrong Content-Type"},
+        },
+    )
     async def analyze_events(request: Request):
         declared = request.headers.get("content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > ctx.limits.max_body_bytes):
@@ -187,53 +253,85 @@ def create_app(ctx: ApiContext) -> FastAPI:
 
     @app.get("/api/events", dependencies=guarded, summary="stored events with their predictions, newest first")
     def list_events(
-        since: datetime | None = Query(None, description="ISO 8601; a time without zone is UTC"),
-        until: datetime | None = Query(None, description="ISO 8601, exclusive"),
-        time_field: Literal["event", "scored"] = Query("event", alias="time",
-                                                       description="event: the event's time; scored: when scored"),
-        service: str | None = None, host: str | None = None,
+        since: Annotated[datetime | None, Query(description="ISO 8601; a time without zone is UTC")] = None,
+        until: Annotated[datetime | None, Query(description="ISO 8601, exclusive")] = None,
+        time_field: Annotated[
+            Literal["event", "scored"],
+            Query(alias="time", description="event: the event's time; scored: when it was scored"),
+        ] = "event",
+        service: str | None = None,
+        host: str | None = None,
         min_severity: Literal["low", "medium", "high", "critical"] | None = None,
-        anomalies: bool = Query(False, description="only events flagged as anomalies"),
+        anomalies: Annotated[bool, Query(description="only events flagged as anomalies")] = False,
         model_version: str | None = None,
-        limit: int = Query(100, ge=1, le=1000),
-        cursor: str | None = Query(None, description="next_cursor of the previous page"),
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
     ):
         try:
             with _conn(ctx) as conn:
-                return json_response(queries.events(
-                    conn, time=time_field, since=_utc(since), until=_utc(until), service=service, host=host,
-                    min_severity=min_severity, anomalies=anomalies, model_version=model_version, limit=limit,
-                    cursor=cursor))
+                return json_response(
+                    queries.events(
+                        conn,
+                        time=time_field,
+                        since=_utc(since),
+                        until=_utc(until),
+                        service=service,
+                        host=host,
+                        min_severity=min_severity,
+                        anomalies=anomalies,
+                        model_version=model_version,
+                        limit=limit,
+                        cursor=cursor,
+                    )
+                )
         except queries.BadCursor as err:
             raise BadRequest(400, str(err)) from None
 
     @app.get("/api/summary", dependencies=guarded, summary="the dashboard's figures over a window")
-    def summary(window: Literal["5m", "15m", "1h", "6h", "24h", "7d", "30d", "all"] = "1h",
-                model_version: str | None = None):
+    def summary(
+        window: Literal["5m", "15m", "1h", "6h", "24h", "7d", "30d", "all"] = "1h", model_version: str | None = None
+    ):
         with _conn(ctx) as conn:
             return json_response(queries.summary(conn, window, model_version))
 
     @app.get("/api/templates", dependencies=guarded, summary="new or surging log templates (log_templates)")
-    def templates(kind: Literal["new", "surging", "top"] = "new",
-                  since: str = Query("1h", pattern=r"^\s*\d+\s*[smhd]\s*$", description="1h, 30m, 2d, 90s"),
-                  limit: int = Query(20, ge=1, le=500)):
+    def templates(
+        kind: Literal["new", "surging", "top"] = "new",
+        since: Annotated[str, Query(pattern=r"^\s*\d+\s*[smhd]\s*$", description="1h, 30m, 2d")] = "1h",
+        limit: Annotated[int, Query(ge=1, le=500)] = 20,
+    ):
         from streamer.commands import templates as t
 
         sql = {"new": t.NEW_SQL, "surging": t.SURGING_SQL, "top": t.ALL_SQL}[kind]
         params = (limit,) if kind == "top" else (t._interval(since), limit)
         with _conn(ctx) as conn:
-            rows = conn.execute(sql, params).fetchall()
-        return json_response({"kind": kind, "since": since, "templates": [
-            {"template_id": r[0], "service": r[1], "template": r[2], "first_seen": _iso(r[3]),
-             "last_seen": _iso(r[4]), "count": r[5], **({"per_hour": round(float(r[6]), 2)} if len(r) > 6 else {})}
-            for r in rows]})
+            cur = conn.execute(sql, params)
+            names = [d.name for d in cur.description]
+            rows = cur.fetchall()
+        # Columns by name: the surging query's rate columns are its own (streamer/commands/templates.py).
+        return json_response(
+            {
+                "kind": kind,
+                "since": since,
+                "templates": [{k: _plain(v) for k, v in zip(names, r, strict=True)} for r in rows],
+            }
+        )
 
     return app
 
 
 def _utc(value: datetime | None) -> datetime | None:
     if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+def _plain(value):
+    """A database value as JSON has it: times in ISO 8601, numerics (rates) as floats rounded to 2 places."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, (Decimal, float)):
+        return round(float(value), 2)
     return value
 
 
@@ -284,10 +382,12 @@ def _database(ctx: ApiContext) -> dict:
             out["schema_version"] = schema[-1] if schema else None
             out["schema_needed"] = latest_version()
             if schema and schema[-1] >= latest_version():
-                out["versions"] = [{"model_version": v, "rows": n, "first_scored": _iso(first),
-                                    "last_scored": _iso(last)} for v, n, first, last in predictions_per_version(conn)]
+                out["versions"] = [
+                    {"model_version": v, "rows": n, "first_scored": _iso(first), "last_scored": _iso(last)}
+                    for v, n, first, last in predictions_per_version(conn)
+                ]
     except StarletteHTTPException as err:
         out["error"] = err.detail
-    except Exception as err:  # noqa: BLE001 - reported, not raised: status answers whatever is down
+    except Exception as err:
         out["error"] = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
     return out

@@ -20,6 +20,13 @@ def _configure(conn) -> None:
 
 def open_pool(url: str, max_size: int = 4) -> ConnectionPool:
     """A pool that does not wait for the database at start: serve starts (and /api/status says so) without it."""
-    return ConnectionPool(url, min_size=1, max_size=max_size, open=True, timeout=POOL_TIMEOUT_S,
-                          kwargs={"autocommit": True, "connect_timeout": 3}, configure=_configure,
-                          name="streamer-api")
+    return ConnectionPool(
+        url,
+        min_size=1,
+        max_size=max_size,
+        open=True,
+        timeout=POOL_TIMEOUT_S,
+        kwargs={"autocommit": True, "connect_timeout": 3},
+        configure=_configure,
+        name="streamer-api",
+    )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import orjson
 
@@ -26,19 +26,35 @@ class BadCursor(ValueError):
 
 
 def severities_at_least(minimum: str) -> list[str]:
-    return list(SEVERITIES[SEVERITIES.index(minimum):])
+    return list(SEVERITIES[SEVERITIES.index(minimum) :])
 
 
-def events(conn, *, time: str = "event", since: datetime | None = None, until: datetime | None = None,
-           service: str | None = None, host: str | None = None, min_severity: str | None = None,
-           anomalies: bool = False, model_version: str | None = None, limit: int = 100,
-           cursor: str | None = None) -> dict:
+def events(
+    conn,
+    *,
+    time: str = "event",
+    since: datetime | None = None,
+    until: datetime | None = None,
+    service: str | None = None,
+    host: str | None = None,
+    min_severity: str | None = None,
+    anomalies: bool = False,
+    model_version: str | None = None,
+    limit: int = 100,
+    cursor: str | None = None,
+) -> dict:
     """Newest first by the chosen time, then by Kafka coordinates and version (a total order, so the keyset
     cursor never skips or repeats a row)."""
     ts = TIME_COLUMNS[time]
-    where, params = [], []
-    for clause, value in ((f"{ts} >= %s", since), (f"{ts} < %s", until), ("e.service = %s", service),
-                          ("e.host = %s", host), ("p.model_version = %s", model_version)):
+    where: list[str] = []
+    params: list = []
+    for clause, value in (
+        (f"{ts} >= %s", since),
+        (f"{ts} < %s", until),
+        ("e.service = %s", service),
+        ("e.host = %s", host),
+        ("p.model_version = %s", model_version),
+    ):
         if value is not None:
             where.append(clause)
             params.append(value)
@@ -50,9 +66,11 @@ def events(conn, *, time: str = "event", since: datetime | None = None, until: d
     if cursor:
         where.append(f"({ts}, {_KEY}) < (%s, %s, %s, %s, %s, %s)")
         params.extend(decode_cursor(cursor))
-    sql = (f"SELECT {_EVENT_COLUMNS}, {ts} FROM {_JOIN} {'WHERE ' + ' AND '.join(where) if where else ''} "
-           f"ORDER BY {ts} DESC, e.kafka_topic DESC, e.kafka_partition DESC, e.kafka_offset DESC, "
-           f"e.record_index DESC, p.model_version DESC LIMIT %s")
+    sql = (
+        f"SELECT {_EVENT_COLUMNS}, {ts} FROM {_JOIN} {'WHERE ' + ' AND '.join(where) if where else ''} "
+        f"ORDER BY {ts} DESC, e.kafka_topic DESC, e.kafka_partition DESC, e.kafka_offset DESC, "
+        f"e.record_index DESC, p.model_version DESC LIMIT %s"
+    )
     rows = conn.execute(sql, [*params, limit + 1]).fetchall()
     more = len(rows) > limit
     rows = rows[:limit]
@@ -65,16 +83,26 @@ def events(conn, *, time: str = "event", since: datetime | None = None, until: d
 
 
 def _event(r) -> dict:
-    return {"source": {"topic": r[0], "partition": r[1], "offset": r[2], "record_index": r[3]},
-            "event_time": _iso(r[4]), "ingested_at": _iso(r[5]), "level": r[6], "message": r[7], "host": r[8],
-            "service": r[9], "model_version": r[10], "predicted_level": r[11],
-            "level_confidence": None if r[12] is None else round(float(r[12]), 4), "is_anomaly": r[13],
-            "anomaly_score": None if r[14] is None else round(float(r[14]), 4), "severity": r[15],
-            "predicted_at": _iso(r[16])}
+    return {
+        "source": {"topic": r[0], "partition": r[1], "offset": r[2], "record_index": r[3]},
+        "event_time": _iso(r[4]),
+        "ingested_at": _iso(r[5]),
+        "level": r[6],
+        "message": r[7],
+        "host": r[8],
+        "service": r[9],
+        "model_version": r[10],
+        "predicted_level": r[11],
+        "level_confidence": None if r[12] is None else round(float(r[12]), 4),
+        "is_anomaly": r[13],
+        "anomaly_score": None if r[14] is None else round(float(r[14]), 4),
+        "severity": r[15],
+        "predicted_at": _iso(r[16]),
+    }
 
 
 def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.astimezone(timezone.utc).isoformat()
+    return None if value is None else value.astimezone(UTC).isoformat()
 
 
 def encode_cursor(key: list) -> str:
@@ -85,11 +113,14 @@ def decode_cursor(cursor: str) -> list:
     try:
         key = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
         ts, topic, partition, offset, record_index, version = key
-        if not (isinstance(topic, str) and isinstance(version, str)
-                and all(isinstance(v, int) for v in (partition, offset, record_index))):
+        if not (
+            isinstance(topic, str)
+            and isinstance(version, str)
+            and all(isinstance(v, int) for v in (partition, offset, record_index))
+        ):
             raise ValueError
         return [datetime.fromisoformat(ts), topic, partition, offset, record_index, version]
-    except Exception:  # noqa: BLE001 - any malformed cursor is the client's error
+    except Exception:
         raise BadCursor("cursor is not one this API returned") from None
 
 
@@ -102,17 +133,28 @@ def summary(conn, window: str = "1h", model_version: str | None = None) -> dict:
     in_window = "p.predicted_at >= now() - make_interval(secs => %s)" if seconds else "true"
     wparams = [seconds] if seconds else []
     versions = conn.execute(
-        f"SELECT p.model_version, count(*), count(*) FILTER (WHERE p.is_anomaly), "
+        "SELECT p.model_version, count(*), count(*) FILTER (WHERE p.is_anomaly), "
         + ", ".join(f"count(*) FILTER (WHERE p.severity = '{s}')" for s in SEVERITIES)
         + f", min(p.predicted_at), max(p.predicted_at) FROM ml_predictions p WHERE {in_window} "
-        "GROUP BY 1 ORDER BY min(p.predicted_at), 1", wparams).fetchall()
-    version_rows = [{"model_version": v, "rows": n, "anomalies": a, "anomaly_rate": _rate(a, n),
-                     "by_severity": dict(zip(SEVERITIES, sev)), "first_scored": _iso(first),
-                     "last_scored": _iso(last)} for v, n, a, *sev, first, last in versions]
+        "GROUP BY 1 ORDER BY min(p.predicted_at), 1",
+        wparams,
+    ).fetchall()
+    version_rows = [
+        {
+            "model_version": v,
+            "rows": n,
+            "anomalies": a,
+            "anomaly_rate": _rate(a, n),
+            "by_severity": dict(zip(SEVERITIES, sev, strict=False)),
+            "first_scored": _iso(first),
+            "last_scored": _iso(last),
+        }
+        for v, n, a, *sev, first, last in versions
+    ]
     if model_version is None and versions:
         model_version = max(versions, key=lambda r: r[-1])[0]
     current = next((r for r in version_rows if r["model_version"] == model_version), None)
-    now, = conn.execute("SELECT now()").fetchone()
+    (now,) = conn.execute("SELECT now()").fetchone()
     # Bucket width: the window in SERIES_BUCKETS steps (whole seconds); for `all`, the span of the data.
     if seconds:
         width, start = max(seconds // SERIES_BUCKETS, 1), now.timestamp() - seconds
@@ -125,7 +167,9 @@ def summary(conn, window: str = "1h", model_version: str | None = None) -> dict:
     series = conn.execute(
         f"SELECT floor(extract(epoch FROM p.predicted_at) / %s)::bigint * %s AS bucket, "
         f"coalesce(e.service, '-'), p.severity, count(*) FROM {_JOIN} WHERE {in_window} AND p.model_version = %s "
-        "GROUP BY 1, 2, 3 ORDER BY 1", [width, width, *wparams, model_version]).fetchall()
+        "GROUP BY 1, 2, 3 ORDER BY 1",
+        [width, width, *wparams, model_version],
+    ).fetchall()
     per_service: dict[str, int] = {}
     for _, service, _, n in series:
         per_service[service] = per_service.get(service, 0) + n
@@ -136,16 +180,32 @@ def summary(conn, window: str = "1h", model_version: str | None = None) -> dict:
     for bucket, service, severity, n in series:
         points = charts[service if service in top else "other"].setdefault(int(bucket), dict.fromkeys(SEVERITIES, 0))
         points[severity] = points.get(severity, 0) + n
-    recent, = conn.execute("SELECT count(*) FROM ml_predictions p WHERE p.predicted_at >= now() - interval '60 s'"
-                           ).fetchone()
+    (recent,) = conn.execute(
+        "SELECT count(*) FROM ml_predictions p WHERE p.predicted_at >= now() - interval '60 s'"
+    ).fetchone()
     return {
-        "window": window, "now": _iso(now), "bucket_seconds": width, "start": start,
-        "model_version": model_version, "versions": version_rows,
-        "totals": current or {"model_version": model_version, "rows": 0, "anomalies": 0, "anomaly_rate": None,
-                              "by_severity": dict.fromkeys(SEVERITIES, 0)},
-        "services": [{"service": s, "rows": per_service.get(s, sum(sum(p.values()) for p in charts[s].values())),
-                      "series": [{"t": t, **points} for t, points in sorted(charts[s].items())]}
-                     for s in charts],
+        "window": window,
+        "now": _iso(now),
+        "bucket_seconds": width,
+        "start": start,
+        "model_version": model_version,
+        "versions": version_rows,
+        "totals": current
+        or {
+            "model_version": model_version,
+            "rows": 0,
+            "anomalies": 0,
+            "anomaly_rate": None,
+            "by_severity": dict.fromkeys(SEVERITIES, 0),
+        },
+        "services": [
+            {
+                "service": s,
+                "rows": per_service.get(s, sum(sum(p.values()) for p in charts[s].values())),
+                "series": [{"t": t, **points} for t, points in sorted(charts[s].items())],
+            }
+            for s in charts
+        ],
         "throughput": {"rows_last_60s": recent, "per_second": round(recent / 60.0, 2)},
     }
 

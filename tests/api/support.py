@@ -23,8 +23,14 @@ def serve_env(db_url: str, base: dict | None = None, **extra) -> dict:
 
 class Serve:
     def __init__(self, env: dict, *args: str, timeout: float = 30.0):
-        self.proc = subprocess.Popen([sys.executable, "-m", "streamer", "serve", *args], env=env, cwd=ROOT,
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "streamer", "serve", *args],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         self.lines: list[str] = []
         deadline = time.monotonic() + timeout
         while True:

@@ -10,7 +10,8 @@ import pytest
 
 from streamer.commands.serve import check_bind
 from streamer.errors import ConfigError
-from tests.api.support import Serve, serve_env as _env
+from tests.api.support import Serve
+from tests.api.support import serve_env as _env
 from tests.pipeline_support import ROOT
 
 TOKEN = "s3cret-token-for-tests"
@@ -20,18 +21,25 @@ def test_check_bind_needs_a_token_off_loopback():
     for host in ("127.0.0.1", "localhost", "::1"):
         check_bind(host, "")
     check_bind("0.0.0.0", TOKEN)
-    with pytest.raises(ConfigError, match="refusing to bind 0.0.0.0 without STREAMER_API_TOKEN"):
+    with pytest.raises(ConfigError, match=r"refusing to bind 0\.0\.0\.0 without STREAMER_API_TOKEN"):
         check_bind("0.0.0.0", "")
 
 
 @pytest.mark.integration
 def test_a_non_loopback_bind_without_a_token_is_refused_in_one_line(migrated_db_url):
-    got = subprocess.run([sys.executable, "-m", "streamer", "serve", "--host", "0.0.0.0"], cwd=ROOT,
-                         env=_env(migrated_db_url), capture_output=True, text=True, timeout=60)
+    got = subprocess.run(
+        [sys.executable, "-m", "streamer", "serve", "--host", "0.0.0.0"],
+        cwd=ROOT,
+        env=_env(migrated_db_url),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert got.returncode == 2, got.stderr
     assert got.stderr.strip().splitlines() == [
         "streamer serve: refusing to bind 0.0.0.0 without STREAMER_API_TOKEN: set a bearer token "
-        "(STREAMER_API_TOKEN or STREAMER_API_TOKEN_FILE), or bind 127.0.0.1"]
+        "(STREAMER_API_TOKEN or STREAMER_API_TOKEN_FILE), or bind 127.0.0.1"
+    ]
 
 
 @pytest.mark.integration

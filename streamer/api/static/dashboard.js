@@ -55,8 +55,8 @@
 
   // Stacked bars per bucket: one chart per service.
   function stackedChart(series, start, width, buckets, w, h) {
-    const root = svg("svg", { width: w, height: h, viewBox: `0 0 ${w} ${h}`, role: "img" });
-    const pad = { l: 36, r: 4, t: 4, b: 16 };
+    const root = svg("svg", { width: "100%", viewBox: `0 0 ${w} ${h}`, role: "img" });
+    const pad = { l: 46, r: 4, t: 4, b: 16 };
     const max = Math.max(1, ...series.map((p) => SEVERITIES.reduce((s, k) => s + (p[k] || 0), 0)));
     const bw = (w - pad.l - pad.r) / buckets;
     const y = (v) => (h - pad.b) - v / max * (h - pad.t - pad.b);
@@ -85,7 +85,7 @@
   }
 
   function lineChart(points, w, h) {
-    const root = svg("svg", { width: w, height: h, viewBox: `0 0 ${w} ${h}`, role: "img" });
+    const root = svg("svg", { width: "100%", viewBox: `0 0 ${w} ${h}`, role: "img" });
     const pad = { l: 44, r: 4, t: 6, b: 14 };
     const max = Math.max(1, ...points.map((p) => p.v));
     const x = (i) => pad.l + i / Math.max(points.length - 1, 1) * (w - pad.l - pad.r);
@@ -102,7 +102,7 @@
 
   function versionsChart(versions, w) {
     const barH = 16, gap = 6, h = versions.length * (barH + gap) + 4;
-    const root = svg("svg", { width: w, height: h, viewBox: `0 0 ${w} ${h}`, role: "img" });
+    const root = svg("svg", { width: "100%", viewBox: `0 0 ${w} ${h}`, role: "img" });
     const labelW = 140, max = Math.max(1, ...versions.map((v) => v.rows));
     versions.forEach((v, i) => {
       const yy = 2 + i * (barH + gap);
@@ -145,10 +145,9 @@
     $("throughput").textContent = s.throughput.per_second.toFixed(1);
     $("bucket").textContent = `(bars of ${s.bucket_seconds} s, model ${s.model_version || "–"})`;
     const buckets = Math.ceil((Date.parse(s.now) / 1000 - s.start) / s.bucket_seconds) || 1;
-    const width = Math.max(Math.min(($("services").clientWidth || 800), 520) - 10, 300);
     $("services").replaceChildren(...s.services.map((svc) => {
       const box = el("div", { "data-service": svc.service });
-      box.append(el("h3", {}, `${svc.service} · ${fmt(svc.rows)}`), stackedChart(svc.series, s.start, s.bucket_seconds, buckets, width, 110));
+      box.append(el("h3", {}, `${svc.service} · ${fmt(svc.rows)}`), stackedChart(svc.series, s.start, s.bucket_seconds, buckets, 360, 110));
       return box;
     }));
     if (!s.services.length) $("services").append(el("p", { class: "muted" }, "no events scored in this window"));
@@ -183,7 +182,7 @@
 
   function renderTemplates(id, rows, rate) {
     fillTable(id, rows.map((t) => row([{ text: t.service }, { text: t.template, cls: "message" },
-                                      { text: rate ? fmt(Math.round(t.per_hour)) : fmt(t.count), cls: "num" }])));
+                                      { text: rate ? `${fmt(Math.round(t.recent_per_hour))}/h (${t.surge}×)` : fmt(t.count), cls: "num" }])));
   }
 
   async function refresh() {
