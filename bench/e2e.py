@@ -107,9 +107,10 @@ def rate_series(samples: list[tuple[float, int]], t0: float, step: float = 0.5,
 
 
 def throughput_run(n: int, seed: int, keep: bool, label: str = "throughput", processes: int = 1,
-                   prefill=None) -> dict:
-    """prefill(env) -> rows: stores history in the fresh schema before the run (bench/growth.py)."""
-    env = RunEnv.create(label)
+                   prefill=None, schema_version: int | None = None) -> dict:
+    """prefill(env) -> rows: stores history in the fresh schema before the run (bench/growth.py);
+    schema_version: migrate the fresh schema only that far (None: every migration)."""
+    env = RunEnv.create(label, schema_version)
     procs: list[StreamerProcess] = []
     try:
         stored_before = prefill(env) if prefill is not None else 0

@@ -1,4 +1,5 @@
-"""Cost as data grows: end-to-end events/s and the README's user queries with 0, 5 M and 20 M rows stored.
+"""Cost as data grows: end-to-end events/s and the README's user queries with 0, 5 M and 20 M rows stored,
+with daily partitions (the schema today) and without (schema 6, before migration 7).
 
 For each size, a fresh migrated schema is filled with that many stored events (and one prediction each)
 spread over the last 30 days, then:
@@ -7,7 +8,7 @@ spread over the last 30 days, then:
 The history is written with INSERT … SELECT generate_series: secondary indexes and foreign keys are dropped
 for the load and rebuilt after it (the same indexes the migrations create, so the run sees real index sizes).
 
-    .venv/bin/python -m bench.growth [--rows 0,5000000,20000000] [--events 200000]
+    .venv/bin/python -m bench.growth [--rows 0,5000000,20000000] [--events 200000] [--variants partitioned,plain]
 `make bench` runs it as its last part (bench/e2e.py --skip-growth leaves it out).
 """
 
@@ -18,6 +19,7 @@ import json
 import statistics
 import sys
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,7 +61,7 @@ USER_QUERIES = {
 _FILL_ENTRIES = """
 INSERT INTO log_entries (kafka_topic, kafka_partition, kafka_offset, record_index, event_time, level, message,
                          host, service)
-SELECT %(topic)s, i %% 6, i, 0, now() - (i * %(span_s)s / %(total)s) * interval '1 second',
+SELECT %(topic)s, i %% 6, i, 0, %(base)s::timestamptz - (i * %(span_s)s / %(total)s) * interval '1 second',
        (ARRAY['INFO','INFO','INFO','INFO','INFO','INFO','WARN','ERROR','DEBUG','INFO'])[1 + i %% 10],
        'request ' || i || ' handled in ' || (i %% 997) || ' ms by worker ' || (i %% 31),
        'host-' || (i %% 50), 'service-' || (i %% %(services)s)
@@ -67,12 +69,14 @@ FROM generate_series(%(start)s, %(stop)s) AS i"""
 
 _FILL_PREDICTIONS = """
 INSERT INTO ml_predictions (kafka_topic, kafka_partition, kafka_offset, record_index, model_version,
-                            predicted_level, level_confidence, is_anomaly, anomaly_score, severity, predicted_at)
+                            predicted_level, level_confidence, is_anomaly, anomaly_score, severity, predicted_at
+                            {event_time_column})
 SELECT %(topic)s, i %% 6, i, 0, 'm-growth',
        (ARRAY['INFO','INFO','INFO','INFO','INFO','INFO','WARN','ERROR','DEBUG','INFO'])[1 + i %% 10], 0.9,
        i %% 100 = 0, (i %% 100) / 100.0,
        (ARRAY['low','low','low','low','low','low','medium','high','low','critical'])[1 + i %% 10],
-       now() - (i * %(span_s)s / %(total)s) * interval '1 second'
+       %(base)s::timestamptz - (i * %(span_s)s / %(total)s) * interval '1 second'
+       {event_time_value}
 FROM generate_series(%(start)s, %(stop)s) AS i"""
 
 
@@ -90,9 +94,20 @@ def fill(env: RunEnv, rows: int, days: float = 30.0) -> dict:
     with connect(env.db_url) as conn:
         conn.autocommit = True
         schema = conn.execute("SELECT current_schema()").fetchone()[0]
+        from streamer.partitions import is_partitioned
+
+        partitioned = is_partitioned(conn)
+        # Partitioned, a prediction carries its entry's event time (the same expression as the entry's).
+        predictions_sql = _FILL_PREDICTIONS.format(
+            event_time_column=", event_time" if partitioned else "",
+            event_time_value=", %(base)s::timestamptz - (i * %(span_s)s / %(total)s) * interval '1 second'" if partitioned else "")
+        if partitioned:  # every day of the history gets its partition, as the keeper would have made
+            today = datetime.now(timezone.utc).date()
+            for ago in range(int(days) + 2):
+                conn.execute("SELECT streamer_day_partition(%s)", (today - timedelta(days=ago),))
         indexes = conn.execute(
             "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = %s "
-            "AND tablename IN ('log_entries', 'ml_predictions') AND indexname NOT LIKE '%%pkey'",
+            "AND tablename IN ('log_entries', 'ml_predictions') AND indexname NOT LIKE '%%pkey'",  # parents only
             (schema,)).fetchall()
         foreign = conn.execute(
             "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) FROM pg_constraint "
@@ -102,11 +117,12 @@ def fill(env: RunEnv, rows: int, days: float = 30.0) -> dict:
             conn.execute(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"')
         for name, _ in indexes:
             conn.execute(f'DROP INDEX "{name}"')
-        params = {"topic": HISTORY_TOPIC, "span_s": days * 86400, "total": rows, "services": SERVICES}
+        params = {"topic": HISTORY_TOPIC, "span_s": days * 86400, "total": rows, "services": SERVICES,
+                  "base": datetime.now(timezone.utc)}  # one clock for both tables' rows
         for start in range(0, rows, CHUNK):
             bounds = {**params, "start": start, "stop": min(rows, start + CHUNK) - 1}
             conn.execute(_FILL_ENTRIES, bounds)
-            conn.execute(_FILL_PREDICTIONS, bounds)
+            conn.execute(predictions_sql, bounds)
             log(f"growth: {min(rows, start + CHUNK):,} / {rows:,} rows written")
         loaded = time.monotonic()
         for _, definition in indexes:
@@ -150,11 +166,15 @@ def _wal_lsn() -> int:
         return int(conn.execute("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn").fetchone()[0])
 
 
-def run(sizes: list[int], events: int, query_runs: int, keep: bool = False) -> dict:
+VARIANTS = {"partitioned": None, "plain": 6}  # schema version to migrate to (None: latest)
+
+
+def run(sizes: list[int], events: int, query_runs: int, keep: bool = False,
+        variants: tuple[str, ...] = tuple(VARIANTS)) -> dict:
     from bench.e2e import throughput_run
 
     results: dict = {"sizes": sizes, "events": events, "query_runs": query_runs, "runs": []}
-    for size in sizes:
+    for variant, size in ((v, s) for v in variants for s in sizes):
         found: dict = {}
 
         def prefill(env: RunEnv, size: int = size) -> int:
@@ -167,15 +187,16 @@ def run(sizes: list[int], events: int, query_runs: int, keep: bool = False) -> d
             return size
 
         wal_before = _wal_lsn()
-        run_result = throughput_run(events, seed=46, keep=keep, label=f"growth{size // 1_000_000}m",
-                                    prefill=prefill)
+        run_result = throughput_run(events, seed=46, keep=keep, label=f"growth-{variant}-{size // 1_000_000}m",
+                                    prefill=prefill, schema_version=VARIANTS[variant])
         wal_bytes = _wal_lsn() - wal_before - found.get("wal_fill_bytes", 0)
-        results["runs"].append({"stored_rows": size, **found, "events_per_s": run_result["events_per_s"],
+        results["runs"].append({"variant": variant, "stored_rows": size, **found, "events_per_s": run_result["events_per_s"],
                                 "wal_bytes_per_event": round(wal_bytes / events),
                                 "cpu_cores_used": run_result["cpu_cores_used"],
                                 "stage_us_per_event": run_result["stage_us_per_event"]})
-    base = results["runs"][0]["events_per_s"] if results["runs"] else None
     for r in results["runs"]:
+        empty = next((x for x in results["runs"] if x["variant"] == r["variant"] and x["stored_rows"] == 0), None)
+        base = empty["events_per_s"] if empty else None
         r["vs_empty"] = round(r["events_per_s"] / base, 3) if base and r["events_per_s"] else None
     return results
 
@@ -184,13 +205,14 @@ def markdown(results: dict) -> str:
     names = list(USER_QUERIES)
     out = ["# Cost as data grows", "",
            f"End-to-end events/s of one `streamer run` on {results['events']:,} pre-loaded events, and the user "
-           f"queries' latency ({results['query_runs']} runs each), with rows already stored (no partitions).", "",
-           "| stored rows | load + index s | events/s | vs empty | WAL B/event | "
+           f"queries' latency ({results['query_runs']} runs each), with rows already stored: daily partitions "
+           "(`partitioned`, the schema today) and one table each (`plain`, schema 6).", "",
+           "| schema | stored rows | load + index s | events/s | vs empty | WAL B/event | "
            + " | ".join(f"{n} p50 / p99 ms" for n in names) + " |",
-           "|---:|---:|---:|---:|---:|" + "---:|" * len(names)]
+           "|---|---:|---:|---:|---:|---:|" + "---:|" * len(names)]
     for r in results["runs"]:
         q = r.get("queries", {})
-        out.append(f"| {r['stored_rows']:,} | {r['fill']['load_s']} + {r['fill']['index_s']} | "
+        out.append(f"| {r.get('variant', 'plain')} | {r['stored_rows']:,} | {r['fill']['load_s']} + {r['fill']['index_s']} | "
                    f"{r['events_per_s']:,.0f} | {r['vs_empty']} | {r['wal_bytes_per_event']:,} | "
                    + " | ".join(f"{q[n]['p50_ms']} / {q[n]['p99_ms']}" for n in names) + " |")
     out += ["", "Command: `.venv/bin/python -m bench.growth` (and `make bench`)."]
@@ -202,11 +224,13 @@ def main() -> int:
     parser.add_argument("--rows", default="0,5000000,20000000", help="comma-separated stored-row counts")
     parser.add_argument("--events", type=int, default=200_000, help="pre-loaded events per throughput run")
     parser.add_argument("--query-runs", type=int, default=50)
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="partitioned, plain or both")
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     sizes = [int(s.replace("_", "")) for s in args.rows.split(",") if s.strip()]
-    results = run(sizes, args.events, args.query_runs, args.keep)
+    results = run(sizes, args.events, args.query_runs, args.keep,
+                  tuple(v.strip() for v in args.variants.split(",") if v.strip()))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "growth.json").write_text(json.dumps(results, indent=2) + "\n")
     (args.out / "growth.md").write_text(markdown(results))

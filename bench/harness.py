@@ -51,7 +51,8 @@ class RunEnv:
     db_url: str
 
     @classmethod
-    def create(cls, label: str) -> "RunEnv":
+    def create(cls, label: str, schema_version: int | None = None) -> "RunEnv":
+        """schema_version: migrate only that far (None: every migration)."""
         from streamer.db import connect
         from streamer.db.migrations import migrate
         from streamer.kafka_admin import ensure_topics
@@ -66,7 +67,7 @@ class RunEnv:
             with connect(DATABASE_URL, autocommit=True) as conn:
                 conn.execute(f'CREATE SCHEMA "{schema}"')
             with connect(env.db_url) as conn:
-                migrate(conn)
+                migrate(conn, up_to=schema_version)
         except BaseException:
             env.drop()
             raise

@@ -47,6 +47,7 @@ class Settings:
     api_host: str = "127.0.0.1"  # `streamer serve`
     api_port: int = 8080
     api_token: str = field(default="", repr=False)  # bearer token; required for a non-loopback api_host
+    retention: str = ""  # e.g. "30d": daily partitions older than this are dropped (streamer/partitions.py)
     kafka_config: dict[str, str] = field(default_factory=dict)
 
     def kafka_client_config(self) -> dict[str, str]:
@@ -86,6 +87,7 @@ _OPTIONS: dict[str, tuple[str, type]] = {
     "api_host": ("STREAMER_API_HOST", str),
     "api_port": ("STREAMER_API_PORT", int),
     "api_token": ("STREAMER_API_TOKEN", str),
+    "retention": ("STREAMER_RETENTION", str),
 }
 
 
@@ -176,6 +178,10 @@ def _check(s: Settings) -> None:
         raise ConfigError(f"batch max ms must be >= 1, got {s.batch_max_ms}")
     if s.max_message_bytes < 1:
         raise ConfigError(f"max message bytes must be >= 1, got {s.max_message_bytes}")
+    if s.retention:
+        from streamer.partitions import parse_retention
+
+        parse_retention(s.retention)  # raises ConfigError naming the variable
     if s.line_format:
         from streamer.lineformats import compile_line_format
 

@@ -187,7 +187,7 @@ INSERT INTO log_entries (kafka_topic, kafka_partition, kafka_offset, record_inde
                          host, service, raw)
 SELECT kafka_topic, kafka_partition, kafka_offset, record_index, event_time, level, message, host, service, raw
 FROM streamer_stage
-ON CONFLICT (kafka_topic, kafka_partition, kafka_offset, record_index) DO NOTHING
+ON CONFLICT (kafka_topic, kafka_partition, kafka_offset, record_index, event_time) DO NOTHING
 """
 # With templates: the same insert, and the template statistics of exactly the rows it inserted (a redelivered
 # event conflicts, so it is neither counted again nor makes its template new), in one statement. The first
@@ -229,12 +229,12 @@ SELECT * FROM marked
 _INSERT_PREDICTIONS = """
 INSERT INTO ml_predictions (kafka_topic, kafka_partition, kafka_offset, record_index, model_version,
                             predicted_level, level_confidence, is_anomaly, anomaly_score, severity, template_id,
-                            template_new)
+                            template_new, event_time)
 SELECT kafka_topic, kafka_partition, kafka_offset, record_index, model_version, predicted_level,
        level_confidence, is_anomaly, anomaly_score, severity, template_id,
-       CASE WHEN template_id IS NOT NULL THEN template_new END
+       CASE WHEN template_id IS NOT NULL THEN template_new END, event_time
 FROM streamer_stage
-ON CONFLICT (kafka_topic, kafka_partition, kafka_offset, record_index, model_version) DO NOTHING
+ON CONFLICT (kafka_topic, kafka_partition, kafka_offset, record_index, model_version, event_time) DO NOTHING
 """
 
 # What retrying cannot change: SQLSTATE class 22 (data exception), 23 (integrity constraint violation) and 54

@@ -98,8 +98,15 @@ def run(args) -> int:
         log.info("serving /metrics, /healthz and /readyz on %s port %d", settings.metrics_host, settings.metrics_port)
     health.database_ok = True
 
+    # Daily partitions made ahead and expired ones dropped, in the background (streamer/partitions.py).
+    from streamer.partitions import PartitionKeeper, parse_retention
+
+    keeper = PartitionKeeper(settings.database_url, parse_retention(settings.retention)).start()
     pipeline = Pipeline(settings, scorer, metrics, health, stop=stopping)
-    return pipeline.run()
+    try:
+        return pipeline.run()
+    finally:
+        keeper.stop()
 
 
 def _never_heals(err) -> bool:

@@ -126,6 +126,79 @@ CREATE TABLE log_template_hours (
 );
 CREATE INDEX log_template_hours_hour ON log_template_hours (hour);
 """),
+    # Daily partitions by event time (streamer/partitions.py creates them ahead and drops expired ones), plus a
+    # default partition for times far off. The event time joins both keys: it is part of the record (or its
+    # Kafka timestamp), so a redelivered event has the same key. ml_predictions carries its entry's event time
+    # so retention drops the two tables' partitions together. In place: existing rows are copied into
+    # partitions made for the days they cover (the last 400 days with data; older ones go to the default).
+    Migration(7, "daily partitions by event time", """
+ALTER TABLE anomaly_labels DROP CONSTRAINT IF EXISTS anomaly_labels_log_entry_fkey;
+UPDATE log_entries SET event_time = ingested_at WHERE event_time IS NULL;
+
+DROP INDEX log_entries_service_time, log_entries_event_time, ml_predictions_recent_anomalies,
+    ml_predictions_severity_time;
+ALTER TABLE log_entries RENAME TO log_entries_unpartitioned;
+ALTER INDEX log_entries_pkey RENAME TO log_entries_unpartitioned_pkey;
+ALTER TABLE ml_predictions RENAME TO ml_predictions_unpartitioned;
+ALTER INDEX ml_predictions_pkey RENAME TO ml_predictions_unpartitioned_pkey;
+
+CREATE TABLE log_entries (LIKE log_entries_unpartitioned INCLUDING DEFAULTS INCLUDING CONSTRAINTS)
+    PARTITION BY RANGE (event_time);
+ALTER TABLE log_entries ALTER COLUMN event_time SET NOT NULL, ALTER COLUMN event_time SET DEFAULT now(),
+    ADD PRIMARY KEY (kafka_topic, kafka_partition, kafka_offset, record_index, event_time);
+CREATE TABLE ml_predictions (LIKE ml_predictions_unpartitioned INCLUDING DEFAULTS INCLUDING CONSTRAINTS,
+    event_time timestamptz NOT NULL DEFAULT now()) PARTITION BY RANGE (event_time);
+ALTER TABLE ml_predictions
+    ADD PRIMARY KEY (kafka_topic, kafka_partition, kafka_offset, record_index, model_version, event_time);
+CREATE TABLE log_entries_default PARTITION OF log_entries DEFAULT;
+CREATE TABLE ml_predictions_default PARTITION OF ml_predictions DEFAULT;
+
+-- One day's partition of both tables (UTC days); true when it made one. Idempotent.
+CREATE FUNCTION streamer_day_partition(day date) RETURNS boolean LANGUAGE plpgsql AS $f$
+DECLARE
+    made boolean := false;
+    parent text;
+BEGIN
+    FOREACH parent IN ARRAY ARRAY['log_entries', 'ml_predictions'] LOOP
+        IF to_regclass(parent || '_p' || to_char(day, 'YYYYMMDD')) IS NULL THEN
+            EXECUTE format('CREATE TABLE %I PARTITION OF %I FOR VALUES FROM (%L) TO (%L)',
+                           parent || '_p' || to_char(day, 'YYYYMMDD'), parent,
+                           day::timestamp AT TIME ZONE 'UTC', (day + 1)::timestamp AT TIME ZONE 'UTC');
+            made := true;
+        END IF;
+    END LOOP;
+    RETURN made;
+END $f$;
+
+DO $d$
+DECLARE
+    lo date;
+    hi date;
+    today date := (now() AT TIME ZONE 'UTC')::date;
+BEGIN
+    SELECT min((event_time AT TIME ZONE 'UTC')::date), max((event_time AT TIME ZONE 'UTC')::date)
+        INTO lo, hi FROM log_entries_unpartitioned;
+    IF lo IS NOT NULL THEN
+        FOR day IN 0 .. (hi - greatest(lo, hi - 400)) LOOP
+            PERFORM streamer_day_partition(greatest(lo, hi - 400) + day);
+        END LOOP;
+    END IF;
+    FOR day IN -1 .. 2 LOOP
+        PERFORM streamer_day_partition(today + day);
+    END LOOP;
+END $d$;
+
+INSERT INTO log_entries SELECT * FROM log_entries_unpartitioned;
+INSERT INTO ml_predictions
+    SELECT p.*, e.event_time FROM ml_predictions_unpartitioned p
+    JOIN log_entries_unpartitioned e USING (kafka_topic, kafka_partition, kafka_offset, record_index);
+DROP TABLE ml_predictions_unpartitioned, log_entries_unpartitioned;
+
+CREATE INDEX ml_predictions_recent_anomalies ON ml_predictions (predicted_at DESC) WHERE is_anomaly;
+CREATE INDEX ml_predictions_severity_time ON ml_predictions (severity, predicted_at);
+CREATE INDEX log_entries_service_time ON log_entries (service, event_time);
+CREATE INDEX log_entries_event_time ON log_entries (event_time);
+"""),
 )
 
 # Any constant shared by every streamer process; only ours take this lock.

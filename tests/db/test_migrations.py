@@ -71,4 +71,4 @@ def test_fresh_database_has_the_record_index_keys(migrated_db_url):
         WHERE contype IN ('p', 'f') AND conrelid::regclass::text IN ('log_entries', 'ml_predictions',
                                                                      'anomaly_labels')""")
     assert all("record_index" in definition for _, definition in keys), keys
-    assert len(keys) == 4  # three primary keys; the labels' foreign key (migration 5 dropped the predictions' one)
+    assert len(keys) == 3  # three primary keys; no foreign key (migrations 5 and 7 dropped them, see there)
