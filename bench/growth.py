@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import sys
 import time
@@ -33,30 +34,41 @@ HISTORY_TOPIC = "growth.history"  # not the run's topic: the history never colli
 SERVICES = 20
 CHUNK = 1_000_000
 
-# The user queries (README "Querying what was stored"); %(service)s is one of the history's services.
+# The user queries (README "Querying what was stored"), with their times bound as parameters as an API or a
+# dashboard binds them (then the planner prunes partitions and estimates from the days in range; `now() - …`
+# is pruned only when the query runs, after a plan made for every partition). Written for the partitioned
+# schema: the join includes event_time and both tables are filtered by it. plain() turns them into what schema 5 (no ml_predictions.event_time) needs.
 USER_QUERIES = {
     "recent anomalies": """
         SELECT e.event_time, e.service, e.host, e.message, p.severity, p.anomaly_score
         FROM ml_predictions p
-        JOIN log_entries e USING (kafka_topic, kafka_partition, kafka_offset, record_index)
-        WHERE p.is_anomaly
+        JOIN log_entries e USING (kafka_topic, kafka_partition, kafka_offset, record_index, event_time)
+        WHERE p.is_anomaly AND p.event_time >= %(since_day)s
         ORDER BY p.predicted_at DESC
         LIMIT 50""",
     "severity per service, last 24 h by hour": """
         SELECT date_trunc('hour', e.event_time) AS hour, e.service, p.severity, count(*)
         FROM log_entries e
-        JOIN ml_predictions p USING (kafka_topic, kafka_partition, kafka_offset, record_index)
-        WHERE e.event_time >= now() - interval '24 hours'
+        JOIN ml_predictions p USING (kafka_topic, kafka_partition, kafka_offset, record_index, event_time)
+        WHERE e.event_time >= %(since_day)s AND p.event_time >= %(since_day)s
         GROUP BY 1, 2, 3
         ORDER BY 1, 2, 3""",
     "one service, last hour": """
         SELECT e.event_time, e.level, e.host, e.message, p.severity, p.is_anomaly
         FROM log_entries e
-        JOIN ml_predictions p USING (kafka_topic, kafka_partition, kafka_offset, record_index)
-        WHERE e.service = %(service)s AND e.event_time >= now() - interval '1 hour'
+        JOIN ml_predictions p USING (kafka_topic, kafka_partition, kafka_offset, record_index, event_time)
+        WHERE e.service = %(service)s AND e.event_time >= %(since_hour)s
+          AND p.event_time >= %(since_hour)s
         ORDER BY e.event_time DESC
         LIMIT 500""",
 }
+
+
+def plain(sql: str) -> str:
+    """The query for schema 5: no event_time in ml_predictions, so none in the join or its filter."""
+    sql = sql.replace("record_index, event_time)", "record_index)")
+    return re.sub(r"\s+AND p\.event_time >= %\(since_\w+\)s", "", sql)
+
 
 _FILL_ENTRIES = """
 INSERT INTO log_entries (kafka_topic, kafka_partition, kafka_offset, record_index, event_time, level, message,
@@ -142,10 +154,16 @@ def query_latency(env: RunEnv, runs: int) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
     with connect(env.db_url) as conn:
         conn.autocommit = True
+        from streamer.partitions import is_partitioned
+
+        partitioned = is_partitioned(conn)
         for name, sql in USER_QUERIES.items():
+            sql = sql if partitioned else plain(sql)
             times = []
             for i in range(runs + 1):
-                args = {"service": f"service-{i % SERVICES}"}
+                now = datetime.now(timezone.utc)
+                args = {"service": f"service-{i % SERVICES}", "since_day": now - timedelta(days=1),
+                        "since_hour": now - timedelta(hours=1)}
                 t = time.perf_counter()
                 conn.execute(sql, args).fetchall()
                 if i:  # the first run warms the cache
