@@ -20,6 +20,7 @@ from datetime import date, datetime, timedelta, timezone
 
 import psycopg
 
+from streamer.db import one
 from streamer.errors import ConfigError
 
 log = logging.getLogger("streamer.partitions")
@@ -46,7 +47,7 @@ def parse_retention(text: str | None) -> timedelta | None:
 
 def is_partitioned(conn: psycopg.Connection) -> bool:
     row = conn.execute("SELECT c.relkind FROM pg_class c WHERE c.oid = to_regclass('log_entries')").fetchone()
-    return bool(row) and row[0] == "p"
+    return row is not None and row[0] == "p"
 
 
 @dataclass
@@ -83,7 +84,7 @@ def maintain(conn: psycopg.Connection, retention: timedelta | None, now: datetim
     for offset in range(-1, days_ahead + 1):
         day = today + timedelta(days=offset)
         try:
-            if conn.execute("SELECT streamer_day_partition(%s)", (day,)).fetchone()[0]:
+            if one(conn, "SELECT streamer_day_partition(%s)", (day,))[0]:
                 done.made.append(day)
         except psycopg.Error as err:  # a lock timeout, or rows of that day already in the default partition
             done.skipped.append(f"make {day}: {_first_line(err)}")
@@ -141,7 +142,7 @@ class PartitionKeeper:
         with psycopg.connect(self.database_url, autocommit=True, connect_timeout=5) as conn:
             if not is_partitioned(conn):
                 return None
-            if not conn.execute("SELECT pg_try_advisory_lock(%s, hashtext(current_schema()))", (_ADVISORY_KEY,)).fetchone()[0]:
+            if not one(conn, "SELECT pg_try_advisory_lock(%s, hashtext(current_schema()))", (_ADVISORY_KEY,))[0]:
                 return None
             try:
                 done = maintain(conn, self.retention)

@@ -26,3 +26,11 @@ def connect(url: str, **kwargs: Any):
         raise StreamerError(f"cannot connect to PostgreSQL at {redact_url(url)}: {reason}") from None
     except Exception as err:  # a malformed URL raises ProgrammingError/ValueError-like errors from libpq parsing
         raise StreamerError(f"cannot connect to PostgreSQL at {redact_url(url)}: {err}") from None
+
+
+def one(conn, sql: str, params: Any = None) -> tuple:
+    """The row of a query that always returns exactly one (an aggregate, SELECT f(...)); fails loudly if not."""
+    row = conn.execute(sql, params).fetchone()
+    if row is None:
+        raise StreamerError(f"expected a row from: {' '.join(sql.split())[:80]}")
+    return row
