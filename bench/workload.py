@@ -7,6 +7,7 @@ import random
 
 import orjson
 
+from streamer.levels import normalise
 from streamer.ml.corpus import generate
 
 # Kinds of invalid input, each with the error class the decoder gives it.
@@ -38,13 +39,37 @@ def invalid_value(kind: str, rng: random.Random) -> bytes:
     raise ValueError(kind)
 
 
+_SYSLOG_SEVERITY = {"DEBUG": 7, "INFO": 6, "WARN": 4, "ERROR": 3, "FATAL": 2}
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def _text_line(event: dict, rng: random.Random) -> bytes:
+    """The event as a line with a header real software writes (parsed back by streamer.lineformats)."""
+    ts, message = event["@timestamp"], event["message"].replace("\n", " | ")
+    level = normalise(event.get("log.level")) or ""  # the corpus spells levels many ways; a header one way
+    host, service = event.get("host.name") or "host-1", event.get("service.name") or "app"
+    date, time = ts[:10], ts[11:19]
+    kind = rng.random()
+    if kind < 0.3:  # RFC 3164 as rsyslog/syslog-ng forward it: PRI, BSD time, host, tag
+        pri = 8 + _SYSLOG_SEVERITY.get(level, 6)  # facility user
+        bsd = f"{_MONTHS[int(date[5:7]) - 1]} {int(date[8:10]):2d} {time}"
+        return f"<{pri}>{bsd} {host} {service}[{rng.randrange(100, 9999)}]: {message}".encode()
+    if kind < 0.45:  # RFC 5424
+        pri = 8 + _SYSLOG_SEVERITY.get(level, 6)
+        return f"<{pri}>1 {ts} {host} {service} {rng.randrange(100, 9999)} - - {message}".encode()
+    if kind < 0.75:  # log4j/logback: date time,ms - LEVEL [thread] logger - text
+        return (f"{date} {time},{rng.randrange(1000):03d} - {level or 'INFO':<5} [main] "
+                f"com.example.{service.title()} - {message}").encode()
+    head = f"{ts} {level} " if level else f"{ts} "  # the simplest: ISO time, level, text
+    return (head + message).encode()
+
+
 def shipper_value(event: dict, rng: random.Random) -> bytes:
-    """One corpus event as a shipper would send it: usually ECS JSON, sometimes a plain text line."""
+    """One corpus event as a shipper would send it: mostly ECS JSON; a third are text lines with the headers
+    syslog (RFC 3164/5424), log4j and plain timestamped writers put on them."""
     event = {k: v for k, v in event.items() if k != "labels"}
-    if rng.random() < 0.15:
-        level = event.get("log.level")
-        head = f"{event['@timestamp']} {level.upper()} " if level else f"{event['@timestamp']} "
-        return (head + event["message"].replace("\n", " | ")).encode()
+    if rng.random() < 0.33:
+        return _text_line(event, rng)
     return orjson.dumps(event)
 
 
