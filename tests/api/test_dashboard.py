@@ -3,6 +3,7 @@ database filled by a real `streamer run`: the page loads without console errors 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -13,8 +14,9 @@ from confluent_kafka import Producer
 
 from bench.workload import workload
 from tests.api.support import Serve, serve_env
-from tests.pipeline_support import StreamerProcess, caught_up
+from tests.pipeline_support import MODELS, StreamerProcess, caught_up
 from tests.support import query
+from tests.test_replay import small_model, streamer_cli
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -51,17 +53,10 @@ def browser():
     driver.quit()
 
 
-def _fill_with_a_real_run(streamer_env, topics, kafka_bootstrap, tmp_path) -> None:
-    values, keys, _ = workload(EVENTS, 0.01, seed=11)
-    streamer = StreamerProcess(streamer_env, tmp_path / "streamer.log")
+def _run_until_caught_up(streamer_env, topics, kafka_bootstrap, log_path, *args: str) -> None:
+    streamer = StreamerProcess(streamer_env, log_path, *args)
     try:
         streamer.wait_ready()
-        producer = Producer(
-            {"bootstrap.servers": kafka_bootstrap, "linger.ms": 10, "message.max.bytes": 16 * 1024 * 1024}
-        )  # the workload has too-large inputs too
-        for v, k in zip(values, keys, strict=False):
-            producer.produce(topics.raw, v, k)
-        assert producer.flush(30) == 0
         deadline = time.monotonic() + 120
         while not caught_up(kafka_bootstrap, topics.group, topics.raw, 6):
             assert streamer.alive() and time.monotonic() < deadline, streamer.output()[-3000:]
@@ -69,6 +64,24 @@ def _fill_with_a_real_run(streamer_env, topics, kafka_bootstrap, tmp_path) -> No
         assert streamer.terminate() == 0
     finally:
         streamer.close()
+
+
+def _fill_with_a_real_run_and_a_replay(streamer_env, topics, kafka_bootstrap, tmp_path) -> str:
+    """The shipped model scores the workload; then a second version re-scores it after `streamer replay`.
+    Returns the second version."""
+    values, keys, _ = workload(EVENTS, 0.01, seed=11)
+    producer = Producer(
+        {"bootstrap.servers": kafka_bootstrap, "linger.ms": 10, "message.max.bytes": 16 * 1024 * 1024}
+    )  # the workload has too-large inputs too
+    for v, k in zip(values, keys, strict=True):
+        producer.produce(topics.raw, v, k)
+    assert producer.flush(30) == 0
+    _run_until_caught_up(streamer_env, topics, kafka_bootstrap, tmp_path / "first.log")
+    second = tmp_path / "model-b"
+    version = small_model(second, 12)
+    streamer_cli(streamer_env, "replay", "--group", topics.group, "--to-earliest")
+    _run_until_caught_up(streamer_env, topics, kafka_bootstrap, tmp_path / "replay.log", "--models", str(second))
+    return version
 
 
 def _number(text: str) -> int:
@@ -81,7 +94,7 @@ def test_the_dashboard_shows_what_sql_says_without_console_errors(
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    _fill_with_a_real_run(streamer_env, topics, kafka_bootstrap, tmp_path)
+    replayed = _fill_with_a_real_run_and_a_replay(streamer_env, topics, kafka_bootstrap, tmp_path)
     serve = Serve(serve_env(migrated_db_url, streamer_env))
     try:
         browser.get(serve.url + "?refresh=2")
@@ -90,20 +103,40 @@ def test_the_dashboard_shows_what_sql_says_without_console_errors(
         )
         text = lambda testid: browser.find_element(By.CSS_SELECTOR, f'[data-testid="{testid}"]').text  # noqa: E731
 
-        ((version,),) = query(migrated_db_url, "SELECT DISTINCT model_version FROM ml_predictions")
+        # The figures are the version that scored last: the replay's.
+        assert browser.find_element(By.ID, "version-shown").text == replayed
         rows, anomalies = query(
             migrated_db_url,
-            "SELECT count(*), count(*) FILTER (WHERE is_anomaly) FROM "
-            "ml_predictions WHERE predicted_at >= now() - interval '1 hour'",
+            "SELECT count(*), count(*) FILTER (WHERE is_anomaly) FROM ml_predictions "
+            "WHERE predicted_at >= now() - interval '1 hour' AND model_version = %s",
+            (replayed,),
         )[0]
         assert rows > EVENTS * 0.9  # the run stored the valid events (some inputs were invalid on purpose)
         assert _number(text("total-rows")) == rows
         assert _number(text("total-anomalies")) == anomalies
         assert text("anomaly-rate") == f"{anomalies / rows * 100:.2f} %"
-        by_severity = dict(query(migrated_db_url, "SELECT severity, count(*) FROM ml_predictions GROUP BY 1"))
+        by_severity = dict(
+            query(
+                migrated_db_url,
+                "SELECT severity, count(*) FROM ml_predictions WHERE model_version = %s GROUP BY 1",
+                (replayed,),
+            )
+        )
         assert len(by_severity) >= 3
         for severity in SEVERITIES:
             assert _number(text(f"sev-{severity}")) == by_severity.get(severity, 0), severity
+        # Both versions side by side, each with its own rows and anomaly rate from SQL.
+        per_version = query(
+            migrated_db_url,
+            "SELECT model_version, count(*), count(*) FILTER (WHERE is_anomaly) FROM ml_predictions GROUP BY 1",
+        )
+        shipped = json.loads((MODELS / "metadata.json").read_text())["model_version"]
+        assert {v for v, _, _ in per_version} == {shipped, replayed}
+        for v, n, a in per_version:
+            tr = browser.find_element(By.CSS_SELECTOR, f'#versions tr[data-version="{v}"]')
+            cells = [td.text for td in tr.find_elements(By.TAG_NAME, "td")]
+            assert _number(cells[1]) == n == rows, v  # one prediction per event per version
+            assert (_number(cells[6]), cells[7]) == (a, f"{a / n * 100:.2f} %"), v
         assert _number(text("lag-total")) == 0  # the run committed everything it read
         assert len(browser.find_elements(By.CSS_SELECTOR, "#lag tbody tr")) == 6
 
@@ -113,16 +146,15 @@ def test_the_dashboard_shows_what_sql_says_without_console_errors(
             """
             SELECT kafka_topic || '/' || kafka_partition || '/' || kafka_offset || '/' || record_index, message
             FROM ml_predictions JOIN log_entries USING (kafka_topic, kafka_partition, kafka_offset, record_index)
-            WHERE severity IN ('critical', 'high') ORDER BY predicted_at DESC, kafka_topic DESC,
+            WHERE severity IN ('critical', 'high') AND model_version = %s ORDER BY predicted_at DESC, kafka_topic DESC,
                   kafka_partition DESC, kafka_offset DESC, record_index DESC LIMIT 15""",
+            (replayed,),
         )
         shown = browser.find_elements(By.CSS_SELECTOR, "#latest tbody tr")
         assert [
             (r.get_attribute("data-source"), r.find_element(By.CSS_SELECTOR, "td.message").text) for r in shown
         ] == [(src, " ".join(msg.split())) for src, msg in latest]
 
-        version_row = browser.find_element(By.CSS_SELECTOR, f'#versions tr[data-version="{version}"]')
-        assert _number(version_row.find_element(By.CSS_SELECTOR, '[data-testid="version-rows"]').text) == rows
         # One chart per service (up to 8, the rest as "other"), each headed with its row count from SQL.
         services = dict(query(migrated_db_url, "SELECT coalesce(service, '-'), count(*) FROM log_entries GROUP BY 1"))
         charts = browser.find_elements(By.CSS_SELECTOR, "#services [data-service]")
