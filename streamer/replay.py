@@ -126,6 +126,7 @@ def parse_reset(to_earliest: bool = False, to_latest: bool = False, to_datetime:
                 raise ConfigError(f"--to-offset names {topic}:{partition} twice with different offsets")
             offsets[(topic, partition)] = offset
         return Reset("offset", offsets=offsets, label="offset " + ", ".join(to_offset))
+    assert shift_by is not None  # exactly one of the five was given, checked above
     return Reset("shift", shift=int(shift_by), label=f"shift by {shift_by:+d}")
 
 
@@ -220,7 +221,7 @@ def make_plan(kafka_config: dict, group: str, topics: list[str], reset: Reset, t
             except Exception as err:
                 raise StreamerError(f"cannot read the offsets of {t}[{p}]: {_kafka_reason(err)}") from None
         by_time = {}
-        if reset.kind == "datetime":
+        if reset.kind == "datetime" and reset.timestamp_ms is not None:
             try:
                 found = consumer.offsets_for_times([TopicPartition(t, p, reset.timestamp_ms) for t, p in partitions],
                                                    timeout=timeout)
@@ -243,8 +244,8 @@ def make_plan(kafka_config: dict, group: str, topics: list[str], reset: Reset, t
         elif reset.kind == "latest":
             after = high
         elif reset.kind == "datetime":
-            found = by_time.get(key, -1)
-            after = found if found >= 0 else high  # no message at or after that time: the end
+            at_time = by_time.get(key, -1)
+            after = at_time if at_time >= 0 else high  # no message at or after that time: the end
         else:
             if reset.kind == "offset":
                 wanted = reset.offsets[key]

@@ -59,5 +59,5 @@ def _scores_canary(scorer) -> bool:
         return False
 
 
-def _reason(err: Exception) -> str:
+def _reason(err: BaseException) -> str:
     return f"{type(err).__name__}: {err}".splitlines()[0][:500]

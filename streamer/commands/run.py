@@ -83,8 +83,9 @@ def run(args) -> int:
                     migrate(conn)
                 break
             except StreamerError as err:
-                if loading.done() and loading.exception() is not None:
-                    raise loading.exception() from None  # a bad model is the clearer, final error
+                failed = loading.exception() if loading.done() else None
+                if failed is not None:
+                    raise failed from None  # a bad model is the clearer, final error
                 if time.monotonic() >= deadline or stopping.is_set() or _never_heals(err):
                     raise
                 log.warning("%s; retrying for up to %ds", err, STARTUP_DATABASE_WAIT)

@@ -91,10 +91,11 @@ def _database(settings) -> str:
     try:
         import psycopg
 
+        from streamer.db import one
         from streamer.db.migrations import applied_versions, latest_version
 
         with psycopg.connect(settings.database_url, connect_timeout=int(TIMEOUT_S)) as conn:
-            version = conn.execute("SHOW server_version").fetchone()[0]
+            version = one(conn, "SHOW server_version")[0]
             schema = applied_versions(conn)
             extra = ", schema not initialised"
             if schema:
@@ -103,8 +104,8 @@ def _database(settings) -> str:
                     extra += f" (this streamer needs {latest_version()}: run `streamer init`)"
                 else:
                     # Rows are records: a Kafka message may hold several (OTLP, JSON array, NDJSON).
-                    rows, later = conn.execute("SELECT count(*), count(*) FILTER (WHERE record_index > 0) "
-                                               "FROM ml_predictions").fetchone()
+                    rows, later = one(conn, "SELECT count(*), count(*) FILTER (WHERE record_index > 0) "
+                                            "FROM ml_predictions")
                     extra += f", {rows} prediction rows ({later} from records after a message's first)"
         return f"database: {redact_url(settings.database_url)} reachable (PostgreSQL {version}{extra})"
     except Exception as err:

@@ -53,10 +53,11 @@ def run(args) -> int:
     try:
         while not stopping:
             msg = consumer.poll(0.5)
-            if msg is None or msg.error() is not None:
+            value = msg.value() if msg is not None and msg.error() is None else None
+            if value is None:
                 continue
             try:
-                event = orjson.loads(msg.value())
+                event = orjson.loads(value)
                 scored = event["streamer"]
             except (orjson.JSONDecodeError, KeyError, TypeError):
                 continue  # not a streamer record

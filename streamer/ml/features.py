@@ -134,10 +134,11 @@ def _duration_token(text: str) -> str:
 
 
 def _replace(m: re.Match) -> str:
-    fixed = _FIXED[m.lastindex]
+    group = m.lastindex or 0  # _MASK is one alternation of groups: every match has a last group
+    fixed = _FIXED[group]
     if fixed is not None:
         return fixed
-    kind = _KIND[m.lastindex]
+    kind = _KIND[group]
     if kind == "status":
         # keep the word, bucket the code: "status=503" -> "status xs_server" (the class digit is 3rd from the end)
         return " status " + _STATUS_CLASS[m.group(0)[-3]]

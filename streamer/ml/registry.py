@@ -147,7 +147,7 @@ def promote(candidate, models_dir, margin: float = DEFAULT_MARGIN, force: bool =
         reason = "the current default cannot be read, so there is nothing to compare with"
     elif cur_meta is not None and cand_f1 is None:
         reason = "the candidate has no held-out level macro-F1 (trained without level labels?)"
-    elif cur_meta is not None and cur_f1 is not None and cand_f1 < cur_f1 - margin - 1e-9:
+    elif cur_meta is not None and cand_f1 is not None and cur_f1 is not None and cand_f1 < cur_f1 - margin - 1e-9:
         reason = (f"the candidate's level macro-F1 {cand_f1:.4f} is {cur_f1 - cand_f1:.4f} below the current "
                   f"default's {cur_f1:.4f} (margin {margin:g})")
     if reason is not None and not force:
