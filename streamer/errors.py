@@ -32,3 +32,13 @@ class TransientError(Exception):
     def __init__(self, message: str, dependency: str = "kafka"):
         super().__init__(message)
         self.dependency = dependency
+
+
+def one_line(err: BaseException, limit: int = 500, with_type: bool = False) -> str:
+    """An error as one loggable line: its message's first non-empty line (the type's name when it has none),
+    at most `limit` characters; with_type prefixes "TypeName: ". The one place that shortens errors."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    text = lines[0] if lines else ""
+    if with_type or not text:
+        text = f"{type(err).__name__}: {text}" if text else type(err).__name__
+    return text[:limit]

@@ -21,7 +21,7 @@ from datetime import date, datetime, timedelta, timezone
 import psycopg
 
 from streamer.db import one
-from streamer.errors import ConfigError
+from streamer.errors import ConfigError, one_line
 
 log = logging.getLogger("streamer.partitions")
 
@@ -87,7 +87,7 @@ def maintain(conn: psycopg.Connection, retention: timedelta | None, now: datetim
             if one(conn, "SELECT streamer_day_partition(%s)", (day,))[0]:
                 done.made.append(day)
         except psycopg.Error as err:  # a lock timeout, or rows of that day already in the default partition
-            done.skipped.append(f"make {day}: {_first_line(err)}")
+            done.skipped.append(f"make {day}: {one_line(err)}")
     if retention is None:
         return done
     cutoff = now - retention
@@ -97,7 +97,7 @@ def maintain(conn: psycopg.Connection, retention: timedelta | None, now: datetim
             conn.execute(f'DROP TABLE "{name}"')
             done.dropped.append(name)
         except psycopg.Error as err:
-            done.skipped.append(f"drop {name}: {_first_line(err)}")
+            done.skipped.append(f"drop {name}: {one_line(err)}")
     for parent in reversed(_PARENTS):
         while True:
             try:
@@ -105,16 +105,12 @@ def maintain(conn: psycopg.Connection, retention: timedelta | None, now: datetim
                     f"DELETE FROM {parent}_default WHERE ctid = ANY (ARRAY(SELECT ctid FROM {parent}_default "
                     "WHERE event_time < %s LIMIT %s))", (cutoff, delete_chunk))
             except psycopg.Error as err:
-                done.skipped.append(f"delete from {parent}_default: {_first_line(err)}")
+                done.skipped.append(f"delete from {parent}_default: {one_line(err)}")
                 break
             done.deleted_from_default += cur.rowcount
             if cur.rowcount < delete_chunk:
                 break
     return done
-
-
-def _first_line(err: BaseException) -> str:
-    return (str(err).strip().splitlines() or [type(err).__name__])[0]
 
 
 class PartitionKeeper:
@@ -162,5 +158,5 @@ class PartitionKeeper:
             try:
                 self.run_once()
             except Exception as err:  # noqa: BLE001 (the pipeline goes on; the next round retries)
-                log.warning("partitions: maintenance failed: %s", _first_line(err))
+                log.warning("partitions: maintenance failed: %s", one_line(err))
             self._stop.wait(self.interval)

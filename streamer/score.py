@@ -12,6 +12,7 @@ import logging
 
 from streamer.batch import Batch
 from streamer.decode import DeadLetter, Event
+from streamer.errors import one_line
 from streamer.isolate import failing_alone
 
 log = logging.getLogger(__name__)
@@ -60,4 +61,4 @@ def _scores_canary(scorer) -> bool:
 
 
 def _reason(err: BaseException) -> str:
-    return f"{type(err).__name__}: {err}".splitlines()[0][:500]
+    return one_line(err, with_type=True)

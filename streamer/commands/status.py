@@ -1,5 +1,7 @@
 """streamer status: the model's metadata, and when reachable the broker, the database and consumer lag."""
 
+from streamer.errors import one_line
+
 HELP = "show the model (from metadata.json), broker, database and the consumer group's lag"
 
 TIMEOUT_S = 3.0
@@ -29,7 +31,7 @@ def broker_report(settings) -> dict:
         admin = AdminClient({**conf, "socket.timeout.ms": int(TIMEOUT_S * 1000)})
         md = admin.list_topics(timeout=TIMEOUT_S)
     except Exception as err:  # KafkaException or config errors: report, don't fail
-        report["error"] = str(err).splitlines()[0][:120]
+        report["error"] = one_line(err, 120)
         return report
     report.update(reachable=True, brokers=len(md.brokers),
                   topics=len([t for t in md.topics if not t.startswith("__")]))
@@ -59,7 +61,7 @@ def broker_report(settings) -> dict:
                                          "high_watermark": high, "lag": lag})
         report["total_lag"] = total
     except Exception as err:
-        report["lag_error"] = str(err).splitlines()[0][:120]
+        report["lag_error"] = one_line(err, 120)
     finally:
         consumer.close()
     return report
@@ -109,8 +111,7 @@ def _database(settings) -> str:
                     extra += f", {rows} prediction rows ({later} from records after a message's first)"
         return f"database: {redact_url(settings.database_url)} reachable (PostgreSQL {version}{extra})"
     except Exception as err:
-        first = str(err).strip().splitlines()[0][:160] if str(err).strip() else err.__class__.__name__
-        return f"database: {redact_url(settings.database_url)} unreachable ({first})"
+        return f"database: {redact_url(settings.database_url)} unreachable ({one_line(err, 160)})"
 
 
 def run(args) -> int:

@@ -37,7 +37,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from streamer.errors import ModelError
+from streamer.errors import ModelError, one_line
 
 PARTS = ("vectorizer", "level_model", "anomaly_model")
 ARTIFACTS = tuple(f"{part}.{ext}" for part in PARTS for ext in ("npz", "json"))
@@ -348,13 +348,11 @@ def _read_part(d: Path, part: str):
         with loaded as npz:
             arrays = {k: npz[k] for k in npz.files}
     except Exception as err:
-        raise ModelError(f"{npz_path}: cannot be read without pickle ({err.__class__.__name__}: "
-                         f"{str(err).splitlines()[0] if str(err) else ''})") from None
+        raise ModelError(f"{npz_path}: cannot be read without pickle ({one_line(err, with_type=True)})") from None
     try:
         return cls.from_state(arrays, params)
     except Exception as err:
-        raise ModelError(f"{npz_path}: does not make a {name} ({err.__class__.__name__}: "
-                         f"{str(err).splitlines()[0] if str(err) else ''})") from None
+        raise ModelError(f"{npz_path}: does not make a {name} ({one_line(err, with_type=True)})") from None
 
 
 def load_model(models_dir) -> tuple[dict, dict]:
@@ -367,8 +365,7 @@ def load_model(models_dir) -> tuple[dict, dict]:
         objects["level_model"].predict(features)
         objects["anomaly_model"].score(features)
     except Exception as err:
-        raise ModelError(f"{d}: its parts do not fit together ({err.__class__.__name__}: "
-                         f"{str(err).splitlines()[0] if str(err) else ''})") from None
+        raise ModelError(f"{d}: its parts do not fit together ({one_line(err, with_type=True)})") from None
     return meta, objects
 
 
