@@ -191,14 +191,16 @@ ON CONFLICT (kafka_topic, kafka_partition, kafka_offset, record_index, event_tim
 """
 # With templates: the same insert, and the template statistics of exactly the rows it inserted (a redelivered
 # event conflicts, so it is neither counted again nor makes its template new), in one statement. The first
-# inserted event of each template the upsert created is marked template_new in the staging table, and returned.
+# inserted event of each template the upsert created is marked template_new in ml_predictions, and returned.
+# It runs after the predictions insert, last before the commit: concurrent batches upsert the same hot template
+# rows, and each waits for the other's row locks only from its upsert to its commit.
 # log_template_hours gets the same counts per hour (surging templates, streamer/commands/templates.py).
 # Templates are upserted in id order, so concurrent batches lock their rows in one order and cannot deadlock.
 _INSERT_ENTRIES_AND_TEMPLATES = """
 WITH inserted AS (""" + _INSERT_ENTRIES + """
     RETURNING kafka_topic, kafka_partition, kafka_offset, record_index),
 seen AS (
-    SELECT s.kafka_topic, s.kafka_partition, s.kafka_offset, s.record_index, s.template_id
+    SELECT s.kafka_topic, s.kafka_partition, s.kafka_offset, s.record_index, s.template_id, s.model_version
     FROM streamer_stage s JOIN inserted USING (kafka_topic, kafka_partition, kafka_offset, record_index)
     WHERE s.template_id IS NOT NULL),
 per_template AS (SELECT template_id, count(*) AS n FROM seen GROUP BY template_id),
@@ -216,14 +218,15 @@ hours AS (
     SELECT template_id, date_trunc('hour', now()), n FROM per_template ORDER BY template_id
     ON CONFLICT (template_id, hour) DO UPDATE SET count = log_template_hours.count + excluded.count),
 first_of_new AS (
-    SELECT DISTINCT ON (seen.template_id) seen.kafka_topic, seen.kafka_partition, seen.kafka_offset, seen.record_index
+    SELECT DISTINCT ON (seen.template_id) seen.kafka_topic, seen.kafka_partition, seen.kafka_offset,
+           seen.record_index, seen.model_version
     FROM seen JOIN upserted USING (template_id) WHERE upserted.created
     ORDER BY seen.template_id, seen.kafka_topic, seen.kafka_partition, seen.kafka_offset, seen.record_index),
 marked AS (
-    UPDATE streamer_stage s SET template_new = true FROM first_of_new f
-    WHERE (s.kafka_topic, s.kafka_partition, s.kafka_offset, s.record_index)
-        = (f.kafka_topic, f.kafka_partition, f.kafka_offset, f.record_index)
-    RETURNING s.kafka_topic, s.kafka_partition, s.kafka_offset, s.record_index)
+    UPDATE ml_predictions p SET template_new = true FROM first_of_new f
+    WHERE (p.kafka_topic, p.kafka_partition, p.kafka_offset, p.record_index, p.model_version)
+        = (f.kafka_topic, f.kafka_partition, f.kafka_offset, f.record_index, f.model_version)
+    RETURNING p.kafka_topic, p.kafka_partition, p.kafka_offset, p.record_index)
 SELECT * FROM marked
 """
 _INSERT_PREDICTIONS = """
@@ -396,6 +399,7 @@ class PostgresSink:
                 write_row = copy.write_row
                 for row in rows:
                     write_row(row)
+            cur.execute(_INSERT_PREDICTIONS)
             if texts is None:
                 cur.execute(_INSERT_ENTRIES)
             else:
@@ -403,7 +407,6 @@ class PostgresSink:
                 cur.execute(_INSERT_ENTRIES_AND_TEMPLATES,
                             (ids, [texts[t][0] for t in ids], [texts[t][1] for t in ids]))
                 new = cur.fetchall()
-            cur.execute(_INSERT_PREDICTIONS)
             cur.execute("TRUNCATE streamer_stage")
         return new
 

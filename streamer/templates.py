@@ -19,22 +19,11 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from drain3 import TemplateMiner
-from drain3.masking import MaskingInstruction
-from drain3.drain import LogCluster
-from drain3.template_miner_config import TemplateMinerConfig
+from drain3.drain import Drain, LogCluster
+
+from streamer.ml.features import PLACEHOLDERS, mask_batch
 
 log = logging.getLogger(__name__)
-# drain3 logs a line at INFO for every miner it starts (one per service): noise in a pipeline's log.
-logging.getLogger("drain3.template_miner").setLevel(logging.WARNING)
-
-# Masks applied before clustering: variable parts that would otherwise make every line its own template.
-_MASKS = (
-    (r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b", "UUID"),
-    (r"\b\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?\b", "IP"),
-    (r"\b0x[0-9a-fA-F]+\b", "HEX"),
-    (r"(?<![A-Za-z])[-+]?\d+(?:\.\d+)?(?![A-Za-z])", "NUM"),
-)
 
 # Bounds the cache of (service, masked text) → template so a stream of unique lines cannot grow memory forever.
 _CACHE_LIMIT = 100_000
@@ -45,20 +34,32 @@ def template_id(service: str, template: str) -> str:
     return hashlib.sha256(f"{service}\0{template}".encode()).hexdigest()[:16]
 
 
-def _new_miner() -> TemplateMiner:
-    config = TemplateMinerConfig()
-    config.masking_instructions = [MaskingInstruction(pattern, name) for pattern, name in _MASKS]
-    config.profiling_enabled = False
-    return TemplateMiner(config=config)
+def _new_miner() -> Drain:
+    return Drain(depth=4, sim_th=0.4, max_children=100)  # drain3's TemplateMiner defaults
+
+
+def _shown(tokens) -> str:
+    """A template as stored and shown: the masks' placeholder words as <NUM>, <IP>, <UUID>..."""
+    return " ".join(f"<{t[1:].upper()}>" if t in PLACEHOLDERS else t for t in tokens)
+
+
+def _tokens(template: str) -> list[str]:
+    """The inverse of _shown: the words drain3 clustered."""
+    out = []
+    for t in template.split():
+        word = "x" + t[1:-1].lower() if t.startswith("<") and t.endswith(">") else t
+        out.append(word if word in PLACEHOLDERS else t)
+    return out
 
 
 class TemplateMiners:
-    """One drain3 miner per service. Only the first occurrence of a masked message is mined: later ones are a
-    dict lookup by (service, masked text), the masked text being the one pass of streamer.ml.features'
-    masking over the whole batch (drain3's own per-message masking costs more than the lookup saves)."""
+    """One drain3 miner per service, clustering the masked text of streamer.ml.features (one regex pass over
+    the whole batch, lower-cased, variables as placeholder words): drain3's own per-message masking would cost
+    twice the clustering. Only the first occurrence of a masked message is clustered; later ones are a dict
+    lookup by (service, masked text)."""
 
     def __init__(self, refresh_interval: float = 60.0, clock=time.monotonic):
-        self._miners: dict[str, TemplateMiner] = {}
+        self._miners: dict[str, Drain] = {}
         self._cache: dict[tuple[str, str], tuple[str, str, str]] = {}  # (service, masked) -> (id, template, service)
         self._known: set[str] = set()  # ids that are clusters of this process's miners (mined or seeded)
         self.refresh_interval = refresh_interval
@@ -71,14 +72,15 @@ class TemplateMiners:
         """Templates known to this process (mined here or learnt from log_templates)."""
         return len(self._known)
 
-    def _miner(self, service: str) -> TemplateMiner:
+    def _miner(self, service: str) -> Drain:
         miner = self._miners.get(service)
         if miner is None:
             miner = self._miners[service] = _new_miner()
         return miner
 
-    def _mine(self, service: str, message: str) -> tuple[str, str]:
-        template = self._miner(service).add_log_message(message)["template_mined"]
+    def _mine(self, service: str, masked: str) -> tuple[str, str]:
+        cluster, _ = self._miner(service).add_log_message(masked)
+        template = _shown(cluster.log_template_tokens)
         tid = template_id(service, template)
         self._known.add(tid)
         return tid, template
@@ -89,8 +91,6 @@ class TemplateMiners:
 
     def assign(self, services, messages) -> "EventTemplates":
         """The template of every message of a batch (services[i] may be None: the empty service)."""
-        from streamer.ml.features import mask_batch
-
         messages = list(messages)
         keys = mask_batch(messages).split(_SEP) if messages else []
         if len(keys) != len(messages):  # cannot happen (the separator survives masking); stay correct anyway
@@ -106,7 +106,7 @@ class TemplateMiners:
                         if len(cache) >= _CACHE_LIMIT:
                             cache.clear()
                         service = pairs[i][0]
-                        hit = cache[pairs[i]] = (*self._mine(service, messages[i]), service)
+                        hit = cache[pairs[i]] = (*self._mine(service, pairs[i][1]), service)
                     hits[i] = hit
         ids = [hit[0] for hit in hits]
         texts = {tid: (service, template) for tid, template, service in set(hits)}
@@ -119,8 +119,8 @@ class TemplateMiners:
         tid = template_id(service, template)
         if tid in self._known:
             return False
-        drain = self._miner(service).drain
-        tokens = drain.get_content_as_tokens(template)
+        drain = self._miner(service)
+        tokens = _tokens(template)
         drain.clusters_counter += 1
         cluster = LogCluster(tokens, drain.clusters_counter)
         drain.id_to_cluster[cluster.cluster_id] = cluster

@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 TEXTS = {
     "auth": ["user {u} logged in from 10.0.{a}.{b}", "password check failed for user {u} after {a} attempts"],
-    "shop": ["GET /api/orders/{u} 200 {ms} ms", "payment {u} declined with code {a}"],
+    "shop": ["GET /api/orders/{u} 200 size {ms}", "payment {u} declined, reason {a}"],
     "": ["disk usage at {a} percent on volume {b}"],  # no service: a service of its own
 }
 
