@@ -48,8 +48,8 @@ if str(ROOT) not in sys.path:
 
 from bench import faults  # noqa: E402
 from bench.workload import workload  # noqa: E402
-from tests.pipeline_support import MODELS, StreamerProcess, committed, end_offsets  # noqa: E402
-from tests.support import consume_all, query, with_search_path  # noqa: E402
+from testkit.clients import consume_all, query, with_search_path  # noqa: E402
+from testkit.pipeline import MODELS, StreamerProcess, committed, end_offsets  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 PARTITIONS = 6

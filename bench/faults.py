@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.pipeline_support import TcpProxy  # noqa: E402
+from testkit.pipeline import TcpProxy  # noqa: E402
 KAFKA_DIR = ROOT / ".stack" / "kafka"
 PG_RECORD = ROOT / ".stack" / "postgres" / "started"
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -16,13 +15,13 @@ import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import quote
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.workload import INVALID_KINDS  # noqa: E402
+from testkit.clients import free_port, with_search_path  # noqa: E402
 
 LOG_DIR = ROOT / "bench" / "results" / "tmp"  # git-ignored
 BOOTSTRAP = os.environ.get("STREAMER_BOOTSTRAP_SERVERS") or "127.0.0.1:9092"
@@ -31,11 +30,6 @@ PARTITIONS = 6
 # A 2 MiB value is refused by the broker (1 MiB limit) before it ever reaches the streamer, and at 1 % of
 # 500,000 events it would be 1.25 GB, 8x the rest of the data: not part of a realistic mix.
 BENCH_INVALID_KINDS = tuple(k for k in INVALID_KINDS if k != "huge_value")
-
-
-def with_search_path(url: str, schema: str) -> str:
-    sep = "&" if "?" in url else "?"
-    return f"{url}{sep}options={quote(f'-csearch_path={schema}')}"
 
 
 @dataclass
@@ -179,12 +173,6 @@ class OffsetWatcher:
 
     def close(self) -> None:
         self._c.close()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass

@@ -24,7 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.harness import DATABASE_URL, with_search_path  # noqa: E402
+from bench.harness import DATABASE_URL  # noqa: E402
+from testkit.clients import with_search_path  # noqa: E402
 
 BATCH = 5_000
 _TICKS = os.sysconf("SC_CLK_TCK")

@@ -47,6 +47,7 @@ class Settings:
     api_host: str = "127.0.0.1"  # `streamer serve`
     api_port: int = 8080
     api_token: str = field(default="", repr=False)  # bearer token; required for a non-loopback api_host
+    templates: str = "off"  # "on": mine a template per event (streamer/templates.py)
     retention: str = ""  # e.g. "30d": daily partitions older than this are dropped (streamer/partitions.py)
     kafka_config: dict[str, str] = field(default_factory=dict)
 
@@ -88,6 +89,7 @@ _OPTIONS: dict[str, tuple[str, type]] = {
     "api_port": ("STREAMER_API_PORT", int),
     "api_token": ("STREAMER_API_TOKEN", str),
     "retention": ("STREAMER_RETENTION", str),
+    "templates": ("STREAMER_TEMPLATES", str),
 }
 
 
@@ -178,6 +180,8 @@ def _check(s: Settings) -> None:
         raise ConfigError(f"batch max ms must be >= 1, got {s.batch_max_ms}")
     if s.max_message_bytes < 1:
         raise ConfigError(f"max message bytes must be >= 1, got {s.max_message_bytes}")
+    if s.templates not in ("on", "off"):
+        raise ConfigError(f"STREAMER_TEMPLATES={s.templates!r}: expected on or off")
     if s.retention:
         from streamer.partitions import parse_retention
 

@@ -105,7 +105,8 @@ class Pipeline:
         self.scorer = scorer
         # A model promoted into --models is picked up between batches.
         self.model_watcher = ModelWatcher(settings.models_dir, scorer, anomaly_threshold=settings.anomaly_threshold)
-        self.templates = TemplateMiners()  # main thread only; seeded from log_templates, see _score
+        # Template mining is opt-in (STREAMER_TEMPLATES=on) until its cost fits its budget (README "Templates").
+        self.templates = TemplateMiners() if settings.templates == "on" else None  # main thread only
         self.metrics = metrics or Metrics()
         self.health = health or Health()
         self.decoder = Decoder(max_message_bytes=settings.max_message_bytes,
@@ -148,7 +149,8 @@ class Pipeline:
 
     def run(self) -> int:
         """Consume until stop is set; returns the exit code."""
-        self.templates.refresh(self.settings.database_url)  # the group's templates, before the first batch
+        if self.templates is not None:
+            self.templates.refresh(self.settings.database_url)  # the group's templates, before the first batch
         self.consumer.subscribe(self.settings.input_topics(), on_assign=self._on_assign,
                                 on_revoke=self._on_revoke, on_lost=self._on_lost)
         log.info("consuming %s as group %s with model %s", ",".join(self.settings.input_topics()),
@@ -292,7 +294,7 @@ class Pipeline:
             self.metrics.set_model(scorer.model_version)
         batch, columns = score_batch(self.scorer, batch)  # events the scorer fails on become dead letters
         scored = ScoredBatch(batch, columns)
-        if batch.events:
+        if batch.events and self.templates is not None:
             self.templates.refresh(self.settings.database_url)  # what other members mined; once a minute
             scored.templates = self.templates.assign([e.service for e in batch.events],
                                                      [e.message for e in batch.events])

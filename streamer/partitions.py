@@ -4,9 +4,9 @@ Migration 7 partitions both tables by event time (UTC days, plus a default parti
 `streamer run` keeps them: at start and every hour one member (a session advisory lock elects it) makes the
 partitions from yesterday to DAYS_AHEAD days ahead and, with STREAMER_RETENTION set, drops both tables'
 partitions whose day ended before now - retention, and deletes expired rows from the default partitions.
-Every statement runs with a short lock_timeout: partition DDL needs a brief exclusive lock on the parent, and
-waiting behind a long transaction would queue the pipeline's inserts behind it; a timed-out step is simply
-tried again at the next round. A partition cannot be made for a day the default partition already holds
+Every statement runs with a short lock_timeout, and drops take their locks without waiting at all (see _drop):
+partition DDL needs a brief exclusive lock on the tables, and waiting for one would queue the pipeline's
+inserts behind it (or deadlock with one); a step that cannot get its locks is tried again at the next round. A partition cannot be made for a day the default partition already holds
 rows of (PostgreSQL refuses): those rows stay in the default partition, which is why days are made ahead.
 """
 
@@ -15,10 +15,12 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 
 import psycopg
+from psycopg import sql
 
 from streamer.db import one
 from streamer.errors import ConfigError, one_line
@@ -29,6 +31,7 @@ DAYS_AHEAD = 3
 INTERVAL_S = 3600.0
 LOCK_TIMEOUT_MS = 2_000
 DEFAULT_DELETE_CHUNK = 50_000
+LOCKED_WITHIN_S = 5.0  # how long partition DDL keeps trying for a moment between batches
 _ADVISORY_KEY = 0x5354524E  # "STRN", with the schema: one partition keeper at a time per schema
 _PARENTS = ("log_entries", "ml_predictions")
 _DURATION = re.compile(r"^\s*(\d+)\s*([dhw])\s*$")
@@ -81,29 +84,33 @@ def maintain(conn: psycopg.Connection, retention: timedelta | None, now: datetim
     done = Round()
     conn.execute(f"SET lock_timeout = {LOCK_TIMEOUT_MS}")
     today = now.astimezone(timezone.utc).date()
-    for offset in range(-1, days_ahead + 1):
-        day = today + timedelta(days=offset)
-        try:
-            if one(conn, "SELECT streamer_day_partition(%s)", (day,))[0]:
-                done.made.append(day)
-        except psycopg.Error as err:  # a lock timeout, or rows of that day already in the default partition
-            done.skipped.append(f"make {day}: {one_line(err)}")
+    days = [today + timedelta(days=offset) for offset in range(-1, days_ahead + 1)]
+    missing = [d for d in days if one(conn, "SELECT to_regclass(%s) IS NULL OR to_regclass(%s) IS NULL",
+                                      (f"log_entries_p{d:%Y%m%d}", f"ml_predictions_p{d:%Y%m%d}"))[0]]
+    for day in missing:  # one at a time: rows of that day already in the default partition refuse only it
+        problem = _with_tables_locked(conn, [sql.SQL("SELECT streamer_day_partition({})").format(sql.Literal(day))])
+        if problem is None:
+            done.made.append(day)
+        else:
+            done.skipped.append(f"make {day}: {problem}")
     if retention is None:
         return done
     cutoff = now - retention
-    expired = sorted((p for p in _day_partitions(conn) if p[2] <= cutoff), key=lambda p: (p[2], p[0] != "ml_predictions"))
-    for _parent, name, _ in expired:  # predictions first: never an entry gone while its prediction stays
-        try:
-            conn.execute(f'DROP TABLE "{name}"')
-            done.dropped.append(name)
-        except psycopg.Error as err:
-            done.skipped.append(f"drop {name}: {one_line(err)}")
+    expired = sorted(name for _, name, upper in _day_partitions(conn) if upper <= cutoff)
+    if expired:
+        problem = _with_tables_locked(
+            conn, [sql.SQL("DROP TABLE {}").format(sql.Identifier(name)) for name in expired])
+        if problem is None:
+            done.dropped += expired
+        else:
+            done.skipped.append(f"drop {len(expired)} expired partitions: {problem}")
     for parent in reversed(_PARENTS):
         while True:
             try:
-                cur = conn.execute(
-                    f"DELETE FROM {parent}_default WHERE ctid = ANY (ARRAY(SELECT ctid FROM {parent}_default "
-                    "WHERE event_time < %s LIMIT %s))", (cutoff, delete_chunk))
+                default = sql.Identifier(f"{parent}_default")
+                cur = conn.execute(sql.SQL(
+                    "DELETE FROM {} WHERE ctid = ANY (ARRAY(SELECT ctid FROM {} WHERE event_time < %s LIMIT %s))"
+                ).format(default, default), (cutoff, delete_chunk))
             except psycopg.Error as err:
                 done.skipped.append(f"delete from {parent}_default: {one_line(err)}")
                 break
@@ -111,6 +118,30 @@ def maintain(conn: psycopg.Connection, retention: timedelta | None, now: datetim
             if cur.rowcount < delete_chunk:
                 break
     return done
+
+
+def _with_tables_locked(conn: psycopg.Connection, statements: list[sql.Composable],
+                        within_s: float = LOCKED_WITHIN_S) -> str | None:
+    """Run partition DDL in one transaction that holds both tables; None when done, else why not.
+
+    The tables (and so all their partitions) are locked with NOWAIT, retried between the pipeline's batches:
+    a keeper that never waits for a lock can never be part of a deadlock (waiting, it deadlocked with inserts
+    that held a partition, e.g. the default one, and wanted the table), and batches wait at most the
+    milliseconds the DDL itself takes."""
+    deadline = time.monotonic() + within_s
+    while True:
+        try:
+            with conn.transaction():
+                conn.execute("LOCK TABLE log_entries, ml_predictions IN ACCESS EXCLUSIVE MODE NOWAIT")
+                for statement in statements:
+                    conn.execute(statement)
+            return None
+        except psycopg.errors.LockNotAvailable as err:
+            if time.monotonic() >= deadline:
+                return f"the tables stayed busy for {within_s:.0f} s ({one_line(err)})"
+            time.sleep(0.02)
+        except psycopg.Error as err:
+            return one_line(err)
 
 
 class PartitionKeeper:

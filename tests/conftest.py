@@ -17,8 +17,11 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.support import (LOCAL_BOOTSTRAP, LOCAL_DATABASE_URL, LOCAL_SASL_BOOTSTRAP, free_port, query,
-                           with_search_path)
+from testkit.clients import (LOCAL_BOOTSTRAP, LOCAL_DATABASE_URL, LOCAL_SASL_BOOTSTRAP, free_port, query,
+                             with_search_path)
+from testkit.pipeline import StreamerProcess, TcpProxy
+# A private broker and PostgreSQL (TLS, outages): fixtures shared by the TLS and broker-outage tests.
+from tests.private_stack import private_kafka, private_postgres, private_topics, test_ca  # noqa: F401
 
 KAFKA_IMAGE = "apache/kafka:4.1.1"  # same release as pom.xml
 POSTGRES_IMAGE = "postgres:15"
@@ -215,6 +218,31 @@ def streamer_env(kafka_bootstrap, topics, migrated_db_url) -> dict[str, str]:
         "STREAMER_GROUP_ID": topics.group,
     })
     return env
+
+
+@pytest.fixture
+def start(streamer_env, tmp_path):
+    procs: list[StreamerProcess] = []
+
+    def _start(*args: str, env: dict | None = None) -> StreamerProcess:
+        p = StreamerProcess({**streamer_env, **(env or {})}, tmp_path / f"streamer-{len(procs)}.log", *args)
+        procs.append(p)
+        return p
+
+    yield _start
+    for p in procs:
+        p.close()
+
+
+@pytest.fixture
+def db_proxy(migrated_db_url):
+    """A TCP proxy in front of the test's real database, and the database URL through it."""
+    from urllib.parse import urlsplit
+
+    target = urlsplit(migrated_db_url)
+    proxy = TcpProxy(target.hostname, target.port or 5432)
+    yield proxy, migrated_db_url.replace(f"{target.hostname}:{target.port or 5432}", f"127.0.0.1:{proxy.port}")
+    proxy.close()
 
 
 # Fixtures that reach the real broker or database; a test that requests any of them (directly or through

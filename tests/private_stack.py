@@ -28,8 +28,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.pipeline_support import ROOT, TcpProxy
-from tests.support import free_port
+from testkit.pipeline import ROOT, TcpProxy
+from testkit.clients import free_port
 
 KAFKA_LIB = ROOT / ".stack" / "kafka" / "lib"
 LOG4J = ROOT / "scripts" / "kafka" / "log4j2.properties"

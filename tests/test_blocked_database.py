@@ -12,9 +12,9 @@ import pytest
 
 from bench.faults import SlowProxy
 from streamer.consumer import SHUTDOWN_BOUND
-from tests.pipeline_support import caught_up, mixed_values
-from tests.support import free_port, produce, query, scrape, wait_for
-from tests.test_consumer import start, wait_caught_up  # noqa: F401 (start is a fixture)
+from testkit.checks import wait_caught_up
+from testkit.clients import free_port, produce, query, scrape, wait_for
+from testkit.pipeline import caught_up, mixed_values
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

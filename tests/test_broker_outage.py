@@ -10,15 +10,15 @@ import time
 
 import pytest
 
-from tests.pipeline_support import StreamerProcess, committed, mixed_values
-from tests.private_stack import private_kafka, private_topics, streamer_env_for, test_ca  # noqa: F401 (fixtures)
-from tests.support import produce, query, wait_for
-from tests.test_consumer import check_delivery, db_proxy, wait_caught_up  # noqa: F401 (db_proxy: fixture)
+from testkit.checks import check_delivery, wait_caught_up
+from testkit.clients import produce, query, wait_for
+from testkit.pipeline import StreamerProcess, committed, mixed_values
+from tests.private_stack import streamer_env_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 MESSAGE_TIMEOUT_MS = 5000  # the producer gives records up long before the broker returns
-OUTAGE_S = 25  # > session.timeout.ms (6 s, tests.pipeline_support.FAST_GROUP) and > MESSAGE_TIMEOUT_MS
+OUTAGE_S = 25  # > session.timeout.ms (6 s, testkit.pipeline.FAST_GROUP) and > MESSAGE_TIMEOUT_MS
 
 
 @pytest.mark.parametrize("during", ["retrying", "delivering"])

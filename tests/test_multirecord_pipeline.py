@@ -13,8 +13,8 @@ from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeL
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from google.protobuf import json_format
 
-from tests.pipeline_support import StreamerProcess, caught_up
-from tests.support import consume_all, produce, query, wait_for
+from testkit.pipeline import StreamerProcess, caught_up
+from testkit.clients import consume_all, produce, query, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -145,7 +145,7 @@ def replay_to_earliest(env: dict, group: str) -> str:
     import subprocess
     import sys
 
-    from tests.pipeline_support import ROOT
+    from testkit.pipeline import ROOT
 
     proc = subprocess.run([sys.executable, "-m", "streamer", "replay", "--group", group, "--to-earliest"], env=env,
                           cwd=ROOT, capture_output=True, text=True, timeout=120)

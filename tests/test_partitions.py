@@ -13,7 +13,7 @@ from streamer.enrich import database_rows
 from streamer.errors import ConfigError
 from streamer.partitions import PartitionKeeper, maintain, parse_retention
 from streamer.sink import PostgresSink
-from tests.support import query
+from testkit.clients import query
 from tests.test_sink import Columns, event
 
 NOW = datetime.now(timezone.utc)

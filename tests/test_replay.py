@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
-from tests.pipeline_support import ROOT, StreamerProcess, caught_up, committed, end_offsets, mixed_values
-from tests.support import consume_all, produce, query, wait_for
+from testkit.pipeline import ROOT, StreamerProcess, caught_up, committed, end_offsets, mixed_values
+from testkit.clients import consume_all, produce, query, wait_for
 
 pytestmark = pytest.mark.integration
 

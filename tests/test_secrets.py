@@ -11,8 +11,8 @@ import pytest
 
 from streamer.config import settings_from_args
 from streamer.errors import ConfigError
-from tests.pipeline_support import ROOT, StreamerProcess, mixed_values
-from tests.support import consume_all, free_port, produce, query, scrape, wait_for
+from testkit.pipeline import ROOT, StreamerProcess, mixed_values
+from testkit.clients import consume_all, free_port, produce, query, scrape, wait_for
 from tests.test_security import assert_not_leaked, canary, sasl_env
 
 

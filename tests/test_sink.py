@@ -11,7 +11,7 @@ import pytest
 from streamer.decode import DeadLetter, Event
 from streamer.enrich import database_rows
 from streamer.sink import PostgresSink
-from tests.support import query
+from testkit.clients import query
 
 pytestmark = pytest.mark.integration
 
@@ -100,7 +100,7 @@ def test_unreachable_database_is_transient(migrated_db_url):
 def test_kafka_sink_dead_letters_keep_bytes_or_coordinates(kafka_bootstrap, topics):
     from streamer.decode import DeadLetter
     from streamer.sink import Deliveries, KafkaSink
-    from tests.support import consume_all
+    from testkit.clients import consume_all
 
     sink = KafkaSink({"bootstrap.servers": kafka_bootstrap, "message.max.bytes": 4000}, topics.scored,
                      topics.deadletter)
@@ -216,7 +216,7 @@ def test_a_dead_letter_the_broker_refuses_for_its_size_goes_out_truncated(kafka_
     from confluent_kafka.admin import AdminClient, NewTopic
 
     from streamer.sink import TRUNCATED_BYTES, Deliveries, KafkaSink
-    from tests.support import consume_all
+    from testkit.clients import consume_all
 
     small_dlq = f"{topics.deadletter}-small"
     admin = AdminClient({"bootstrap.servers": kafka_bootstrap})

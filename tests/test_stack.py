@@ -10,7 +10,7 @@ import pytest
 
 from streamer.db import connect
 from streamer.db.migrations import MIGRATIONS, applied_versions, latest_version, migrate
-from tests.support import consume_all, produce, query
+from testkit.clients import consume_all, produce, query
 
 pytestmark = pytest.mark.integration
 

@@ -9,8 +9,8 @@ import random
 import pytest
 
 from streamer.kafka_admin import delete_topics, ensure_topics, topic_limit_warnings
-from tests.pipeline_support import StreamerProcess, caught_up, valid_event
-from tests.support import consume_all, produce, query, wait_for
+from testkit.pipeline import StreamerProcess, caught_up, valid_event
+from testkit.clients import consume_all, produce, query, wait_for
 
 pytestmark = [pytest.mark.integration]
 

@@ -12,8 +12,8 @@ import orjson
 import pytest
 
 from streamer.templates import TemplateMiners
-from tests.pipeline_support import StreamerProcess, caught_up
-from tests.support import consume_all, produce, query, wait_for
+from testkit.pipeline import StreamerProcess, caught_up
+from testkit.clients import consume_all, produce, query, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -49,7 +49,8 @@ def test_two_members_a_kill_and_a_restart_share_exact_template_counts(kafka_boot
     procs: list[StreamerProcess] = []
 
     def start() -> StreamerProcess:
-        p = StreamerProcess(streamer_env, tmp_path / f"member-{len(procs)}.log", "--batch-max-events", "200")
+        p = StreamerProcess({**streamer_env, "STREAMER_TEMPLATES": "on"}, tmp_path / f"member-{len(procs)}.log",
+                            "--batch-max-events", "200")
         procs.append(p)
         p.wait_ready()
         return p

@@ -12,11 +12,10 @@ import uuid
 
 import pytest
 
-from tests.pipeline_support import ROOT, StreamerProcess, mixed_values
-from tests.private_stack import (TestCA, private_kafka, private_postgres, private_topics,  # noqa: F401 (fixtures)
-                                 streamer_env_for, test_ca)
-from tests.support import consume_all, produce, query, with_search_path
-from tests.test_consumer import check_delivery, wait_caught_up
+from testkit.checks import check_delivery, wait_caught_up
+from testkit.clients import consume_all, produce, query, with_search_path
+from testkit.pipeline import ROOT, StreamerProcess, mixed_values
+from tests.private_stack import TestCA, streamer_env_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

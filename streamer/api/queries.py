@@ -132,13 +132,13 @@ def summary(conn, window: str = "1h", model_version: str | None = None) -> dict:
     seconds = WINDOWS.get(window)
     in_window = "p.predicted_at >= now() - make_interval(secs => %s)" if seconds else "true"
     wparams = [seconds] if seconds else []
-    versions = conn.execute(
+    sql = (
         "SELECT p.model_version, count(*), count(*) FILTER (WHERE p.is_anomaly), "
         + ", ".join(f"count(*) FILTER (WHERE p.severity = '{s}')" for s in SEVERITIES)
         + f", min(p.predicted_at), max(p.predicted_at) FROM ml_predictions p WHERE {in_window} "
-        "GROUP BY 1 ORDER BY min(p.predicted_at), 1",
-        wparams,
-    ).fetchall()
+        "GROUP BY 1 ORDER BY min(p.predicted_at), 1"
+    )
+    versions = conn.execute(sql, wparams).fetchall()
     version_rows = [
         {
             "model_version": v,

@@ -10,7 +10,7 @@ import time
 import urllib.error
 import urllib.request
 
-from tests.pipeline_support import MODELS, ROOT
+from testkit.pipeline import MODELS, ROOT
 
 
 def serve_env(db_url: str, base: dict | None = None, **extra) -> dict:

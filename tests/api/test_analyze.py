@@ -8,7 +8,7 @@ import pytest
 from streamer.api.analyze import BadRequest, Limits, analyze, parse_items
 from streamer.decode import Decoder
 from streamer.ml.scorer import Scorer
-from tests.pipeline_support import MODELS
+from testkit.pipeline import MODELS
 
 LIMITS = Limits(max_events=3, max_event_bytes=100, max_body_bytes=10_000)
 

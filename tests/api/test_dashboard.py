@@ -14,8 +14,8 @@ from confluent_kafka import Producer
 
 from bench.workload import workload
 from tests.api.support import Serve, serve_env
-from tests.pipeline_support import MODELS, StreamerProcess, caught_up
-from tests.support import query
+from testkit.pipeline import MODELS, StreamerProcess, caught_up
+from testkit.clients import query
 from tests.test_replay import small_model, streamer_cli
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -10,7 +10,7 @@ import pytest
 
 from bench import faults
 from bench.chaos import Params, render_text, run_drill
-from tests.support import LOCAL_BOOTSTRAP
+from testkit.clients import LOCAL_BOOTSTRAP
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

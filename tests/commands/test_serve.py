@@ -12,7 +12,7 @@ from streamer.commands.serve import check_bind
 from streamer.errors import ConfigError
 from tests.api.support import Serve
 from tests.api.support import serve_env as _env
-from tests.pipeline_support import ROOT
+from testkit.pipeline import ROOT
 
 TOKEN = "s3cret-token-for-tests"
 

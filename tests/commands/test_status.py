@@ -9,7 +9,7 @@ import pytest
 from streamer.commands.status import _database
 from streamer.db import connect
 from streamer.db.migrations import latest_version, migrate
-from tests.support import query
+from testkit.clients import query
 
 pytestmark = pytest.mark.integration
 

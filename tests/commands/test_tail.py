@@ -6,7 +6,7 @@ import sys
 import orjson
 import pytest
 
-from tests.support import produce
+from testkit.clients import produce
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,7 @@ from streamer.db import connect
 from streamer.enrich import database_rows
 from streamer.sink import PostgresSink
 from streamer.templates import TemplateMiners
-from tests.support import query
+from testkit.clients import query
 from tests.test_sink import Columns, event
 
 pytestmark = pytest.mark.integration

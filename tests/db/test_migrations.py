@@ -8,7 +8,7 @@ import pytest
 
 from streamer.db import connect
 from streamer.db.migrations import applied_versions, migrate
-from tests.support import query
+from testkit.clients import query
 
 pytestmark = pytest.mark.integration
 

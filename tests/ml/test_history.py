@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from tests.support import query
+from testkit.clients import query
 
 pytestmark = pytest.mark.integration
 

@@ -99,7 +99,7 @@ def _produce(bootstrap, topic, start, n):
 
 
 def _versions(url):
-    from tests.support import query
+    from testkit.clients import query
 
     return dict(query(url, "SELECT model_version, count(*) FROM ml_predictions GROUP BY model_version"))
 
@@ -120,8 +120,8 @@ def _model_info(port):
 @pytest.mark.integration
 def test_streamer_run_switches_to_a_promoted_model_and_refuses_a_tampered_one(
         models_dir, small_model_dir, kafka_bootstrap, topics, streamer_env, migrated_db_url, tmp_path):
-    from tests.pipeline_support import StreamerProcess
-    from tests.support import free_port, query
+    from testkit.pipeline import StreamerProcess
+    from testkit.clients import free_port, query
 
     old = Scorer.load(models_dir).model_version
     port = free_port()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.pipeline_support import StreamerProcess
+from testkit.pipeline import StreamerProcess
 from tests.shippers.support import APP_LOG, Daemon, Pipeline, write_app_log
 
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.pipeline_support import ROOT, StreamerProcess
-from tests.support import query
+from testkit.pipeline import ROOT, StreamerProcess
+from testkit.clients import query
 
 IN_CI = bool(os.environ.get("CI"))
 SYSLOG_NG = ROOT / ".stack" / "syslog-ng" / "syslog-ng"  # the wrapper scripts/syslog-ng.sh writes

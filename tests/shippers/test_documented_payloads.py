@@ -17,7 +17,7 @@ from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeL
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 from tests.shippers.support import APP_LOG, Line, check_rows, utc
-from tests.support import produce
+from testkit.clients import produce
 
 pytestmark = pytest.mark.integration
 

@@ -1,4 +1,5 @@
-"""Helpers for integration tests against the real Kafka broker and PostgreSQL (no mocks of either)."""
+"""The real broker and database as tests and benchmarks reach them (no mocks of either): produce, consume,
+query, wait."""
 
 from __future__ import annotations
 
@@ -179,8 +180,10 @@ def wait_for(predicate, timeout: float = 30.0, interval: float = 0.2, what: str 
 
 def with_search_path(url: str, schema: str) -> str:
     """`url` with libpq options selecting `schema` (appends to any query string already there)."""
+    from urllib.parse import quote
+
     sep = "&" if "?" in url else "?"
-    return f"{url}{sep}options=-csearch_path%3D{schema}"
+    return f"{url}{sep}options={quote(f'-csearch_path={schema}')}"
 
 
 def free_port() -> int:

@@ -1,8 +1,8 @@
-"""Run `streamer run` as a real process against the test's topics and schema, and read back what it did."""
+"""`streamer run` as a real process against a test's topics and schema; group offsets; test events; a TCP proxy
+that cuts and restores a real server."""
 
 from __future__ import annotations
 
-import os
 import random
 import signal
 import socket
