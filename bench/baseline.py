@@ -14,7 +14,7 @@ import argparse
 import sys
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
@@ -26,9 +26,9 @@ if sys.path and Path(sys.path[0]).resolve() == ROOT / "bench":
 elif str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.harness import BENCH_INVALID_KINDS, BOOTSTRAP, RunEnv, preload  # noqa: E402
-from bench.workload import workload  # noqa: E402
-from streamer.levels import normalise  # noqa: E402
+from bench.harness import BENCH_INVALID_KINDS, BOOTSTRAP, RunEnv, preload
+from bench.workload import workload
+from streamer.levels import normalise
 
 
 @dataclass
@@ -95,8 +95,14 @@ def run_original(env: RunEnv, total: int, models: OriginalModels, timeout: float
     import psycopg
     from confluent_kafka import Consumer, Producer
 
-    consumer = Consumer({"bootstrap.servers": BOOTSTRAP, "group.id": env.group + "-original",
-                         "auto.offset.reset": "earliest", "log_level": 3})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": BOOTSTRAP,
+            "group.id": env.group + "-original",
+            "auto.offset.reset": "earliest",
+            "log_level": 3,
+        }
+    )
     producer = Producer({"bootstrap.servers": BOOTSTRAP, "log_level": 3})
     conn = psycopg.connect(env.db_url)
     consumer.subscribe([env.raw])
@@ -127,7 +133,8 @@ def run_original(env: RunEnv, total: int, models: OriginalModels, timeout: float
             proba = m.level_forest.predict_proba(m.level_vectorizer.transform([text]))[0]
             predicted = level_classes[int(proba.argmax())]
             anomaly_score = float(
-                m.anomaly_forest.predict_proba(m.anomaly_vectorizer.transform([text]))[0][anomaly_column])
+                m.anomaly_forest.predict_proba(m.anomaly_vectorizer.transform([text]))[0][anomaly_column]
+            )
             is_anomaly = anomaly_score >= 0.5
             declared = normalise(event.get("log.level") or event.get("level"))
             severity = _severity(declared or predicted, is_anomaly)
@@ -141,17 +148,33 @@ def run_original(env: RunEnv, total: int, models: OriginalModels, timeout: float
             conn.execute(
                 "INSERT INTO log_entries (kafka_topic, kafka_partition, kafka_offset, event_time, level, "
                 "message, host, service, raw) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                (*coords, event_time or datetime.now(timezone.utc), declared, text, event.get("host.name"),
-                 event.get("service.name"), orjson.dumps(event).decode()))
+                (
+                    *coords,
+                    event_time or datetime.now(UTC),
+                    declared,
+                    text,
+                    event.get("host.name"),
+                    event.get("service.name"),
+                    orjson.dumps(event).decode(),
+                ),
+            )
             conn.execute(
                 "INSERT INTO ml_predictions (kafka_topic, kafka_partition, kafka_offset, model_version, "
                 "predicted_level, level_confidence, is_anomaly, anomaly_score, severity) "
                 "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                (*coords, "original", predicted, float(proba.max()), is_anomaly, anomaly_score, severity))
+                (*coords, "original", predicted, float(proba.max()), is_anomaly, anomaly_score, severity),
+            )
             conn.commit()
             t_publish = clock()
-            out = dict(event, streamer={"predicted_level": predicted, "is_anomaly": is_anomaly,
-                                        "anomaly_score": anomaly_score, "severity": severity})
+            out = dict(
+                event,
+                streamer={
+                    "predicted_level": predicted,
+                    "is_anomaly": is_anomaly,
+                    "anomaly_score": anomaly_score,
+                    "severity": severity,
+                },
+            )
             producer.produce(env.scored, orjson.dumps(out), msg.key())
             producer.flush()
             spent["score"] += t_store - t_score
@@ -162,9 +185,14 @@ def run_original(env: RunEnv, total: int, models: OriginalModels, timeout: float
     finally:
         consumer.close()
         conn.close()
-    return {"events": seen, "stored": stored, "skipped": skipped, "seconds": round(elapsed, 3),
-            "events_per_s": round(seen / elapsed, 2),
-            "ms_per_stored_event": {k: round(1000 * v / max(stored, 1), 3) for k, v in spent.items()}}
+    return {
+        "events": seen,
+        "stored": stored,
+        "skipped": skipped,
+        "seconds": round(elapsed, 3),
+        "events_per_s": round(seen / elapsed, 2),
+        "ms_per_stored_event": {k: round(1000 * v / max(stored, 1), 3) for k, v in spent.items()},
+    }
 
 
 def main() -> int:

@@ -57,8 +57,14 @@ def measured_costs(results: Path = RESULTS) -> Costs:
         runs = json.loads(growth.read_text()).get("runs") or []
         if runs and runs[0].get("wal_bytes_per_event"):
             wal = float(runs[0]["wal_bytes_per_event"])
-    return Costs(1e6 * cores["streamer"] / rate, 1e6 * cores["postgresql"] / rate,
-                 1e6 * cores["kafka broker"] / rate, wal, rate, f"e2e.json (commit {e2e['code']['commit']})")
+    return Costs(
+        1e6 * cores["streamer"] / rate,
+        1e6 * cores["postgresql"] / rate,
+        1e6 * cores["kafka broker"] / rate,
+        wal,
+        rate,
+        f"e2e.json (commit {e2e['code']['commit']})",
+    )
 
 
 def bound(c: Costs, d: Deployment) -> tuple[float, str]:
@@ -117,10 +123,14 @@ DEPLOYMENTS = (
 
 
 def table(c: Costs) -> str:
-    out = [f"Measured ({c.source}, {c.measured_events_per_s:,.0f} events/s on 2 cores): streamer "
-           f"{c.streamer_us:.1f} µs, PostgreSQL {c.postgres_us:.1f} µs, broker {c.broker_us:.1f} µs of CPU and "
-           f"{c.wal_bytes:,.0f} B of WAL per event.", "",
-           "| deployment | bound events/s | limited by | simulated events/s |", "|---|---:|---|---:|"]
+    out = [
+        f"Measured ({c.source}, {c.measured_events_per_s:,.0f} events/s on 2 cores): streamer "
+        f"{c.streamer_us:.1f} µs, PostgreSQL {c.postgres_us:.1f} µs, broker {c.broker_us:.1f} µs of CPU and "
+        f"{c.wal_bytes:,.0f} B of WAL per event.",
+        "",
+        "| deployment | bound events/s | limited by | simulated events/s |",
+        "|---|---:|---|---:|",
+    ]
     for d in DEPLOYMENTS:
         b, why = bound(c, d)
         out.append(f"| {d.name} | {b:,.0f} | {why} | {simulate(c, d):,.0f} |")
@@ -128,8 +138,11 @@ def table(c: Costs) -> str:
 
 
 def main() -> int:
-    text = "# Capacity from measured costs\n\n" + table(measured_costs()) + \
-        "\nCommand: `.venv/bin/python -m bench.capacity`; the reasoning is in docs/scaling.md.\n"
+    text = (
+        "# Capacity from measured costs\n\n"
+        + table(measured_costs())
+        + "\nCommand: `.venv/bin/python -m bench.capacity`; the reasoning is in docs/scaling.md.\n"
+    )
     (RESULTS / "capacity.md").write_text(text)
     print(text)
     return 0

@@ -36,7 +36,7 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 
@@ -46,10 +46,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench import faults  # noqa: E402
-from bench.workload import workload  # noqa: E402
-from testkit.clients import consume_all, query, with_search_path  # noqa: E402
-from testkit.pipeline import MODELS, StreamerProcess, committed, end_offsets  # noqa: E402
+from bench import faults
+from bench.workload import workload
+from testkit.clients import consume_all, query, with_search_path
+from testkit.pipeline import MODELS, StreamerProcess, committed, end_offsets
 
 RESULTS = ROOT / "bench" / "results"
 PARTITIONS = 6
@@ -156,10 +156,18 @@ class Result:
 
     @property
     def ok(self) -> bool:
-        return (self.lost == 0 and self.duplicate_rows == 0 and self.extra_rows == 0 and self.extra_scored == 0
-                and self.stuck_members == 0
-                and self.wrong_rows == 0 and self.wrong_predictions == 0 and self.wrong_scored == 0
-                and self.committed_at_end and not self.problems)
+        return (
+            self.lost == 0
+            and self.duplicate_rows == 0
+            and self.extra_rows == 0
+            and self.extra_scored == 0
+            and self.stuck_members == 0
+            and self.wrong_rows == 0
+            and self.wrong_predictions == 0
+            and self.wrong_scored == 0
+            and self.committed_at_end
+            and not self.problems
+        )
 
     def to_json(self) -> dict:
         return {**asdict(self), "lost": self.lost, "ok": self.ok}
@@ -169,8 +177,7 @@ class Feeder(threading.Thread):
     """Produces the workload in order, at most `max_lag` records ahead of the group's commits (and at most
     `rate` per second), so production overlaps the whole drill. Remembers where each record landed."""
 
-    def __init__(self, kafka_config: dict, topic: str, values: list[bytes], keys: list, max_lag: int,
-                 rate: float):
+    def __init__(self, kafka_config: dict, topic: str, values: list[bytes], keys: list, max_lag: int, rate: float):
         super().__init__(daemon=True, name="chaos-feeder")
         self.kafka_config, self.topic, self.values, self.keys = kafka_config, topic, values, keys
         self.max_lag, self.rate = max_lag, rate
@@ -208,9 +215,17 @@ class Feeder(threading.Thread):
 
         # Idempotent, with a long delivery timeout: the producer rides out the broker restart without
         # duplicating or reordering, so the delivery reports are the ground truth of what was written.
-        producer = Producer({**self.kafka_config, "enable.idempotence": True, "linger.ms": 20,
-                             "compression.type": "lz4", "message.max.bytes": MAX_BYTES,
-                             "message.timeout.ms": 600_000, "log_level": 0})
+        producer = Producer(
+            {
+                **self.kafka_config,
+                "enable.idempotence": True,
+                "linger.ms": 20,
+                "compression.type": "lz4",
+                "message.max.bytes": MAX_BYTES,
+                "message.timeout.ms": 600_000,
+                "log_level": 0,
+            }
+        )
         started = time.monotonic()
         for i, (value, key) in enumerate(zip(self.values, self.keys)):
             while i - self.committed >= self.max_lag or (self.rate and time.monotonic() < started + i / self.rate):
@@ -261,13 +276,20 @@ class Drill:
         self.seed = p.seed if p.seed is not None else random.SystemRandom().randrange(1, 10**6)
         self.rng = random.Random(self.seed)
         self.bootstrap = p.bootstrap or os.environ.get("STREAMER_BOOTSTRAP_SERVERS") or "127.0.0.1:9092"
-        self.base_url = (p.database_url or os.environ.get("STREAMER_DATABASE_URL")
-                         or "postgresql://streamer:streamer@127.0.0.1:5432/streamer")
+        self.base_url = (
+            p.database_url
+            or os.environ.get("STREAMER_DATABASE_URL")
+            or "postgresql://streamer:streamer@127.0.0.1:5432/streamer"
+        )
         self.kafka = {"bootstrap.servers": self.bootstrap}
-        self.run_id = f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
+        self.run_id = f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
         base = f"chaos-{self.run_id}"
-        self.topics = {"raw": f"{base}.raw", "scored": f"{base}.scored", "deadletter": f"{base}.deadletter",
-                       "group": f"g-{base}"}
+        self.topics = {
+            "raw": f"{base}.raw",
+            "scored": f"{base}.scored",
+            "deadletter": f"{base}.deadletter",
+            "group": f"g-{base}",
+        }
         self.schema = f"chaos_{self.run_id.replace('-', '_')}"
         self.db_url = with_search_path(self.base_url, self.schema)
         self.run_dir = RESULTS / "tmp" / base  # git-ignored: the members' logs
@@ -279,8 +301,13 @@ class Drill:
         self.outage: tuple[Fault, float, object] | None = None  # under way: the fault, when it ends, how
         self.poison: dict[int, str] = {}  # value index -> poison kind
         self.started = time.monotonic()
-        self.result = Result(params={**asdict(p), "seed": self.seed}, run_id=self.run_id, topics=self.topics,
-                             model_version=self.model_version, code=_code_state())
+        self.result = Result(
+            params={**asdict(p), "seed": self.seed},
+            run_id=self.run_id,
+            topics=self.topics,
+            model_version=self.model_version,
+            code=_code_state(),
+        )
 
     # --- set-up ---------------------------------------------------------------------------------------
 
@@ -297,8 +324,11 @@ class Drill:
         from streamer.kafka_admin import ensure_topics
 
         t = self.topics
-        ensure_topics(self.kafka, {t["raw"]: PARTITIONS, t["scored"]: PARTITIONS},
-                      topic_config={"max.message.bytes": str(MAX_BYTES)})
+        ensure_topics(
+            self.kafka,
+            {t["raw"]: PARTITIONS, t["scored"]: PARTITIONS},
+            topic_config={"max.message.bytes": str(MAX_BYTES)},
+        )
         # With poison: the broker's default limit, so the oversized ones are refused whole and sent truncated.
         dlq_limit = faults.DLQ_LIMIT_BYTES if self.p.poison_every else MAX_BYTES
         ensure_topics(self.kafka, {t["deadletter"]: 1}, topic_config={"max.message.bytes": str(dlq_limit)})
@@ -320,11 +350,16 @@ class Drill:
 
             server = urlsplit(db_url).netloc.rsplit("@", 1)[-1]
             db_url = db_url.replace(server, f"127.0.0.1:{self.proxy.port}", 1)
-        env.update({
-            "STREAMER_BOOTSTRAP_SERVERS": self.bootstrap, "STREAMER_DATABASE_URL": db_url,
-            "STREAMER_INPUT_TOPIC": self.topics["raw"], "STREAMER_OUTPUT_TOPIC": self.topics["scored"],
-            "STREAMER_DLQ_TOPIC": self.topics["deadletter"], "STREAMER_GROUP_ID": self.topics["group"],
-        })
+        env.update(
+            {
+                "STREAMER_BOOTSTRAP_SERVERS": self.bootstrap,
+                "STREAMER_DATABASE_URL": db_url,
+                "STREAMER_INPUT_TOPIC": self.topics["raw"],
+                "STREAMER_OUTPUT_TOPIC": self.topics["scored"],
+                "STREAMER_DLQ_TOPIC": self.topics["deadletter"],
+                "STREAMER_GROUP_ID": self.topics["group"],
+            }
+        )
         return env
 
     def start_member(self, name: str) -> StreamerProcess:
@@ -370,8 +405,10 @@ class Drill:
         res.events, res.invalid = len(values), len(invalid)
         res.valid = len(values) - len(invalid) - stored_poison
         self.set_up()
-        self.say(f"topics {self.topics['raw']} (+ .scored, .deadletter), schema {self.schema}, "
-                 f"logs in {self.run_dir.relative_to(ROOT)}")
+        self.say(
+            f"topics {self.topics['raw']} (+ .scored, .deadletter), schema {self.schema}, "
+            f"logs in {self.run_dir.relative_to(ROOT)}"
+        )
         plan = self.schedule()
         self.say("plan: " + ", ".join(f"{f.kind}@{f.at:.0%}" for f in plan))
         self.started = time.monotonic()
@@ -395,8 +432,9 @@ class Drill:
         res.wall_seconds = round(self.elapsed(), 1)
         res.timeline = [asdict(f) for f in plan]
         if feeder.failure or feeder.errors:
-            res.problems.append(f"producer: {feeder.failure or ''} {len(feeder.errors)} delivery errors "
-                                f"{feeder.errors[:3]}".strip())
+            res.problems.append(
+                f"producer: {feeder.failure or ''} {len(feeder.errors)} delivery errors {feeder.errors[:3]}".strip()
+            )
         if any(c is None for c in feeder.coords):
             res.problems.append(f"{sum(c is None for c in feeder.coords)} records were never acknowledged")
         self.say("reading everything back")
@@ -435,16 +473,25 @@ class Drill:
                     code = proc.proc.returncode
                     tail = " | ".join(proc.output().strip().splitlines()[-3:])[-600:]
                     res.unexpected_exits += 1
-                    res.exits.append({"member": name, "code": code, "at_s": round(self.elapsed(), 1),
-                                      "log": str(proc.log_path.relative_to(ROOT)), "last_lines": tail})
+                    res.exits.append(
+                        {
+                            "member": name,
+                            "code": code,
+                            "at_s": round(self.elapsed(), 1),
+                            "log": str(proc.log_path.relative_to(ROOT)),
+                            "last_lines": tail,
+                        }
+                    )
                     self.say(f"member {name} exited by itself with code {code}: {tail}", done_count)
                     proc.close()
                     self.members[name] = None
                     if not (self.outage and self.outage[0].kind == "db_down"):  # start-up gives up after 60 s
                         crashes[name] += 1
                     if crashes[name] >= CRASH_LOOP:
-                        res.problems.append(f"member {name} exited by itself {CRASH_LOOP} times without the "
-                                            f"group making progress; last lines: {tail}")
+                        res.problems.append(
+                            f"member {name} exited by itself {CRASH_LOOP} times without the "
+                            f"group making progress; last lines: {tail}"
+                        )
                         return
                     if name in BASE_MEMBERS:
                         restarts.append((time.monotonic() + 1.0, name))
@@ -479,19 +526,29 @@ class Drill:
             if feeder.failure:
                 res.problems.append(f"producer failed: {feeder.failure}")
                 return
-            if (self.outage is None and feeder.produced > done_count
-                    and time.monotonic() - progressed_at > p.stall_timeout):
-                behind = {q: f"{offsets.get(q, 0)}/{e}" for q, e in dict(feeder.acked_ends).items()
-                          if offsets is not None and offsets.get(q, 0) < e}
+            if (
+                self.outage is None
+                and feeder.produced > done_count
+                and time.monotonic() - progressed_at > p.stall_timeout
+            ):
+                behind = {
+                    q: f"{offsets.get(q, 0)}/{e}"
+                    for q, e in dict(feeder.acked_ends).items()
+                    if offsets is not None and offsets.get(q, 0) < e
+                }
                 if offsets is not None:
                     res.stuck_members = self.stuck_members(offsets, dict(feeder.acked_ends))
-                res.problems.append(f"stalled: no commit for {p.stall_timeout:.0f}s with "
-                                    f"{feeder.produced - done_count:,} records waiting; partitions behind "
-                                    f"(committed/end): {behind}; see the members' logs")
+                res.problems.append(
+                    f"stalled: no commit for {p.stall_timeout:.0f}s with "
+                    f"{feeder.produced - done_count:,} records waiting; partitions behind "
+                    f"(committed/end): {behind}; see the members' logs"
+                )
                 return
             if time.monotonic() > deadline:
-                res.problems.append(f"timed out after {p.timeout:.0f}s with {done_count:,} of {res.events:,} "
-                                    f"records committed ({len(todo)} faults not fired)")
+                res.problems.append(
+                    f"timed out after {p.timeout:.0f}s with {done_count:,} of {res.events:,} "
+                    f"records committed ({len(todo)} faults not fired)"
+                )
                 return
             time.sleep(0.5)
 
@@ -528,8 +585,11 @@ class Drill:
             f.detail = f"pg_ctlcluster restart, accepting connections again after {f.took_s}s"
         elif f.kind == "db_down":
             cluster = faults.stop_database(self.base_url)
-            self.outage = (f, time.monotonic() + p.db_outage_seconds,
-                           lambda: faults.start_database(self.base_url, cluster))
+            self.outage = (
+                f,
+                time.monotonic() + p.db_outage_seconds,
+                lambda: faults.start_database(self.base_url, cluster),
+            )
             res.db_outages += 1
             f.detail = f"PostgreSQL stopped (pg_ctlcluster stop -m fast) for {p.db_outage_seconds:g}s"
         elif f.kind == "broker_down":
@@ -586,9 +646,11 @@ class Drill:
             except Exception as err:  # a broker away: say so rather than guess
                 self.result.problems.append(f"cannot describe the group to count stuck members: {err}")
                 return 0
-            behind = sum(1 for m in group.members
-                         if any(offsets.get(tp.partition, 0) < ends.get(tp.partition, 0)
-                                for tp in m.assignment.topic_partitions))
+            behind = sum(
+                1
+                for m in group.members
+                if any(offsets.get(tp.partition, 0) < ends.get(tp.partition, 0) for tp in m.assignment.topic_partitions)
+            )
             stuck = max(0, running - len(group.members)) + behind
             if not stuck or time.monotonic() > settle:
                 return stuck
@@ -608,8 +670,15 @@ class Drill:
                 code = proc.wait(60)
             except subprocess.TimeoutExpired:
                 code = "still running 60s after SIGTERM"
-            self.result.exits.append({"member": name, "code": code, "at_s": round(self.elapsed(), 1),
-                                      "log": str(proc.log_path.relative_to(ROOT)), "final": True})
+            self.result.exits.append(
+                {
+                    "member": name,
+                    "code": code,
+                    "at_s": round(self.elapsed(), 1),
+                    "log": str(proc.log_path.relative_to(ROOT)),
+                    "final": True,
+                }
+            )
             proc.close()
 
     # --- read back ------------------------------------------------------------------------------------
@@ -618,33 +687,46 @@ class Drill:
         res, t = self.result, self.topics
         index = {c: i for i, c in enumerate(coords) if c is not None}
         # Keys are records, (partition, offset, record_index): a message may hold several.
-        refused = {(*coords[i], 0): kind for i, kind in self.poison.items()  # by the database
-                   if kind in faults.STORE_POISON and coords[i] is not None}
+        refused = {
+            (*coords[i], 0): kind
+            for i, kind in self.poison.items()  # by the database
+            if kind in faults.STORE_POISON and coords[i] is not None
+        }
         sent = {c for i, c in enumerate(coords) if c is not None and i not in invalid and (*c, 0) not in refused}
         bad = {(*c, 0) for i, c in enumerate(coords) if c is not None and i in invalid}
 
         ends = end_offsets(self.bootstrap, t["raw"], PARTITIONS)
         if sum(ends.values()) != len(index):
-            res.problems.append(f"the input topic holds {sum(ends.values())} records, the producer wrote "
-                                f"{len(index)}")
+            res.problems.append(f"the input topic holds {sum(ends.values())} records, the producer wrote {len(index)}")
         done = committed(self.bootstrap, t["group"], t["raw"], PARTITIONS)
         res.committed_at_end = all(done.get(q, -1) >= e for q, e in ends.items())
 
         expected = self.expected(values, coords, sent)
         valid = set(expected)
-        entries = query(self.db_url, "SELECT kafka_partition, kafka_offset, record_index, message FROM log_entries "
-                                     "WHERE kafka_topic = %s", [t["raw"]])
+        entries = query(
+            self.db_url,
+            "SELECT kafka_partition, kafka_offset, record_index, message FROM log_entries WHERE kafka_topic = %s",
+            [t["raw"]],
+        )
         rows = Counter((q, o, r) for q, o, r, _ in entries)
         res.wrong_rows = sum(1 for q, o, r, m in entries if (q, o, r) in expected and m != expected[(q, o, r)][0])
-        predictions = query(self.db_url, "SELECT kafka_partition, kafka_offset, record_index, model_version, "
-                                         "predicted_level, severity, anomaly_score FROM ml_predictions "
-                                         "WHERE kafka_topic = %s", [t["raw"]])
+        predictions = query(
+            self.db_url,
+            "SELECT kafka_partition, kafka_offset, record_index, model_version, "
+            "predicted_level, severity, anomaly_score FROM ml_predictions "
+            "WHERE kafka_topic = %s",
+            [t["raw"]],
+        )
         preds = Counter((q, o, r) for q, o, r, v, *_ in predictions if v == self.model_version)
-        res.wrong_predictions = sum(1 for q, o, r, v, *scores in predictions
-                                    if (q, o, r) in expected and not _same_scores(scores, expected[(q, o, r)][1:]))
+        res.wrong_predictions = sum(
+            1
+            for q, o, r, v, *scores in predictions
+            if (q, o, r) in expected and not _same_scores(scores, expected[(q, o, r)][1:])
+        )
         del entries, predictions
-        other_versions = query(self.db_url, "SELECT count(*) FROM ml_predictions WHERE model_version <> %s",
-                               [self.model_version])[0][0]
+        other_versions = query(
+            self.db_url, "SELECT count(*) FROM ml_predictions WHERE model_version <> %s", [self.model_version]
+        )[0][0]
         res.lost_log_entries = len(valid - rows.keys())
         res.lost_predictions = len(valid - preds.keys())
         res.duplicate_rows = sum(n - 1 for n in rows.values()) + sum(n - 1 for n in preds.values())
@@ -658,9 +740,13 @@ class Drill:
                 body = orjson.loads(r.value)
                 mine = body.pop("streamer", {})
                 want = expected[c]
-                if (mine.get("source", {}).get("offset") != c[1] or body != want[4]
-                        or not _same_scores((mine.get("predicted_level"), mine.get("severity"),
-                                             mine.get("anomaly_score")), want[1:4])):
+                if (
+                    mine.get("source", {}).get("offset") != c[1]
+                    or body != want[4]
+                    or not _same_scores(
+                        (mine.get("predicted_level"), mine.get("severity"), mine.get("anomaly_score")), want[1:4]
+                    )
+                ):
                     res.wrong_scored += 1
         res.lost_scored = len(valid - scored.keys())
         res.duplicates_scored = sum(n - 1 for n in scored.values())
@@ -677,8 +763,11 @@ class Drill:
                 intact.add(c)
                 if r.header("deadletter.truncated") == b"true":
                     truncated.add(c)
-            elif c in refused and r.header("deadletter.stage") == b"store" and \
-                    (r.header("deadletter.error_class") or b"").startswith(b"db_"):
+            elif (
+                c in refused
+                and r.header("deadletter.stage") == b"store"
+                and (r.header("deadletter.error_class") or b"").startswith(b"db_")
+            ):
                 intact.add(c)
         res.dead_letters = len(seen)
         res.truncated_dead_letters = len(truncated)
@@ -689,8 +778,10 @@ class Drill:
         res.poison_dead_lettered = dict(Counter(kinds[c] for c in intact if c in kinds))
         if res.lost_dead_letters:
             missing = sorted((bad | refused.keys()) - intact)[:5]
-            res.problems.append(f"dead letters missing or altered for {res.lost_dead_letters} invalid inputs, "
-                                f"e.g. {missing} ({', '.join(_kind(values[index[c[:2]]]) for c in missing)})")
+            res.problems.append(
+                f"dead letters missing or altered for {res.lost_dead_letters} invalid inputs, "
+                f"e.g. {missing} ({', '.join(_kind(values[index[c[:2]]]) for c in missing)})"
+            )
 
     def expected(self, values: list[bytes], coords: list, sent: set) -> dict:
         """(partition, offset, record_index) -> (message, predicted_level, severity, anomaly_score, event
@@ -700,8 +791,7 @@ class Drill:
         from streamer.ml.scorer import Scorer
 
         defaults = Settings()
-        decoder = Decoder(max_message_bytes=defaults.max_message_bytes,
-                          message_fields=defaults.message_field_names())
+        decoder = Decoder(max_message_bytes=defaults.max_message_bytes, message_fields=defaults.message_field_names())
         scorer = Scorer.load(MODELS)
         events = []
         for i, c in enumerate(coords):
@@ -710,13 +800,18 @@ class Drill:
                 events += [d for d in (decoded if isinstance(decoded, list) else [decoded]) if isinstance(d, Event)]
         out = {}
         for start in range(0, len(events), 20_000):
-            chunk = events[start:start + 20_000]
+            chunk = events[start : start + 20_000]
             cols = scorer.score([e.message for e in chunk], [e.level for e in chunk])
             scores = cols.anomaly_score.tolist()
             for j, e in enumerate(chunk):
                 raw = {k: v for k, v in e.raw.items() if k != "streamer"}
-                out[(e.partition, e.offset, e.record_index)] = (e.message, cols.predicted_level[j],
-                                                                cols.severity[j], scores[j], raw)
+                out[(e.partition, e.offset, e.record_index)] = (
+                    e.message,
+                    cols.predicted_level[j],
+                    cols.severity[j],
+                    scores[j],
+                    raw,
+                )
         return out
 
     def clean_up(self) -> None:
@@ -728,8 +823,11 @@ class Drill:
 
 
 def _source(record) -> tuple[int, int, int]:
-    return (int(record.header("source.partition")), int(record.header("source.offset")),
-            int(record.header("source.record_index") or 0))
+    return (
+        int(record.header("source.partition")),
+        int(record.header("source.offset")),
+        int(record.header("source.record_index") or 0),
+    )
 
 
 def with_multi_record_messages(values: list[bytes], invalid: set[int], every: int = 20) -> None:
@@ -750,8 +848,11 @@ def _same_value(record, original: bytes) -> bool:
     value = record.value or b""
     if record.header("deadletter.truncated") != b"true":
         return value == original
-    return (original.startswith(value) and record.header("deadletter.original_size") == b"%d" % len(original)
-            and record.header("deadletter.original_sha256") == hashlib.sha256(original).hexdigest().encode())
+    return (
+        original.startswith(value)
+        and record.header("deadletter.original_size") == b"%d" % len(original)
+        and record.header("deadletter.original_sha256") == hashlib.sha256(original).hexdigest().encode()
+    )
 
 
 def _same_scores(got, want) -> bool:
@@ -766,14 +867,18 @@ def _kind(value: bytes) -> str:
 
 def _code_state() -> dict:
     """The commit the drill ran, and whether the pipeline's files had uncommitted changes."""
+
     def git(*args) -> list[str]:
         try:
             out = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout
         except (OSError, subprocess.SubprocessError):
             return []
         return [line.strip() for line in out.splitlines() if line.strip()]
-    return {"commit": "".join(git("rev-parse", "--short", "HEAD")),
-            "uncommitted": git("status", "--porcelain", "--", "streamer")}
+
+    return {
+        "commit": "".join(git("rev-parse", "--short", "HEAD")),
+        "uncommitted": git("status", "--porcelain", "--", "streamer"),
+    }
 
 
 def run_drill(p: Params, log=print) -> Result:
@@ -783,12 +888,15 @@ def run_drill(p: Params, log=print) -> Result:
     if result.ok and not p.keep:
         drill.clean_up()
     else:
-        log(f"chaos: kept topics {drill.topics['raw']} (+ .scored, .deadletter), group {drill.topics['group']}, "
-            f"schema {drill.schema}, logs {drill.run_dir.relative_to(ROOT)}")
+        log(
+            f"chaos: kept topics {drill.topics['raw']} (+ .scored, .deadletter), group {drill.topics['group']}, "
+            f"schema {drill.schema}, logs {drill.run_dir.relative_to(ROOT)}"
+        )
     return result
 
 
 # --- report -----------------------------------------------------------------------------------------------
+
 
 def table(r: Result) -> list[tuple[str, str]]:
     p = {**asdict(Params()), **r.params}  # results written before a parameter existed have its default
@@ -799,26 +907,43 @@ def table(r: Result) -> list[tuple[str, str]]:
         ("SIGKILLs (member restarted)", f"{r.kills}"),
         ("restarts", restarts),
         ("rebalances", f"member added {r.members_added}, removed {r.members_removed}"),
-        ("outages", f"PostgreSQL down {r.db_outages} × {p['db_outage_seconds']:g} s, broker down "
-                    f"{r.broker_outages} × {p['broker_outage_seconds']:g} s, slow database {r.slow_db_windows} × "
-                    f"{p['slow_db_seconds']:g} s (+{p['slow_db_latency']:g} s per chunk each way)"),
-        ("poison records (dead-lettered where they belong)",
-         ", ".join(f"{k} {r.poison_dead_lettered.get(k, 0)}/{n}" for k, n in sorted(r.poison.items())) or "none"),
+        (
+            "outages",
+            f"PostgreSQL down {r.db_outages} × {p['db_outage_seconds']:g} s, broker down "
+            f"{r.broker_outages} × {p['broker_outage_seconds']:g} s, slow database {r.slow_db_windows} × "
+            f"{p['slow_db_seconds']:g} s (+{p['slow_db_latency']:g} s per chunk each way)",
+        ),
+        (
+            "poison records (dead-lettered where they belong)",
+            ", ".join(f"{k} {r.poison_dead_lettered.get(k, 0)}/{n}" for k, n in sorted(r.poison.items())) or "none",
+        ),
         ("stuck members", f"{r.stuck_members}"),
         ("unexpected member exits", f"{r.unexpected_exits}"),
         ("clean stops at the end (SIGTERM, exit 0)", f"{sum(e['code'] == 0 for e in finals)} of {len(finals)}"),
-        ("lost", f"{r.lost} (log_entries {r.lost_log_entries}, ml_predictions {r.lost_predictions}, "
-                 f"logs.scored {r.lost_scored}, dead letters {r.lost_dead_letters})"),
+        (
+            "lost",
+            f"{r.lost} (log_entries {r.lost_log_entries}, ml_predictions {r.lost_predictions}, "
+            f"logs.scored {r.lost_scored}, dead letters {r.lost_dead_letters})",
+        ),
         ("duplicated in DB", f"{r.duplicate_rows} (rows for non-inputs: {r.extra_rows})"),
-        ("wrong content", f"{r.wrong_rows + r.wrong_predictions + r.wrong_scored} (log_entries {r.wrong_rows}, "
-                          f"ml_predictions {r.wrong_predictions}, logs.scored {r.wrong_scored})"),
+        (
+            "wrong content",
+            f"{r.wrong_rows + r.wrong_predictions + r.wrong_scored} (log_entries {r.wrong_rows}, "
+            f"ml_predictions {r.wrong_predictions}, logs.scored {r.wrong_scored})",
+        ),
         ("duplicated on logs.scored", f"{r.duplicates_scored:,} ({r.duplicates_scored / max(r.valid, 1):.2%})"),
         ("duplicated on dead-letter topic", f"{r.duplicates_dead_letters}"),
-        ("dead letters", f"{r.dead_letters:,} (rejected by the database: {r.rejected_by_database}; sent "
-                         f"truncated: {r.truncated_dead_letters})"),
+        (
+            "dead letters",
+            f"{r.dead_letters:,} (rejected by the database: {r.rejected_by_database}; sent "
+            f"truncated: {r.truncated_dead_letters})",
+        ),
         ("committed offsets at the end", "every partition" if r.committed_at_end else "NOT at the end"),
-        ("wall time", f"{r.wall_seconds:,.1f} s ({r.events / max(r.wall_seconds, 1e-9):,.0f} events/s "
-                      f"through the faults; producer paced at {_rate(r)}), read-back {r.verify_seconds:,.1f} s"),
+        (
+            "wall time",
+            f"{r.wall_seconds:,.1f} s ({r.events / max(r.wall_seconds, 1e-9):,.0f} events/s "
+            f"through the faults; producer paced at {_rate(r)}), read-back {r.verify_seconds:,.1f} s",
+        ),
     ]
 
 
@@ -840,39 +965,65 @@ def render_text(r: Result) -> str:
 def _command(params: dict) -> str:
     """The command line that repeats this drill (same workload and fault plan; timings differ)."""
     defaults = asdict(Params())
-    flags = {"events": "--events", "invalid_ratio": "--invalid-ratio", "kills": "--kills",
-             "broker_restarts": "--broker-restarts", "db_restarts": "--db-restarts", "rate": "--rate",
-             "max_lag": "--max-lag", "db_outages": "--db-outages", "db_outage_seconds": "--db-outage-seconds",
-             "broker_outages": "--broker-outages", "broker_outage_seconds": "--broker-outage-seconds",
-             "slow_db": "--slow-db", "slow_db_seconds": "--slow-db-seconds",
-             "slow_db_latency": "--slow-db-latency", "poison_every": "--poison-every"}
+    flags = {
+        "events": "--events",
+        "invalid_ratio": "--invalid-ratio",
+        "kills": "--kills",
+        "broker_restarts": "--broker-restarts",
+        "db_restarts": "--db-restarts",
+        "rate": "--rate",
+        "max_lag": "--max-lag",
+        "db_outages": "--db-outages",
+        "db_outage_seconds": "--db-outage-seconds",
+        "broker_outages": "--broker-outages",
+        "broker_outage_seconds": "--broker-outage-seconds",
+        "slow_db": "--slow-db",
+        "slow_db_seconds": "--slow-db-seconds",
+        "slow_db_latency": "--slow-db-latency",
+        "poison_every": "--poison-every",
+    }
     params = {**defaults, **params}
-    words = ["python bench/chaos.py"] + [f"{flag} {params[k]:g}" if isinstance(params[k], float) else
-                                         f"{flag} {params[k]}" for k, flag in flags.items()
-                                         if params[k] != defaults[k]]
+    words = ["python bench/chaos.py"] + [
+        f"{flag} {params[k]:g}" if isinstance(params[k], float) else f"{flag} {params[k]}"
+        for k, flag in flags.items()
+        if params[k] != defaults[k]
+    ]
     if not params["rebalance"]:
         words.append("--no-rebalance")
-    return " ".join(words + [f"--seed {params['seed']}"])
+    return " ".join([*words, f"--seed {params['seed']}"])
 
 
 def render_markdown(r: Result) -> str:
     p = r.params
-    out = [f"# Chaos drill {r.run_id}: {'PASS' if r.ok else 'FAIL'}", "",
-           f"`{_command(p)}` (commit {r.code.get('commit') or '?'}"
-           f"{', pipeline files modified: ' + ' '.join(r.code['uncommitted']) if r.code.get('uncommitted') else ''})",
-           "", "| figure | value |", "|---|---|"]
+    out = [
+        f"# Chaos drill {r.run_id}: {'PASS' if r.ok else 'FAIL'}",
+        "",
+        f"`{_command(p)}` (commit {r.code.get('commit') or '?'}"
+        f"{', pipeline files modified: ' + ' '.join(r.code['uncommitted']) if r.code.get('uncommitted') else ''})",
+        "",
+        "| figure | value |",
+        "|---|---|",
+    ]
     out += [f"| {k} | {v} |" for k, v in table(r)]
-    out += ["", "## Faults", "", "Caught up: seconds from the fault until the group had committed, in every "
-            "partition, every record acknowledged before the fault.", "",
-            "| t (s) | produced | committed | fault | took (s) | caught up (s) |",
-            "|---|---|---|---|---|---|"]
+    out += [
+        "",
+        "## Faults",
+        "",
+        "Caught up: seconds from the fault until the group had committed, in every "
+        "partition, every record acknowledged before the fault.",
+        "",
+        "| t (s) | produced | committed | fault | took (s) | caught up (s) |",
+        "|---|---|---|---|---|---|",
+    ]
     for f in r.timeline:
         if f["fired_s"] is None:
             out.append(f"| not fired | | | {f['kind']} | | |")
             continue
-        out.append(f"| {f['fired_s']} | {f['produced']:,} | {f['progress']:,} | {f['kind']}: {f['detail']} | "
-                   f"{'' if f['took_s'] is None else f['took_s']} | "
-                   f"{'' if f['caught_up_s'] is None else f['caught_up_s']} |")
+        out.append(
+            f"| {f['fired_s']} | {f['produced']:,} | {f['progress']:,} | {f['kind']}: {f['detail']} | "
+            f"{'' if f['took_s'] is None else f['took_s']} | "
+            f"{'' if f['caught_up_s'] is None else f['caught_up_s']} |"
+        )
     unexpected = [e for e in r.exits if not e.get("final")]
     if unexpected:
         out += ["", "## Members that exited by themselves", ""]
@@ -899,32 +1050,67 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-rebalance", action="store_true", help="no third member joining and leaving")
     ap.add_argument("--db-outages", type=int, default=d.db_outages, help="times PostgreSQL is stopped for a while")
     ap.add_argument("--db-outage-seconds", type=float, default=d.db_outage_seconds)
-    ap.add_argument("--broker-outages", type=int, default=d.broker_outages,
-                    help="times the broker is stopped for a while (longer than the session timeout)")
+    ap.add_argument(
+        "--broker-outages",
+        type=int,
+        default=d.broker_outages,
+        help="times the broker is stopped for a while (longer than the session timeout)",
+    )
     ap.add_argument("--broker-outage-seconds", type=float, default=d.broker_outage_seconds)
-    ap.add_argument("--slow-db", type=int, default=d.slow_db,
-                    help="windows in which the database answers slowly (a proxy adds latency)")
+    ap.add_argument(
+        "--slow-db",
+        type=int,
+        default=d.slow_db,
+        help="windows in which the database answers slowly (a proxy adds latency)",
+    )
     ap.add_argument("--slow-db-seconds", type=float, default=d.slow_db_seconds)
-    ap.add_argument("--slow-db-latency", type=float, default=d.slow_db_latency,
-                    help="seconds added to every chunk, each way, in a slow window")
-    ap.add_argument("--poison-every", type=int, default=d.poison_every,
-                    help="one poison record of each class in turn per N events (0: none)")
+    ap.add_argument(
+        "--slow-db-latency",
+        type=float,
+        default=d.slow_db_latency,
+        help="seconds added to every chunk, each way, in a slow window",
+    )
+    ap.add_argument(
+        "--poison-every",
+        type=int,
+        default=d.poison_every,
+        help="one poison record of each class in turn per N events (0: none)",
+    )
     ap.add_argument("--seed", type=int, help="workload and fault plan (default: random, printed)")
     ap.add_argument("--max-lag", type=int, default=d.max_lag, help="records produced ahead of the commits")
     ap.add_argument("--rate", type=float, default=d.rate, help="records/s produced at most (0: no limit)")
     ap.add_argument("--timeout", type=float, default=d.timeout, help="seconds for the whole drill")
-    ap.add_argument("--stall-timeout", type=float, default=d.stall_timeout,
-                    help="end the drill when records wait and nothing is committed for this long")
+    ap.add_argument(
+        "--stall-timeout",
+        type=float,
+        default=d.stall_timeout,
+        help="end the drill when records wait and nothing is committed for this long",
+    )
     ap.add_argument("--keep", action="store_true", help="keep topics, schema and logs after a pass")
     ap.add_argument("--results", type=Path, default=RESULTS, help="where chaos.json and chaos.md go")
     a = ap.parse_args(argv)
-    params = Params(events=a.events, invalid_ratio=a.invalid_ratio, kills=a.kills, broker_restarts=a.broker_restarts,
-                    db_restarts=a.db_restarts, rebalance=not a.no_rebalance, seed=a.seed, max_lag=a.max_lag,
-                    rate=a.rate, timeout=a.timeout, stall_timeout=a.stall_timeout, keep=a.keep,
-                    db_outages=a.db_outages, db_outage_seconds=a.db_outage_seconds,
-                    broker_outages=a.broker_outages, broker_outage_seconds=a.broker_outage_seconds,
-                    slow_db=a.slow_db, slow_db_seconds=a.slow_db_seconds, slow_db_latency=a.slow_db_latency,
-                    poison_every=a.poison_every)
+    params = Params(
+        events=a.events,
+        invalid_ratio=a.invalid_ratio,
+        kills=a.kills,
+        broker_restarts=a.broker_restarts,
+        db_restarts=a.db_restarts,
+        rebalance=not a.no_rebalance,
+        seed=a.seed,
+        max_lag=a.max_lag,
+        rate=a.rate,
+        timeout=a.timeout,
+        stall_timeout=a.stall_timeout,
+        keep=a.keep,
+        db_outages=a.db_outages,
+        db_outage_seconds=a.db_outage_seconds,
+        broker_outages=a.broker_outages,
+        broker_outage_seconds=a.broker_outage_seconds,
+        slow_db=a.slow_db,
+        slow_db_seconds=a.slow_db_seconds,
+        slow_db_latency=a.slow_db_latency,
+        poison_every=a.poison_every,
+    )
     # `timeout`/kill -TERM: unwind, so the members are stopped rather than orphaned.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:

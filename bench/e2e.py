@@ -40,11 +40,21 @@ if sys.path and Path(sys.path[0]).resolve() == ROOT / "bench":
 elif str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.harness import (BENCH_INVALID_KINDS, BOOTSTRAP, PARTITIONS, CpuMeter, OffsetWatcher,  # noqa: E402
-                           RunEnv, StreamerProcess, end_offsets, kill_all, preload, run_until_caught_up,
-                           stage_seconds)
-from bench.e2e_report import stack_cores  # noqa: E402
-from bench.workload import workload  # noqa: E402
+from bench.e2e_report import stack_cores
+from bench.harness import (
+    BENCH_INVALID_KINDS,
+    BOOTSTRAP,
+    PARTITIONS,
+    CpuMeter,
+    OffsetWatcher,
+    RunEnv,
+    StreamerProcess,
+    kill_all,
+    preload,
+    run_until_caught_up,
+    stage_seconds,
+)
+from bench.workload import workload
 
 RESULTS = ROOT / "bench" / "results"
 STAGES = ("poll", "decode", "score", "store", "publish", "commit")
@@ -65,12 +75,16 @@ def log(text: str) -> None:
 
 # --- 1. throughput, footprint ---------------------------------------------------------------------------------
 
+
 def log_times(output: str, started_wall: float) -> dict[str, float]:
     """Seconds after the process started at which its start-up log lines appeared."""
     from datetime import datetime
 
-    marks = {"database migrated": " is migrated", "model loaded, subscribed": "consuming ",
-             "partitions assigned": "assigned "}
+    marks = {
+        "database migrated": " is migrated",
+        "model loaded, subscribed": "consuming ",
+        "partitions assigned": "assigned ",
+    }
     out: dict[str, float] = {}
     for line in output.splitlines():
         for name, text in marks.items():
@@ -83,8 +97,9 @@ def log_times(output: str, started_wall: float) -> dict[str, float]:
     return out
 
 
-def rate_series(samples: list[tuple[float, int]], t0: float, step: float = 0.5,
-                window: float = 4.0) -> list[tuple[float, float]]:
+def rate_series(
+    samples: list[tuple[float, int]], t0: float, step: float = 0.5, window: float = 4.0
+) -> list[tuple[float, float]]:
     """Committed events per second over a sliding `window`, every `step` seconds, from (monotonic time,
     committed total) samples. Commits come a batch at a time, so a short window would only show steps."""
     import bisect
@@ -106,8 +121,15 @@ def rate_series(samples: list[tuple[float, int]], t0: float, step: float = 0.5,
     return series
 
 
-def throughput_run(n: int, seed: int, keep: bool, label: str = "throughput", processes: int = 1,
-                   prefill=None, schema_version: int | None = None) -> dict:
+def throughput_run(
+    n: int,
+    seed: int,
+    keep: bool,
+    label: str = "throughput",
+    processes: int = 1,
+    prefill=None,
+    schema_version: int | None = None,
+) -> dict:
     """prefill(env) -> rows: stores history in the fresh schema before the run (bench/growth.py);
     schema_version: migrate the fresh schema only that far (None: every migration)."""
     env = RunEnv.create(label, schema_version)
@@ -119,8 +141,10 @@ def throughput_run(n: int, seed: int, keep: bool, label: str = "throughput", pro
         started = time.monotonic()
         ends = preload(env.raw, values, keys)
         total = sum(ends.values())
-        log(f"{label}: pre-loaded {total:,} events ({len(invalid):,} invalid, {payload / 1e6:.0f} MB) in "
-            f"{time.monotonic() - started:.1f}s; starting {processes} `streamer run` process(es)")
+        log(
+            f"{label}: pre-loaded {total:,} events ({len(invalid):,} invalid, {payload / 1e6:.0f} MB) in "
+            f"{time.monotonic() - started:.1f}s; starting {processes} `streamer run` process(es)"
+        )
         del values, keys
         watcher = OffsetWatcher(env.group, env.raw)
         walls = []
@@ -152,13 +176,15 @@ def throughput_run(n: int, seed: int, keep: bool, label: str = "throughput", pro
                 stages[s] += st.get(s, {}).get("sum", 0.0)
             batches += st.get("score", {}).get("count", 0.0)
             status = p.proc_status()
-            per_process.append({
-                "events_in": int(m.get("streamer_events_in_total", 0)),
-                "events_scored": int(m.get("streamer_events_scored_total", 0)),
-                "dead_letters": int(sum(v for k, v in m.items() if k.startswith("streamer_dead_letters_total"))),
-                "peak_rss_mb": round(status.get("VmHWM", 0) / 1024, 1),
-                "start_up": log_times(p.output(), walls[procs.index(p)]),
-            })
+            per_process.append(
+                {
+                    "events_in": int(m.get("streamer_events_in_total", 0)),
+                    "events_scored": int(m.get("streamer_events_scored_total", 0)),
+                    "dead_letters": int(sum(v for k, v in m.items() if k.startswith("streamer_dead_letters_total"))),
+                    "peak_rss_mb": round(status.get("VmHWM", 0) / 1024, 1),
+                    "start_up": log_times(p.output(), walls[procs.index(p)]),
+                }
+            )
         codes = [p.stop() for p in procs]
         first_sample = next((s for s in watcher.samples if s[1] > 0), None)
         steady_s = times["caught_up_s"] - times["first_commit_s"]
@@ -187,14 +213,20 @@ def throughput_run(n: int, seed: int, keep: bool, label: str = "throughput", pro
             "committed_over_time": [(round(t - t0, 3), c) for t, c in watcher.samples],
             "rate_over_time": rate_series(watcher.samples, t0),
             "events_in_over_time": [(round(t - t0, 2), c) for t, c in scrapes],
-            "check": {"stored_rows": rows, "expected_stored": total - len(invalid), "dead_letters": dead,
-                      "exit_codes": codes},
+            "check": {
+                "stored_rows": rows,
+                "expected_stored": total - len(invalid),
+                "dead_letters": dead,
+                "exit_codes": codes,
+            },
         }
         watcher.close()
         ok = rows["log_entries"] == total - len(invalid) and rows["ml_predictions"] == total - len(invalid)
-        log(f"{label}: {total:,} events committed {times['caught_up_s']:.1f}s after start "
+        log(
+            f"{label}: {total:,} events committed {times['caught_up_s']:.1f}s after start "
             f"(first commit at {times['first_commit_s']:.2f}s): {result['events_per_s']:,} events/s steady, "
-            f"{result['events_per_s_with_start_up']:,} with start-up; rows {'OK' if ok else 'MISMATCH ' + str(rows)}")
+            f"{result['events_per_s_with_start_up']:,} with start-up; rows {'OK' if ok else 'MISMATCH ' + str(rows)}"
+        )
         return result
     finally:
         kill_all(procs)
@@ -214,29 +246,34 @@ def end_offsets_dlq(env: RunEnv) -> dict[int, int]:
 
 def model_load(repeats: int = 3) -> dict:
     """Import and Scorer.load times in a fresh interpreter (the first run also warms the page cache)."""
-    code = ("import time; t0 = time.perf_counter(); from streamer.ml.scorer import Scorer; "
-            "t1 = time.perf_counter(); Scorer.load('models'); t2 = time.perf_counter(); "
-            "print(t1 - t0, t2 - t1)")
+    code = (
+        "import time; t0 = time.perf_counter(); from streamer.ml.scorer import Scorer; "
+        "t1 = time.perf_counter(); Scorer.load('models'); t2 = time.perf_counter(); "
+        "print(t1 - t0, t2 - t1)"
+    )
     runs = []
     for _ in range(repeats):
         out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
         runs.append([float(x) for x in out.stdout.split()])
-    return {"import_s": round(statistics.median(r[0] for r in runs), 3),
-            "load_s": round(statistics.median(r[1] for r in runs), 3),
-            "runs": [[round(a, 3), round(b, 3)] for a, b in runs],
-            "model_bytes": sum(f.stat().st_size for f in (ROOT / "models").iterdir() if f.is_file())}
+    return {
+        "import_s": round(statistics.median(r[0] for r in runs), 3),
+        "load_s": round(statistics.median(r[1] for r in runs), 3),
+        "runs": [[round(a, 3), round(b, 3)] for a, b in runs],
+        "model_bytes": sum(f.stat().st_size for f in (ROOT / "models").iterdir() if f.is_file()),
+    }
 
 
 # --- 2. the original design --------------------------------------------------------------------------------
 
+
 def original_run(n: int, seed: int, keep: bool) -> dict:
     from bench.baseline import run_original, train_original
 
-    log(f"original: training the original design's models (2 x TF-IDF + 100-tree RandomForest)")
+    log("original: training the original design's models (2 x TF-IDF + 100-tree RandomForest)")
     models = train_original()
     env = RunEnv.create("original")
     try:
-        values, keys, invalid = workload(n, 0.01, seed=seed, kinds=BENCH_INVALID_KINDS)
+        values, keys, _invalid = workload(n, 0.01, seed=seed, kinds=BENCH_INVALID_KINDS)
         preload(env.raw, values, keys)
         log(f"original: processing {n:,} pre-loaded events one by one (trained in {models.train_seconds:.1f}s)")
         cpu = CpuMeter([]).start()  # the loop runs in this process: "benchmark driver"
@@ -254,6 +291,7 @@ def original_run(n: int, seed: int, keep: bool) -> dict:
 
 # --- 3. latency ---------------------------------------------------------------------------------------------
 
+
 def latency_run(rate: int, seconds: float, warmup: float, seed: int, keep: bool) -> dict:
     from confluent_kafka import Consumer, Producer, TopicPartition
 
@@ -269,11 +307,18 @@ def latency_run(rate: int, seconds: float, warmup: float, seed: int, keep: bool)
         arrivals: list[tuple[int, int, float]] = []  # (source partition, source offset, arrival ms)
         stop_reading = threading.Event()
 
-        reader = Consumer({"bootstrap.servers": BOOTSTRAP, "group.id": env.group + "-reader",
-                           # The broker answers a waiting fetch as soon as a record arrives, so a long wait
-                           # adds no latency; a short one only loads the broker with empty fetches.
-                           "fetch.wait.max.ms": 100, "fetch.min.bytes": 1, "enable.auto.commit": False,
-                           "log_level": 3})
+        reader = Consumer(
+            {
+                "bootstrap.servers": BOOTSTRAP,
+                "group.id": env.group + "-reader",
+                # The broker answers a waiting fetch as soon as a record arrives, so a long wait
+                # adds no latency; a short one only loads the broker with empty fetches.
+                "fetch.wait.max.ms": 100,
+                "fetch.min.bytes": 1,
+                "enable.auto.commit": False,
+                "log_level": 3,
+            }
+        )
         reader.assign([TopicPartition(env.scored, p, 0) for p in range(PARTITIONS)])
 
         def read() -> None:
@@ -294,8 +339,7 @@ def latency_run(rate: int, seconds: float, warmup: float, seed: int, keep: bool)
             if err is None:
                 created[(msg.partition(), msg.offset())] = (msg.timestamp()[1], index)
 
-        producer = Producer({"bootstrap.servers": BOOTSTRAP, "linger.ms": 5, "compression.type": "lz4",
-                             "log_level": 3})
+        producer = Producer({"bootstrap.servers": BOOTSTRAP, "linger.ms": 5, "compression.type": "lz4", "log_level": 3})
         cpu = CpuMeter([proc.pid]).start()
         log(f"latency: producing {rate:,} events/s for {warmup:g}s of warm-up + {seconds:g}s measured")
         sent = 0
@@ -341,21 +385,37 @@ def latency_run(rate: int, seconds: float, warmup: float, seed: int, keep: bool)
             return round(xs[min(len(xs) - 1, int(q * len(xs)))], 1) if xs else None
 
         result = {
-            "rate_target": rate, "seconds": seconds, "warmup_seconds": warmup, "produced": sent,
-            "rate_achieved": round(sent / produce_seconds, 1), "producer_max_behind": behind_max,
-            "scored_received": len(arrivals), "matched": len(latencies), "expected_scored": expected_measured,
-            "p50_ms": pct(0.50), "p95_ms": pct(0.95), "p99_ms": pct(0.99), "max_ms": pct(1.0),
+            "rate_target": rate,
+            "seconds": seconds,
+            "warmup_seconds": warmup,
+            "produced": sent,
+            "rate_achieved": round(sent / produce_seconds, 1),
+            "producer_max_behind": behind_max,
+            "scored_received": len(arrivals),
+            "matched": len(latencies),
+            "expected_scored": expected_measured,
+            "p50_ms": pct(0.50),
+            "p95_ms": pct(0.95),
+            "p99_ms": pct(0.99),
+            "max_ms": pct(1.0),
             "mean_ms": round(statistics.fmean(latencies), 1) if latencies else None,
-            "with_warmup": {"p50_ms": pct(0.5, with_warmup), "p99_ms": pct(0.99, with_warmup),
-                            "max_ms": pct(1.0, with_warmup), "matched": len(with_warmup), "expected": expected},
+            "with_warmup": {
+                "p50_ms": pct(0.5, with_warmup),
+                "p99_ms": pct(0.99, with_warmup),
+                "max_ms": pct(1.0, with_warmup),
+                "matched": len(with_warmup),
+                "expected": expected,
+            },
             "cpu_cores_used": cpu_used,
             "stack_restarted": cpu.restarted,
             "latencies_ms": [round(x, 1) for x in latencies],
             "over_time": [(round(t, 3), round(v, 1)) for t, v in over_time[:: max(1, len(over_time) // 20_000)]],
         }
-        log(f"latency: p50 {result['p50_ms']} ms, p95 {result['p95_ms']} ms, p99 {result['p99_ms']} ms "
+        log(
+            f"latency: p50 {result['p50_ms']} ms, p95 {result['p95_ms']} ms, p99 {result['p99_ms']} ms "
             f"({len(latencies):,} of {expected_measured:,} matched after {warmup:g}s of warm-up; with it p99 "
-            f"{result['with_warmup']['p99_ms']} ms; producer rate {result['rate_achieved']:,}/s)")
+            f"{result['with_warmup']['p99_ms']} ms; producer rate {result['rate_achieved']:,}/s)"
+        )
         return result
     finally:
         if proc is not None:
@@ -391,8 +451,10 @@ def wait_quiet(limit: float) -> float:
         log(f"other processes use {busy:.2f} cores; waiting for a quieter machine")
         busy = background_cores(5.0)
     if busy > QUIET_CORES:
-        log(f"WARNING: other processes use {busy:.2f} of {os.cpu_count()} cores: the figures will be "
-            "lower than on a quiet machine")
+        log(
+            f"WARNING: other processes use {busy:.2f} of {os.cpu_count()} cores: the figures will be "
+            "lower than on a quiet machine"
+        )
     return round(busy, 2)
 
 
@@ -400,8 +462,13 @@ def verdicts(r: dict) -> list[tuple[str, bool | None, str]]:
     out = []
     t = r.get("throughput")
     if t:
-        out.append((f"throughput >= {TARGETS['throughput_events_per_s']:,} events/s end to end (1 process)",
-                    t["events_per_s"] >= TARGETS["throughput_events_per_s"], f"{t['events_per_s']:,.0f} events/s"))
+        out.append(
+            (
+                f"throughput >= {TARGETS['throughput_events_per_s']:,} events/s end to end (1 process)",
+                t["events_per_s"] >= TARGETS["throughput_events_per_s"],
+                f"{t['events_per_s']:,.0f} events/s",
+            )
+        )
     o = r.get("original")
     if t and o:
         ratio = t["events_per_s"] / o["events_per_s"]
@@ -413,31 +480,61 @@ def verdicts(r: dict) -> list[tuple[str, bool | None, str]]:
         needed = stack_cores(c) * scale
         if ratio < TARGETS["original_ratio"] and needed > c["cores"]:
             # The CPU per event the stack used in the throughput run rules the target out on this machine.
-            detail += (f"; {TARGETS['original_ratio']:,}x is {need:,.0f} events/s, for which the stack would need "
-                       f"{needed:.1f} of the {c['cores']:.0f} cores at this run's CPU per event (PostgreSQL "
-                       f"alone {c['postgresql'] * scale:.1f})")
-        out.append((f">= {TARGETS['original_ratio']:,}x the original design's events/s", ratio >= TARGETS["original_ratio"],
-                    detail))
+            detail += (
+                f"; {TARGETS['original_ratio']:,}x is {need:,.0f} events/s, for which the stack would need "
+                f"{needed:.1f} of the {c['cores']:.0f} cores at this run's CPU per event (PostgreSQL "
+                f"alone {c['postgresql'] * scale:.1f})"
+            )
+        out.append(
+            (
+                f">= {TARGETS['original_ratio']:,}x the original design's events/s",
+                ratio >= TARGETS["original_ratio"],
+                detail,
+            )
+        )
     lat = r.get("latency")
     if lat:
-        out.append((f"p99 <= {TARGETS['latency_p99_ms']} ms at {lat['rate_target']:,} events/s",
-                    lat["p99_ms"] is not None and lat["p99_ms"] <= TARGETS["latency_p99_ms"]
-                    and lat["matched"] >= 0.99 * lat["expected_scored"],
-                    f"p99 {lat['p99_ms']} ms (p50 {lat['p50_ms']}, p95 {lat['p95_ms']}; "
-                    f"{lat['matched']:,}/{lat['expected_scored']:,} scored)"))
+        out.append(
+            (
+                f"p99 <= {TARGETS['latency_p99_ms']} ms at {lat['rate_target']:,} events/s",
+                lat["p99_ms"] is not None
+                and lat["p99_ms"] <= TARGETS["latency_p99_ms"]
+                and lat["matched"] >= 0.99 * lat["expected_scored"],
+                f"p99 {lat['p99_ms']} ms (p50 {lat['p50_ms']}, p95 {lat['p95_ms']}; "
+                f"{lat['matched']:,}/{lat['expected_scored']:,} scored)",
+            )
+        )
     if t:
-        out.append((f"peak RSS <= {TARGETS['peak_rss_mb']} MB", t["peak_rss_mb"] <= TARGETS["peak_rss_mb"],
-                    f"{t['peak_rss_mb']} MB (VmHWM)"))
-        out.append((f"first commit <= {TARGETS['first_commit_s']:g} s after start",
-                    t["first_commit_s"] <= TARGETS["first_commit_s"], f"{t['first_commit_s']:.2f} s"))
+        out.append(
+            (
+                f"peak RSS <= {TARGETS['peak_rss_mb']} MB",
+                t["peak_rss_mb"] <= TARGETS["peak_rss_mb"],
+                f"{t['peak_rss_mb']} MB (VmHWM)",
+            )
+        )
+        out.append(
+            (
+                f"first commit <= {TARGETS['first_commit_s']:g} s after start",
+                t["first_commit_s"] <= TARGETS["first_commit_s"],
+                f"{t['first_commit_s']:.2f} s",
+            )
+        )
     s = r.get("scaling")
     if s:
-        out.append((f"2 processes >= {TARGETS['scaling_ratio']}x one process", s["ratio"] >= TARGETS["scaling_ratio"],
-                    f"{s['ratio']:.2f}x ({s['one']['events_per_s']:,.0f} -> {s['two']['events_per_s']:,.0f} "
-                    f"events/s; machine busy {s['two']['cpu_cores_used']['machine total']:.2f} of "
-                    f"{s['two']['cpu_cores_used']['cores']:.0f} cores"
-                    + (f"; the machine allows at most {s['ceiling_ratio']:.2f}x: the limit is the cores)"
-                       if s.get("ceiling_ratio", 99) < TARGETS["scaling_ratio"] else ")")))
+        out.append(
+            (
+                f"2 processes >= {TARGETS['scaling_ratio']}x one process",
+                s["ratio"] >= TARGETS["scaling_ratio"],
+                f"{s['ratio']:.2f}x ({s['one']['events_per_s']:,.0f} -> {s['two']['events_per_s']:,.0f} "
+                f"events/s; machine busy {s['two']['cpu_cores_used']['machine total']:.2f} of "
+                f"{s['two']['cpu_cores_used']['cores']:.0f} cores"
+                + (
+                    f"; the machine allows at most {s['ceiling_ratio']:.2f}x: the limit is the cores)"
+                    if s.get("ceiling_ratio", 99) < TARGETS["scaling_ratio"]
+                    else ")"
+                ),
+            )
+        )
     return out
 
 
@@ -447,22 +544,36 @@ def main() -> int:
     parser.add_argument("--original-events", type=int, default=1_000, help="events for the original design")
     parser.add_argument("--latency-rate", type=int, default=5_000, help="events/s of the latency run")
     parser.add_argument("--latency-seconds", type=float, default=60.0, help="measured part of the latency run")
-    parser.add_argument("--latency-warmup", type=float, default=5.0,
-                        help="seconds of load before the measured part (reported apart)")
-    parser.add_argument("--scaling-events", type=int, default=500_000,
-                        help="pre-loaded events per scaling run (long enough that the second member's join "
-                        "and the ramp-up do not dominate)")
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke run: 20,000 events, 200 original, 3 + 10 s latency, 20,000 per scaling run")
+    parser.add_argument(
+        "--latency-warmup", type=float, default=5.0, help="seconds of load before the measured part (reported apart)"
+    )
+    parser.add_argument(
+        "--scaling-events",
+        type=int,
+        default=500_000,
+        help="pre-loaded events per scaling run (long enough that the second member's join "
+        "and the ramp-up do not dominate)",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run: 20,000 events, 200 original, 3 + 10 s latency, 20,000 per scaling run",
+    )
     parser.add_argument("--skip-latency", action="store_true")
     parser.add_argument("--skip-scaling", action="store_true")
     parser.add_argument("--skip-original", action="store_true")
     parser.add_argument("--skip-growth", action="store_true", help="leave out bench/growth.py's run")
-    parser.add_argument("--growth-rows", default="0,5000000,20000000",
-                        help="stored-row counts of the growth run (bench/growth.py)")
+    parser.add_argument(
+        "--growth-rows", default="0,5000000,20000000", help="stored-row counts of the growth run (bench/growth.py)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the topics and schemas of the runs")
-    parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
-                        help="before each part, wait up to this long for other processes to use < 0.3 cores")
+    parser.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="before each part, wait up to this long for other processes to use < 0.3 cores",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS, help="results directory (default bench/results)")
     args = parser.parse_args()
     if args.quick:
@@ -472,11 +583,18 @@ def main() -> int:
     from bench import e2e_report
 
     began = time.monotonic()
-    results: dict = {"command": e2e_report.command_line(), "machine": e2e_report.machine(),
-                     "code": e2e_report.code_version(), "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                     "targets": TARGETS, "load_before": e2e_report.load_average()}
-    log(f"machine: {results['machine']['cpu_model']}, {results['machine']['cores']} cores, "
-        f"{results['machine']['memory_gib']} GiB; load average {results['load_before']}")
+    results: dict = {
+        "command": e2e_report.command_line(),
+        "machine": e2e_report.machine(),
+        "code": e2e_report.code_version(),
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "targets": TARGETS,
+        "load_before": e2e_report.load_average(),
+    }
+    log(
+        f"machine: {results['machine']['cpu_model']}, {results['machine']['cores']} cores, "
+        f"{results['machine']['memory_gib']} GiB; load average {results['load_before']}"
+    )
     results["background_cores"] = {}
 
     def part(name: str, fn) -> None:
@@ -497,9 +615,13 @@ def main() -> int:
     def scaling() -> dict:
         one = throughput_run(args.scaling_events, seed=45, keep=args.keep, label="scale1", processes=1)
         two = throughput_run(args.scaling_events, seed=45, keep=args.keep, label="scale2", processes=2)
-        return {"events": args.scaling_events, "one": one, "two": two,
-                "ratio": round(two["events_per_s"] / one["events_per_s"], 2),
-                "ceiling_ratio": ceiling_ratio(one["cpu_cores_used"])}
+        return {
+            "events": args.scaling_events,
+            "one": one,
+            "two": two,
+            "ratio": round(two["events_per_s"] / one["events_per_s"], 2),
+            "ceiling_ratio": ceiling_ratio(one["cpu_cores_used"]),
+        }
 
     part("throughput", lambda: throughput_run(args.events, seed=42, keep=args.keep))
     part("model_load", model_load)
@@ -508,8 +630,10 @@ def main() -> int:
     if not args.skip_original:
         part("original", lambda: original_run(args.original_events, seed=43, keep=args.keep))
     if not args.skip_latency:
-        part("latency", lambda: latency_run(args.latency_rate, args.latency_seconds, args.latency_warmup,
-                                            seed=44, keep=args.keep))
+        part(
+            "latency",
+            lambda: latency_run(args.latency_rate, args.latency_seconds, args.latency_warmup, seed=44, keep=args.keep),
+        )
     if not args.skip_scaling:
         part("scaling", scaling)
     if not args.skip_growth:
@@ -522,8 +646,9 @@ def main() -> int:
             (args.out / "growth.md").write_text(growth.markdown(results["growth"]))
     results["load_after"] = e2e_report.load_average()
     results["total_seconds"] = round(time.monotonic() - began, 1)
-    results["verdicts"] = [{"target": name, "pass": ok, "measured": measured}
-                           for name, ok, measured in verdicts(results)]
+    results["verdicts"] = [
+        {"target": name, "pass": ok, "measured": measured} for name, ok, measured in verdicts(results)
+    ]
 
     args.out.mkdir(parents=True, exist_ok=True)
     e2e_report.write(results, args.out)
@@ -538,8 +663,10 @@ def main() -> int:
         print(f"NOTE  {', '.join(names)} restarted during {part}: that run includes the outage")
     for name, error in results.get("errors", {}).items():
         print(f"ERROR {name}: {error.splitlines()[0]}")
-    print(f"\nbench: done in {results['total_seconds'] / 60:.1f} min; results in "
-          f"{args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out}/")
+    print(
+        f"\nbench: done in {results['total_seconds'] / 60:.1f} min; results in "
+        f"{args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out}/"
+    )
     return 1 if results.get("errors") else 0
 
 

@@ -14,8 +14,17 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-LIBRARIES = ("confluent-kafka", "scikit-learn", "numpy", "scipy", "orjson", "psycopg", "prometheus-client",
-             "joblib", "matplotlib")
+LIBRARIES = (
+    "confluent-kafka",
+    "scikit-learn",
+    "numpy",
+    "scipy",
+    "orjson",
+    "psycopg",
+    "prometheus-client",
+    "joblib",
+    "matplotlib",
+)
 
 
 def command_line() -> str:
@@ -58,7 +67,7 @@ def machine() -> dict:
     return {
         "cpu_model": _first(r"^model name\s*:\s*(.*)$", cpuinfo) or platform.processor(),
         "cores": os.cpu_count(),
-        "memory_gib": round(int(_first(r"^MemTotal:\s*(\d+)", meminfo) or 0) / 1024 ** 2, 1),
+        "memory_gib": round(int(_first(r"^MemTotal:\s*(\d+)", meminfo) or 0) / 1024**2, 1),
         "os": _first(r'^PRETTY_NAME="?([^"\n]*)', os_release) or platform.platform(),
         "kernel": platform.release(),
         "python": platform.python_version(),
@@ -91,6 +100,7 @@ def code_version() -> dict:
 
 # --- e2e.json / e2e.md --------------------------------------------------------------------------------------
 
+
 def write(results: dict, out: Path) -> None:
     plot_throughput(results, out / "throughput.png")
     if results.get("latency"):
@@ -114,8 +124,10 @@ def _for_json(results: dict) -> dict:
         values = lat.pop("latencies_ms")
         edges = [0, 5, 10, 20, 50, 100, 200, 300, 500, 750, 1000, 2000, 5000, 10_000, float("inf")]
         counts, _ = np.histogram(values, bins=edges)
-        lat["histogram_ms"] = [{"from": a, "to": b if b != float("inf") else None, "count": int(c)}
-                               for a, b, c in zip(edges, edges[1:], counts)]
+        lat["histogram_ms"] = [
+            {"from": a, "to": b if b != float("inf") else None, "count": int(c)}
+            for a, b, c in zip(edges, edges[1:], counts)
+        ]
         step = max(1, len(lat["over_time"]) // 2000)
         lat["over_time"] = lat["over_time"][::step]
     return slim
@@ -130,27 +142,40 @@ def _n(x, digits: int = 0) -> str:
 def markdown(r: dict) -> str:
     m = r["machine"]
     lines = ["# streamer end-to-end benchmark", ""]
-    lines += [f"- **When**: {r['started_at']}; took **{r['total_seconds'] / 60:.1f} min**.",
-              f"- **Command**: `{r['command']}` (`make bench` runs `.venv/bin/python bench/e2e.py`).",
-              f"- **Code**: commit {r['code']['commit']}"
-              + (f" plus uncommitted changes in {', '.join(r['code']['uncommitted_changes'])}"
-                 if r['code']['uncommitted_changes'] else "") + ".",
-              f"- **Machine**: {m['cpu_model']}, {m['cores']} cores, {m['memory_gib']} GiB, {m['os']} "
-              f"(kernel {m['kernel']}); {m['note']}. Load average before / after: "
-              f"{r['load_before']} / {r.get('load_after')}.",
-              f"- **Versions**: Python {m['python']}, Kafka {m['kafka']} (Java {m['java']}), "
-              f"PostgreSQL {m['postgresql']}, "
-              + ", ".join(f"{k} {v}" for k, v in m["libraries"].items() if v) + ".", ""]
+    lines += [
+        f"- **When**: {r['started_at']}; took **{r['total_seconds'] / 60:.1f} min**.",
+        f"- **Command**: `{r['command']}` (`make bench` runs `.venv/bin/python bench/e2e.py`).",
+        f"- **Code**: commit {r['code']['commit']}"
+        + (
+            f" plus uncommitted changes in {', '.join(r['code']['uncommitted_changes'])}"
+            if r["code"]["uncommitted_changes"]
+            else ""
+        )
+        + ".",
+        f"- **Machine**: {m['cpu_model']}, {m['cores']} cores, {m['memory_gib']} GiB, {m['os']} "
+        f"(kernel {m['kernel']}); {m['note']}. Load average before / after: "
+        f"{r['load_before']} / {r.get('load_after')}.",
+        f"- **Versions**: Python {m['python']}, Kafka {m['kafka']} (Java {m['java']}), "
+        f"PostgreSQL {m['postgresql']}, " + ", ".join(f"{k} {v}" for k, v in m["libraries"].items() if v) + ".",
+        "",
+    ]
 
     disturbed, restarted = _disturbed(r)
     if disturbed:
-        lines += ["> **The machine was not quiet.** Other processes (not the streamer, broker, PostgreSQL or "
-                  "this benchmark) used " + "; ".join(f"{c:.2f} cores during {part}" for part, c in disturbed)
-                  + f" of {m['cores']}. Those figures are lower (latencies higher) than on a quiet machine.", ""]
+        lines += [
+            "> **The machine was not quiet.** Other processes (not the streamer, broker, PostgreSQL or "
+            "this benchmark) used "
+            + "; ".join(f"{c:.2f} cores during {part}" for part, c in disturbed)
+            + f" of {m['cores']}. Those figures are lower (latencies higher) than on a quiet machine.",
+            "",
+        ]
     if restarted:
-        lines += ["> **The stack restarted under the benchmark** (someone else's drill?): "
-                  + "; ".join(f"{', '.join(names)} during {part}" for part, names in restarted)
-                  + ". Those runs include the outage; run again.", ""]
+        lines += [
+            "> **The stack restarted under the benchmark** (someone else's drill?): "
+            + "; ".join(f"{', '.join(names)} during {part}" for part, names in restarted)
+            + ". Those runs include the outage; run again.",
+            "",
+        ]
     for name, error in r.get("retried", {}).items():
         if name not in r.get("errors", {}):
             lines += [f"> {name} was run twice: the first attempt failed with `{error.splitlines()[0][:200]}`.", ""]
@@ -163,97 +188,141 @@ def markdown(r: dict) -> str:
 
     t = r.get("throughput")
     if t:
-        lines += [f"## Throughput: one process, {t['events']:,} pre-loaded events", "",
-                  f"{t['invalid']:,} of them invalid (every kind the workload makes but the 2 MiB one, which the "
-                  f"broker refuses), {t['payload_mb']} MB of values, 6 partitions. The clock starts with the "
-                  "process; events/s is counted from its first commit to the moment the group's committed "
-                  "offsets reach the end (consume → decode → score → PostgreSQL → logs.scored → commit).", "",
-                  "| | |", "|---|---|",
-                  f"| events/s, steady (first commit → caught up) | **{_n(t['events_per_s'])}** |",
-                  f"| events/s including start-up | {_n(t['events_per_s_with_start_up'])} |",
-                  f"| caught up after | {t['caught_up_s']:.1f} s |",
-                  f"| first commit after start | {t['first_commit_s']:.2f} s |",
-                  f"| peak RSS (VmHWM) | {t['peak_rss_mb']} MB |",
-                  f"| batches | {t['batches']:,} (avg {t['events'] / max(t['batches'], 1):,.0f} records) |",
-                  f"| rows stored / expected | {t['check']['stored_rows']['log_entries']:,} / "
-                  f"{t['check']['expected_stored']:,}; dead letters {t['check']['dead_letters']:,} |", ""]
-        lines += ["Time per stage (sums of `streamer_stage_seconds` from the process's /metrics):", "",
-                  "| stage | seconds | share | µs per event |", "|---|---:|---:|---:|"]
+        lines += [
+            f"## Throughput: one process, {t['events']:,} pre-loaded events",
+            "",
+            f"{t['invalid']:,} of them invalid (every kind the workload makes but the 2 MiB one, which the "
+            f"broker refuses), {t['payload_mb']} MB of values, 6 partitions. The clock starts with the "
+            "process; events/s is counted from its first commit to the moment the group's committed "
+            "offsets reach the end (consume → decode → score → PostgreSQL → logs.scored → commit).",
+            "",
+            "| | |",
+            "|---|---|",
+            f"| events/s, steady (first commit → caught up) | **{_n(t['events_per_s'])}** |",
+            f"| events/s including start-up | {_n(t['events_per_s_with_start_up'])} |",
+            f"| caught up after | {t['caught_up_s']:.1f} s |",
+            f"| first commit after start | {t['first_commit_s']:.2f} s |",
+            f"| peak RSS (VmHWM) | {t['peak_rss_mb']} MB |",
+            f"| batches | {t['batches']:,} (avg {t['events'] / max(t['batches'], 1):,.0f} records) |",
+            f"| rows stored / expected | {t['check']['stored_rows']['log_entries']:,} / "
+            f"{t['check']['expected_stored']:,}; dead letters {t['check']['dead_letters']:,} |",
+            "",
+        ]
+        lines += [
+            "Time per stage (sums of `streamer_stage_seconds` from the process's /metrics):",
+            "",
+            "| stage | seconds | share | µs per event |",
+            "|---|---:|---:|---:|",
+        ]
         for s, sec in t["stage_seconds"].items():
-            lines.append(f"| {s} | {sec:.2f} | {100 * t['stage_share'].get(s, 0):.1f} % | "
-                         f"{t['stage_us_per_event'][s]:.1f} |")
+            lines.append(
+                f"| {s} | {sec:.2f} | {100 * t['stage_share'].get(s, 0):.1f} % | {t['stage_us_per_event'][s]:.1f} |"
+            )
         lines += ["", _cpu_table(t["cpu_cores_used"]), ""]
         su = t["per_process"][0]["start_up"]
         ml = r.get("model_load", {})
-        lines += ["## Footprint and start-up", "", "| | |", "|---|---|",
-                  f"| peak RSS of `streamer run` | {t['peak_rss_mb']} MB |",
-                  f"| import of the scorer (fresh interpreter) | {_n(ml.get('import_s'), 3)} s |",
-                  f"| Scorer.load (models/, {_n(ml.get('model_bytes', 0) / 1024, 0)} KiB) | "
-                  f"{_n(ml.get('load_s'), 3)} s |"]
+        lines += [
+            "## Footprint and start-up",
+            "",
+            "| | |",
+            "|---|---|",
+            f"| peak RSS of `streamer run` | {t['peak_rss_mb']} MB |",
+            f"| import of the scorer (fresh interpreter) | {_n(ml.get('import_s'), 3)} s |",
+            f"| Scorer.load (models/, {_n(ml.get('model_bytes', 0) / 1024, 0)} KiB) | {_n(ml.get('load_s'), 3)} s |",
+        ]
         for name, sec in su.items():
             lines.append(f"| {name} (from its log) | {sec:.2f} s after start |")
         lines += [f"| first commit, data pre-loaded | {t['first_commit_s']:.2f} s after start |", ""]
 
     o = r.get("original")
     if o:
-        lines += ["## The original design", "",
-                  "Per message: a TfidfVectorizer(max_features=1000, stop_words='english') call and a 100-tree "
-                  "RandomForest predict_proba per model (level, anomaly), one INSERT per table + commit, one "
-                  "produce + flush (bench/baseline.py), trained on "
-                  f"{o['train_rows']:,} corpus rows; same workload, fresh topic.", "",
-                  "| events | events/s | ms per event: score | store | publish | ratio |",
-                  "|---:|---:|---:|---:|---:|---:|",
-                  f"| {o['events']:,} | {o['events_per_s']:,.1f} | {o['ms_per_stored_event']['score']} | "
-                  f"{o['ms_per_stored_event']['store']} | {o['ms_per_stored_event']['publish']} | "
-                  f"streamer is **{_n(r.get('original_ratio'))}x** faster |", ""]
+        lines += [
+            "## The original design",
+            "",
+            "Per message: a TfidfVectorizer(max_features=1000, stop_words='english') call and a 100-tree "
+            "RandomForest predict_proba per model (level, anomaly), one INSERT per table + commit, one "
+            "produce + flush (bench/baseline.py), trained on "
+            f"{o['train_rows']:,} corpus rows; same workload, fresh topic.",
+            "",
+            "| events | events/s | ms per event: score | store | publish | ratio |",
+            "|---:|---:|---:|---:|---:|---:|",
+            f"| {o['events']:,} | {o['events_per_s']:,.1f} | {o['ms_per_stored_event']['score']} | "
+            f"{o['ms_per_stored_event']['store']} | {o['ms_per_stored_event']['publish']} | "
+            f"streamer is **{_n(r.get('original_ratio'))}x** faster |",
+            "",
+        ]
 
     lat = r.get("latency")
     if lat:
         ww = lat["with_warmup"]
-        lines += [f"## Latency at {lat['rate_target']:,} events/s for {lat['seconds']:.0f} s "
-                  f"(after {lat['warmup_seconds']:g} s of warm-up)", "",
-                  "From the input record's CreateTime (set by the paced producer) to the scored record's arrival "
-                  "on the output topic (wall clock of a reader in the benchmark process), matched by its "
-                  "source.partition/source.offset headers. The scored record is produced after the database "
-                  "commit and before the offset commit.", "",
-                  "| p50 | p95 | p99 | max | mean | matched | producer rate |", "|---:|---:|---:|---:|---:|---:|---:|",
-                  f"| {lat['p50_ms']} ms | {lat['p95_ms']} ms | {lat['p99_ms']} ms | {lat['max_ms']} ms | "
-                  f"{lat['mean_ms']} ms | {lat['matched']:,} / {lat['expected_scored']:,} | "
-                  f"{lat['rate_achieved']:,.0f}/s |", "",
-                  f"With the warm-up included: p50 {ww['p50_ms']} ms, p99 {ww['p99_ms']} ms, max {ww['max_ms']} ms "
-                  f"({ww['matched']:,} / {ww['expected']:,}).", "", _cpu_table(lat["cpu_cores_used"]), ""]
+        lines += [
+            f"## Latency at {lat['rate_target']:,} events/s for {lat['seconds']:.0f} s "
+            f"(after {lat['warmup_seconds']:g} s of warm-up)",
+            "",
+            "From the input record's CreateTime (set by the paced producer) to the scored record's arrival "
+            "on the output topic (wall clock of a reader in the benchmark process), matched by its "
+            "source.partition/source.offset headers. The scored record is produced after the database "
+            "commit and before the offset commit.",
+            "",
+            "| p50 | p95 | p99 | max | mean | matched | producer rate |",
+            "|---:|---:|---:|---:|---:|---:|---:|",
+            f"| {lat['p50_ms']} ms | {lat['p95_ms']} ms | {lat['p99_ms']} ms | {lat['max_ms']} ms | "
+            f"{lat['mean_ms']} ms | {lat['matched']:,} / {lat['expected_scored']:,} | "
+            f"{lat['rate_achieved']:,.0f}/s |",
+            "",
+            f"With the warm-up included: p50 {ww['p50_ms']} ms, p99 {ww['p99_ms']} ms, max {ww['max_ms']} ms "
+            f"({ww['matched']:,} / {ww['expected']:,}).",
+            "",
+            _cpu_table(lat["cpu_cores_used"]),
+            "",
+        ]
 
     s = r.get("scaling")
     if s:
-        lines += [f"## Scaling: processes in one group, 6 partitions, {s['events']:,} pre-loaded events", "",
-                  "| processes | events/s steady | with start-up | caught up | machine busy (cores) | streamer | "
-                  "broker | PostgreSQL | else |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        lines += [
+            f"## Scaling: processes in one group, 6 partitions, {s['events']:,} pre-loaded events",
+            "",
+            "| processes | events/s steady | with start-up | caught up | machine busy (cores) | streamer | "
+            "broker | PostgreSQL | else |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
         for k, run in (("1", s["one"]), ("2", s["two"])):
             c = run["cpu_cores_used"]
-            lines.append(f"| {k} | {_n(run['events_per_s'])} | {_n(run['events_per_s_with_start_up'])} | "
-                         f"{run['caught_up_s']:.1f} s | {c['machine total']:.2f} of {c['cores']:.0f} | "
-                         f"{c['streamer']:.2f} | {c['kafka broker']:.2f} | {c['postgresql']:.2f} | "
-                         f"{c['everything else'] + c['benchmark driver']:.2f} |")
+            lines.append(
+                f"| {k} | {_n(run['events_per_s'])} | {_n(run['events_per_s_with_start_up'])} | "
+                f"{run['caught_up_s']:.1f} s | {c['machine total']:.2f} of {c['cores']:.0f} | "
+                f"{c['streamer']:.2f} | {c['kafka broker']:.2f} | {c['postgresql']:.2f} | "
+                f"{c['everything else'] + c['benchmark driver']:.2f} |"
+            )
         c2 = s["two"]["cpu_cores_used"]
         busy = c2["machine total"] / c2["cores"]
-        where = (f"streamers {c2['streamer']:.2f}, PostgreSQL {c2['postgresql']:.2f}, broker "
-                 f"{c2['kafka broker']:.2f} cores")
+        where = (
+            f"streamers {c2['streamer']:.2f}, PostgreSQL {c2['postgresql']:.2f}, broker {c2['kafka broker']:.2f} cores"
+        )
         if busy >= 0.95:
-            verdict = (f"With 2 processes the machine was {100 * busy:.0f} % busy ({where}): the {c2['cores']:.0f} "
-                       "cores, shared with the broker and PostgreSQL, are the limit, not the partitioning.")
+            verdict = (
+                f"With 2 processes the machine was {100 * busy:.0f} % busy ({where}): the {c2['cores']:.0f} "
+                "cores, shared with the broker and PostgreSQL, are the limit, not the partitioning."
+            )
         elif busy >= 0.8:
-            verdict = (f"With 2 processes the machine was {100 * busy:.0f} % busy ({where}): nearly saturated; "
-                       f"on {c2['cores']:.0f} cores shared with the broker and PostgreSQL a second process has "
-                       "little left to use.")
+            verdict = (
+                f"With 2 processes the machine was {100 * busy:.0f} % busy ({where}): nearly saturated; "
+                f"on {c2['cores']:.0f} cores shared with the broker and PostgreSQL a second process has "
+                "little left to use."
+            )
         else:
-            verdict = (f"The machine was only {100 * busy:.0f} % busy with 2 processes ({where}): cores were not "
-                       "the limit; waiting (database, acknowledgements) was.")
+            verdict = (
+                f"The machine was only {100 * busy:.0f} % busy with 2 processes ({where}): cores were not "
+                "the limit; waiting (database, acknowledgements) was."
+            )
         if "ceiling_ratio" in s:
             c1 = s["one"]["cpu_cores_used"]
-            verdict += (f" Ceiling: one process used {stack_cores(c1):.2f} "
-                        f"cores of the stack (streamer, broker, PostgreSQL) for {_n(s['one']['events_per_s'])} "
-                        f"events/s, so {c1['cores']:.0f} cores allow at most **{s['ceiling_ratio']:.2f}x** with any "
-                        "number of processes.")
+            verdict += (
+                f" Ceiling: one process used {stack_cores(c1):.2f} "
+                f"cores of the stack (streamer, broker, PostgreSQL) for {_n(s['one']['events_per_s'])} "
+                f"events/s, so {c1['cores']:.0f} cores allow at most **{s['ceiling_ratio']:.2f}x** with any "
+                "number of processes."
+            )
         lines += ["", f"Ratio **{s['ratio']:.2f}x**. {verdict}", ""]
 
     if r.get("growth"):
@@ -261,19 +330,30 @@ def markdown(r: dict) -> str:
 
         lines += ["#" + growth_markdown(r["growth"]), ""]  # its title one level down
 
-    lines += ["## Plots", "", "- `throughput.png`: committed events per second over time (throughput and scaling "
-              "runs) and RSS of the throughput run.", "- `latency.png`: latency distribution and latency over time.",
-              ""]
+    lines += [
+        "## Plots",
+        "",
+        "- `throughput.png`: committed events per second over time (throughput and scaling "
+        "runs) and RSS of the throughput run.",
+        "- `latency.png`: latency distribution and latency over time.",
+        "",
+    ]
     return "\n".join(lines)
 
 
 def _disturbed(r: dict, limit: float = 0.3) -> list[tuple[str, float]]:
-    parts = [("the throughput run", r.get("throughput")), ("the original design's run", r.get("original")),
-             ("the latency run", r.get("latency")),
-             ("the 1-process scaling run", (r.get("scaling") or {}).get("one")),
-             ("the 2-process scaling run", (r.get("scaling") or {}).get("two"))]
-    busy = [(name, run["cpu_cores_used"]["everything else"]) for name, run in parts
-            if run and run["cpu_cores_used"]["everything else"] > limit]
+    parts = [
+        ("the throughput run", r.get("throughput")),
+        ("the original design's run", r.get("original")),
+        ("the latency run", r.get("latency")),
+        ("the 1-process scaling run", (r.get("scaling") or {}).get("one")),
+        ("the 2-process scaling run", (r.get("scaling") or {}).get("two")),
+    ]
+    busy = [
+        (name, run["cpu_cores_used"]["everything else"])
+        for name, run in parts
+        if run and run["cpu_cores_used"]["everything else"] > limit
+    ]
     restarted = [(name, run["stack_restarted"]) for name, run in parts if run and run.get("stack_restarted")]
     return busy, restarted
 
@@ -284,13 +364,16 @@ def stack_cores(c: dict) -> float:
 
 
 def _cpu_table(c: dict) -> str:
-    return ("CPU used during the run, in cores (2 = both cores busy): "
-            f"streamer {c['streamer']:.2f}, Kafka broker {c['kafka broker']:.2f}, PostgreSQL {c['postgresql']:.2f}, "
-            f"benchmark driver {c['benchmark driver']:.2f}, everything else {c['everything else']:.2f}; "
-            f"machine total {c['machine total']:.2f} of {c['cores']:.0f}.")
+    return (
+        "CPU used during the run, in cores (2 = both cores busy): "
+        f"streamer {c['streamer']:.2f}, Kafka broker {c['kafka broker']:.2f}, PostgreSQL {c['postgresql']:.2f}, "
+        f"benchmark driver {c['benchmark driver']:.2f}, everything else {c['everything else']:.2f}; "
+        f"machine total {c['machine total']:.2f} of {c['cores']:.0f}."
+    )
 
 
 # --- plots ----------------------------------------------------------------------------------------------
+
 
 def plot_throughput(r: dict, path: Path) -> None:
     import matplotlib
@@ -306,8 +389,7 @@ def plot_throughput(r: dict, path: Path) -> None:
         runs.append((f"scaling: 2 processes, {r['scaling']['events']:,}", r["scaling"]["two"]))
     if not runs:
         return
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 7.5), sharex=True,
-                                      gridspec_kw={"height_ratios": [2.2, 1]})
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 7.5), sharex=True, gridspec_kw={"height_ratios": [2.2, 1]})
     for label, run in runs:
         xs = [x for x, _ in run["rate_over_time"]]
         ys = [y for _, y in run["rate_over_time"]]
@@ -324,10 +406,19 @@ def plot_throughput(r: dict, path: Path) -> None:
     top.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:,.0f}"))
     t = r.get("throughput")
     if t and t["rss_over_time_mb"]:
-        bottom.plot([x for x, _ in t["rss_over_time_mb"]], [y for _, y in t["rss_over_time_mb"]],
-                    color="tab:purple", label="RSS, throughput run")
-        bottom.axhline(r["targets"]["peak_rss_mb"], color="red", linestyle="--", linewidth=1,
-                       label=f"target {r['targets']['peak_rss_mb']} MB")
+        bottom.plot(
+            [x for x, _ in t["rss_over_time_mb"]],
+            [y for _, y in t["rss_over_time_mb"]],
+            color="tab:purple",
+            label="RSS, throughput run",
+        )
+        bottom.axhline(
+            r["targets"]["peak_rss_mb"],
+            color="red",
+            linestyle="--",
+            linewidth=1,
+            label=f"target {r['targets']['peak_rss_mb']} MB",
+        )
         bottom.set_ylim(0, max(r["targets"]["peak_rss_mb"], t["peak_rss_mb"]) * 1.15)
         bottom.legend(loc="lower right", fontsize=8)
     bottom.set_ylabel("RSS (MB)")
@@ -358,8 +449,11 @@ def plot_latency(lat: dict, path: Path) -> None:
     left.axvline(500, color="black", linestyle="--", linewidth=1, label="target p99 500 ms")
     left.set_xlabel("latency (ms, log scale)")
     left.set_ylabel("events")
-    left.set_title(f"Latency at {lat['rate_target']:,} events/s, {lat['seconds']:g} s after warm-up:\n"
-                   "input CreateTime → scored record on the output topic", fontsize=10)
+    left.set_title(
+        f"Latency at {lat['rate_target']:,} events/s, {lat['seconds']:g} s after warm-up:\n"
+        "input CreateTime → scored record on the output topic",
+        fontsize=10,
+    )
     left.legend(fontsize=8)
     left.grid(alpha=0.3)
     ts = np.asarray([x for x, _ in lat["over_time"]])

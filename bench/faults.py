@@ -22,7 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from testkit.pipeline import TcpProxy  # noqa: E402
+from testkit.pipeline import TcpProxy
+
 KAFKA_DIR = ROOT / ".stack" / "kafka"
 PG_RECORD = ROOT / ".stack" / "postgres" / "started"
 
@@ -47,8 +48,10 @@ def broker_pid() -> int | None:
 
 def check_broker() -> None:
     if broker_pid() is None:
-        raise FaultUnavailable("the Kafka broker was not started by this checkout's scripts/kafka.sh "
-                               "(no live pid in .stack/kafka/broker.pid); run `make up` here")
+        raise FaultUnavailable(
+            "the Kafka broker was not started by this checkout's scripts/kafka.sh "
+            "(no live pid in .stack/kafka/broker.pid); run `make up` here"
+        )
 
 
 def restart_broker() -> float:
@@ -71,8 +74,9 @@ def start_broker() -> None:
 
 
 def _kafka_sh(step: str) -> None:
-    done = subprocess.run([str(ROOT / "scripts" / "kafka.sh"), step], cwd=ROOT, capture_output=True, text=True,
-                          timeout=180)
+    done = subprocess.run(
+        [str(ROOT / "scripts" / "kafka.sh"), step], cwd=ROOT, capture_output=True, text=True, timeout=180
+    )
     if done.returncode != 0:
         raise FaultFailed(f"scripts/kafka.sh {step} failed: {_last_line(done)}")
 
@@ -80,8 +84,10 @@ def _kafka_sh(step: str) -> None:
 def database_cluster(url: str) -> tuple[str, str]:
     """(version, name) of the Debian cluster serving the database URL's port."""
     if shutil.which("pg_ctlcluster") is None or shutil.which("pg_lsclusters") is None:
-        raise FaultUnavailable("pg_ctlcluster/pg_lsclusters not found: restarting PostgreSQL needs Debian's "
-                               "postgresql-common (the make up stack)")
+        raise FaultUnavailable(
+            "pg_ctlcluster/pg_lsclusters not found: restarting PostgreSQL needs Debian's "
+            "postgresql-common (the make up stack)"
+        )
     parts = urlsplit(url)
     if parts.hostname not in ("127.0.0.1", "localhost", "::1"):
         raise FaultUnavailable(f"the database is on {parts.hostname}, not this machine")
@@ -134,8 +140,10 @@ def _accepting(url: str, started: float, timeout: float) -> float:
             return time.monotonic() - started
         except psycopg.OperationalError as err:
             if time.monotonic() > deadline:
-                raise FaultFailed(f"PostgreSQL did not accept connections {timeout:.0f}s after the start: "
-                                  f"{str(err).strip().splitlines()[0]}") from None
+                raise FaultFailed(
+                    f"PostgreSQL did not accept connections {timeout:.0f}s after the start: "
+                    f"{str(err).strip().splitlines()[0]}"
+                ) from None
             time.sleep(0.3)
 
 
@@ -204,8 +212,14 @@ def poison_value(kind: str, rng) -> bytes:
 
     if kind == "service_54000":  # index row too big on log_entries_service_time (incompressible text)
         service = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(3000))
-        return orjson.dumps({"message": "service name far too long", "service": {"name": service},
-                             "log": {"level": "ERROR"}, "n": rng.randrange(10**9)})
+        return orjson.dumps(
+            {
+                "message": "service name far too long",
+                "service": {"name": service},
+                "log": {"level": "ERROR"},
+                "n": rng.randrange(10**9),
+            }
+        )
     if kind == "nul_byte":  # a text line with a raw NUL: PostgreSQL text cannot hold it (22021)
         return b"2024-06-01T12:00:00Z ERROR nul \x00 byte in line %d" % rng.randrange(10**9)
     if kind == "nul_json":  # \u0000 in JSON: jsonb and text refuse it

@@ -68,8 +68,9 @@ def speed() -> list[tuple[str, int, float]]:
     decoder = Decoder()
     mixes = [("bench.workload (85 % ECS JSON, 15 % text, 1 % invalid)", workload(20000, seed=0)[0])]
     if LOGHUB.is_dir():
-        per_system = [(d.name, [line for line in next(d.glob("*_2k.log")).read_bytes().split(b"\n") if line])
-                      for d in systems()]
+        per_system = [
+            (d.name, [line for line in next(d.glob("*_2k.log")).read_bytes().split(b"\n") if line]) for d in systems()
+        ]
         mixes.append((f"Loghub raw lines ({len(per_system)} systems)", [v for _, lines in per_system for v in lines]))
         mixes += [(f"  {name}", lines) for name, lines in per_system]
     return [(name, len(values), _rate(decoder, values)) for name, values in mixes]

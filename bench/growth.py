@@ -20,14 +20,14 @@ import re
 import statistics
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.harness import RunEnv  # noqa: E402
+from bench.harness import RunEnv
 
 RESULTS = ROOT / "bench" / "results"
 HISTORY_TOPIC = "growth.history"  # not the run's topic: the history never collides with new keys
@@ -112,25 +112,36 @@ def fill(env: RunEnv, rows: int, days: float = 30.0) -> dict:
         # Partitioned, a prediction carries its entry's event time (the same expression as the entry's).
         predictions_sql = _FILL_PREDICTIONS.format(
             event_time_column=", event_time" if partitioned else "",
-            event_time_value=", %(base)s::timestamptz - (i * %(span_s)s / %(total)s) * interval '1 second'" if partitioned else "")
+            event_time_value=", %(base)s::timestamptz - (i * %(span_s)s / %(total)s) * interval '1 second'"
+            if partitioned
+            else "",
+        )
         if partitioned:  # every day of the history gets its partition, as the keeper would have made
-            today = datetime.now(timezone.utc).date()
+            today = datetime.now(UTC).date()
             for ago in range(int(days) + 2):
                 conn.execute("SELECT streamer_day_partition(%s)", (today - timedelta(days=ago),))
         indexes = conn.execute(
             "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = %s "
             "AND tablename IN ('log_entries', 'ml_predictions') AND indexname NOT LIKE '%%pkey'",  # parents only
-            (schema,)).fetchall()
+            (schema,),
+        ).fetchall()
         foreign = conn.execute(
             "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) FROM pg_constraint "
             "WHERE contype = 'f' AND connamespace = %s::regnamespace "
-            "AND conrelid::regclass::text IN ('ml_predictions', 'anomaly_labels')", (schema,)).fetchall()
+            "AND conrelid::regclass::text IN ('ml_predictions', 'anomaly_labels')",
+            (schema,),
+        ).fetchall()
         for table, name, _ in foreign:
             conn.execute(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"')
         for name, _ in indexes:
             conn.execute(f'DROP INDEX "{name}"')
-        params = {"topic": HISTORY_TOPIC, "span_s": days * 86400, "total": rows, "services": SERVICES,
-                  "base": datetime.now(timezone.utc)}  # one clock for both tables' rows
+        params = {
+            "topic": HISTORY_TOPIC,
+            "span_s": days * 86400,
+            "total": rows,
+            "services": SERVICES,
+            "base": datetime.now(UTC),
+        }  # one clock for both tables' rows
         for start in range(0, rows, CHUNK):
             bounds = {**params, "start": start, "stop": min(rows, start + CHUNK) - 1}
             conn.execute(_FILL_ENTRIES, bounds)
@@ -161,17 +172,22 @@ def query_latency(env: RunEnv, runs: int) -> dict[str, dict[str, float]]:
             sql = sql if partitioned else plain(sql)
             times = []
             for i in range(runs + 1):
-                now = datetime.now(timezone.utc)
-                args = {"service": f"service-{i % SERVICES}", "since_day": now - timedelta(days=1),
-                        "since_hour": now - timedelta(hours=1)}
+                now = datetime.now(UTC)
+                args = {
+                    "service": f"service-{i % SERVICES}",
+                    "since_day": now - timedelta(days=1),
+                    "since_hour": now - timedelta(hours=1),
+                }
                 t = time.perf_counter()
                 conn.execute(sql, args).fetchall()
                 if i:  # the first run warms the cache
                     times.append((time.perf_counter() - t) * 1000)
             times.sort()
-            out[name] = {"p50_ms": round(statistics.median(times), 2),
-                         "p99_ms": round(times[min(len(times) - 1, int(0.99 * len(times)))], 2),
-                         "max_ms": round(times[-1], 2)}
+            out[name] = {
+                "p50_ms": round(statistics.median(times), 2),
+                "p99_ms": round(times[min(len(times) - 1, int(0.99 * len(times)))], 2),
+                "max_ms": round(times[-1], 2),
+            }
     return out
 
 
@@ -187,31 +203,47 @@ def _wal_lsn() -> int:
 VARIANTS = {"partitioned": None, "plain": 6}  # schema version to migrate to (None: latest)
 
 
-def run(sizes: list[int], events: int, query_runs: int, keep: bool = False,
-        variants: tuple[str, ...] = tuple(VARIANTS)) -> dict:
+def run(
+    sizes: list[int], events: int, query_runs: int, keep: bool = False, variants: tuple[str, ...] = tuple(VARIANTS)
+) -> dict:
     from bench.e2e import throughput_run
 
     results: dict = {"sizes": sizes, "events": events, "query_runs": query_runs, "runs": []}
     for variant, size in ((v, s) for v in variants for s in sizes):
         found: dict = {}
 
-        def prefill(env: RunEnv, size: int = size) -> int:
+        def prefill(env: RunEnv, size: int = size, found: dict = found) -> int:
             before = _wal_lsn()
             found["fill"] = fill(env, size)
             found["wal_fill_bytes"] = _wal_lsn() - before
             found["queries"] = query_latency(env, query_runs)
-            log(f"growth: {size:,} rows stored; queries " + ", ".join(
-                f"{k}: p50 {v['p50_ms']} / p99 {v['p99_ms']} ms" for k, v in found["queries"].items()))
+            log(
+                f"growth: {size:,} rows stored; queries "
+                + ", ".join(f"{k}: p50 {v['p50_ms']} / p99 {v['p99_ms']} ms" for k, v in found["queries"].items())
+            )
             return size
 
         wal_before = _wal_lsn()
-        run_result = throughput_run(events, seed=46, keep=keep, label=f"growth-{variant}-{size // 1_000_000}m",
-                                    prefill=prefill, schema_version=VARIANTS[variant])
+        run_result = throughput_run(
+            events,
+            seed=46,
+            keep=keep,
+            label=f"growth-{variant}-{size // 1_000_000}m",
+            prefill=prefill,
+            schema_version=VARIANTS[variant],
+        )
         wal_bytes = _wal_lsn() - wal_before - found.get("wal_fill_bytes", 0)
-        results["runs"].append({"variant": variant, "stored_rows": size, **found, "events_per_s": run_result["events_per_s"],
-                                "wal_bytes_per_event": round(wal_bytes / events),
-                                "cpu_cores_used": run_result["cpu_cores_used"],
-                                "stage_us_per_event": run_result["stage_us_per_event"]})
+        results["runs"].append(
+            {
+                "variant": variant,
+                "stored_rows": size,
+                **found,
+                "events_per_s": run_result["events_per_s"],
+                "wal_bytes_per_event": round(wal_bytes / events),
+                "cpu_cores_used": run_result["cpu_cores_used"],
+                "stage_us_per_event": run_result["stage_us_per_event"],
+            }
+        )
     for r in results["runs"]:
         empty = next((x for x in results["runs"] if x["variant"] == r["variant"] and x["stored_rows"] == 0), None)
         base = empty["events_per_s"] if empty else None
@@ -221,18 +253,26 @@ def run(sizes: list[int], events: int, query_runs: int, keep: bool = False,
 
 def markdown(results: dict) -> str:
     names = list(USER_QUERIES)
-    out = ["# Cost as data grows", "",
-           f"End-to-end events/s of one `streamer run` on {results['events']:,} pre-loaded events, and the user "
-           f"queries' latency ({results['query_runs']} runs each), with rows already stored: daily partitions "
-           "(`partitioned`, the schema today) and one table each (`plain`, schema 6).", "",
-           "| schema | stored rows | load + index s | events/s | vs empty | WAL B/event | "
-           + " | ".join(f"{n} p50 / p99 ms" for n in names) + " |",
-           "|---|---:|---:|---:|---:|---:|" + "---:|" * len(names)]
+    out = [
+        "# Cost as data grows",
+        "",
+        f"End-to-end events/s of one `streamer run` on {results['events']:,} pre-loaded events, and the user "
+        f"queries' latency ({results['query_runs']} runs each), with rows already stored: daily partitions "
+        "(`partitioned`, the schema today) and one table each (`plain`, schema 6).",
+        "",
+        "| schema | stored rows | load + index s | events/s | vs empty | WAL B/event | "
+        + " | ".join(f"{n} p50 / p99 ms" for n in names)
+        + " |",
+        "|---|---:|---:|---:|---:|---:|" + "---:|" * len(names),
+    ]
     for r in results["runs"]:
         q = r.get("queries", {})
-        out.append(f"| {r.get('variant', 'plain')} | {r['stored_rows']:,} | {r['fill']['load_s']} + {r['fill']['index_s']} | "
-                   f"{r['events_per_s']:,.0f} | {r['vs_empty']} | {r['wal_bytes_per_event']:,} | "
-                   + " | ".join(f"{q[n]['p50_ms']} / {q[n]['p99_ms']}" for n in names) + " |")
+        out.append(
+            f"| {r.get('variant', 'plain')} | {r['stored_rows']:,} | {r['fill']['load_s']} + {r['fill']['index_s']} | "
+            f"{r['events_per_s']:,.0f} | {r['vs_empty']} | {r['wal_bytes_per_event']:,} | "
+            + " | ".join(f"{q[n]['p50_ms']} / {q[n]['p99_ms']}" for n in names)
+            + " |"
+        )
     out += ["", "Command: `.venv/bin/python -m bench.growth` (and `make bench`)."]
     return "\n".join(out) + "\n"
 
@@ -247,8 +287,9 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     sizes = [int(s.replace("_", "")) for s in args.rows.split(",") if s.strip()]
-    results = run(sizes, args.events, args.query_runs, args.keep,
-                  tuple(v.strip() for v in args.variants.split(",") if v.strip()))
+    results = run(
+        sizes, args.events, args.query_runs, args.keep, tuple(v.strip() for v in args.variants.split(",") if v.strip())
+    )
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "growth.json").write_text(json.dumps(results, indent=2) + "\n")
     (args.out / "growth.md").write_text(markdown(results))

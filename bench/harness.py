@@ -20,8 +20,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.workload import INVALID_KINDS  # noqa: E402
-from testkit.clients import free_port, with_search_path  # noqa: E402
+from bench.workload import INVALID_KINDS
+from testkit.clients import free_port, with_search_path
 
 LOG_DIR = ROOT / "bench" / "results" / "tmp"  # git-ignored
 BOOTSTRAP = os.environ.get("STREAMER_BOOTSTRAP_SERVERS") or "127.0.0.1:9092"
@@ -45,7 +45,7 @@ class RunEnv:
     db_url: str
 
     @classmethod
-    def create(cls, label: str, schema_version: int | None = None) -> "RunEnv":
+    def create(cls, label: str, schema_version: int | None = None) -> RunEnv:
         """schema_version: migrate only that far (None: every migration)."""
         from streamer.db import connect
         from streamer.db.migrations import migrate
@@ -53,11 +53,19 @@ class RunEnv:
 
         tag = f"{label}-{uuid.uuid4().hex[:8]}"
         schema = "bench_" + re.sub(r"[^a-z0-9]", "_", tag.lower())
-        env = cls(tag, f"bench-{tag}.raw", f"bench-{tag}.scored", f"bench-{tag}.deadletter", f"bench-{tag}",
-                  schema, with_search_path(DATABASE_URL, schema))
+        env = cls(
+            tag,
+            f"bench-{tag}.raw",
+            f"bench-{tag}.scored",
+            f"bench-{tag}.deadletter",
+            f"bench-{tag}",
+            schema,
+            with_search_path(DATABASE_URL, schema),
+        )
         try:
-            ensure_topics({"bootstrap.servers": BOOTSTRAP}, {env.raw: PARTITIONS, env.scored: PARTITIONS,
-                                                             env.deadletter: 1})
+            ensure_topics(
+                {"bootstrap.servers": BOOTSTRAP}, {env.raw: PARTITIONS, env.scored: PARTITIONS, env.deadletter: 1}
+            )
             with connect(DATABASE_URL, autocommit=True) as conn:
                 conn.execute(f'CREATE SCHEMA "{schema}"')
             with connect(env.db_url) as conn:
@@ -69,25 +77,28 @@ class RunEnv:
 
     def streamer_env(self, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMER_")}
-        env.update({
-            "STREAMER_BOOTSTRAP_SERVERS": BOOTSTRAP,
-            "STREAMER_DATABASE_URL": self.db_url,
-            "STREAMER_INPUT_TOPIC": self.raw,
-            "STREAMER_OUTPUT_TOPIC": self.scored,
-            "STREAMER_DLQ_TOPIC": self.deadletter,
-            "STREAMER_GROUP_ID": self.group,
-            "STREAMER_MODELS_DIR": str(ROOT / "models"),
-            "PYTHONUNBUFFERED": "1",
-            **extra,
-        })
+        env.update(
+            {
+                "STREAMER_BOOTSTRAP_SERVERS": BOOTSTRAP,
+                "STREAMER_DATABASE_URL": self.db_url,
+                "STREAMER_INPUT_TOPIC": self.raw,
+                "STREAMER_OUTPUT_TOPIC": self.scored,
+                "STREAMER_DLQ_TOPIC": self.deadletter,
+                "STREAMER_GROUP_ID": self.group,
+                "STREAMER_MODELS_DIR": str(ROOT / "models"),
+                "PYTHONUNBUFFERED": "1",
+                **extra,
+            }
+        )
         return env
 
     def row_counts(self) -> dict[str, int]:
         from streamer.db import connect
 
         with connect(self.db_url) as conn:
-            return {t: conn.execute(f"select count(*) from {t}").fetchone()[0]
-                    for t in ("log_entries", "ml_predictions")}
+            return {
+                t: conn.execute(f"select count(*) from {t}").fetchone()[0] for t in ("log_entries", "ml_predictions")
+            }
 
     def drop(self) -> None:
         from streamer.db import connect
@@ -116,10 +127,19 @@ def preload(topic: str, values: list[bytes], keys: list[bytes | None]) -> dict[i
         if err is not None:
             failures.append(err.str())
 
-    producer = Producer({"bootstrap.servers": BOOTSTRAP, "linger.ms": 50, "batch.size": 1_000_000,
-                         "compression.type": "lz4", "queue.buffering.max.kbytes": 512 * 1024,
-                         "queue.buffering.max.messages": 1_000_000,
-                         "delivery.report.only.error": True, "on_delivery": on_error, "log_level": 3})
+    producer = Producer(
+        {
+            "bootstrap.servers": BOOTSTRAP,
+            "linger.ms": 50,
+            "batch.size": 1_000_000,
+            "compression.type": "lz4",
+            "queue.buffering.max.kbytes": 512 * 1024,
+            "queue.buffering.max.messages": 1_000_000,
+            "delivery.report.only.error": True,
+            "on_delivery": on_error,
+            "log_level": 3,
+        }
+    )
     produce = producer.produce
     for v, k in zip(values, keys):
         while True:
@@ -130,8 +150,7 @@ def preload(topic: str, values: list[bytes], keys: list[bytes | None]) -> dict[i
                 producer.poll(0.05)
     left = producer.flush(120)
     if left or failures:
-        raise RuntimeError(f"pre-load of {topic}: {left} unacknowledged, {len(failures)} refused "
-                           f"({failures[:1]})")
+        raise RuntimeError(f"pre-load of {topic}: {left} unacknowledged, {len(failures)} refused ({failures[:1]})")
     return end_offsets(topic)
 
 
@@ -152,8 +171,9 @@ class OffsetWatcher:
         from confluent_kafka import Consumer, TopicPartition
 
         self._tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
-        self._c = Consumer({"bootstrap.servers": BOOTSTRAP, "group.id": group, "enable.auto.commit": False,
-                            "log_level": 0})
+        self._c = Consumer(
+            {"bootstrap.servers": BOOTSTRAP, "group.id": group, "enable.auto.commit": False, "log_level": 0}
+        )
         self.samples: list[tuple[float, int]] = []  # (monotonic time, committed events, all partitions)
 
     def committed(self) -> dict[int, int]:
@@ -193,7 +213,10 @@ class StreamerProcess:
         self.proc = subprocess.Popen(
             [*self.wrapper, sys.executable, "-m", "streamer", "run"],
             env=self.env.streamer_env(STREAMER_METRICS_PORT=str(self.port), **self.extra_env),
-            stdout=self._log, stderr=subprocess.STDOUT, cwd=ROOT)
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
         self.rss_samples: list[tuple[float, float]] = []
 
     @property
@@ -210,8 +233,7 @@ class StreamerProcess:
 
     def check_alive(self) -> None:
         if not self.alive():
-            raise RuntimeError(f"streamer ({self.label}) exited with {self.proc.returncode}:\n"
-                               + self.output()[-3000:])
+            raise RuntimeError(f"streamer ({self.label}) exited with {self.proc.returncode}:\n" + self.output()[-3000:])
 
     def wait_for_log(self, text: str, timeout: float = 60.0) -> float:
         """Seconds since start when `text` appeared in the log."""
@@ -277,8 +299,14 @@ def stage_seconds(metrics: dict[str, float]) -> dict[str, dict[str, float]]:
     return out
 
 
-def run_until_caught_up(procs: list[StreamerProcess], watcher: OffsetWatcher, total: int,
-                        timeout: float, interval: float = 0.1, on_tick=None) -> dict[str, float | None]:
+def run_until_caught_up(
+    procs: list[StreamerProcess],
+    watcher: OffsetWatcher,
+    total: int,
+    timeout: float,
+    interval: float = 0.1,
+    on_tick=None,
+) -> dict[str, float | None]:
     """Sample committed offsets until they reach `total`. Returns times (seconds since the first process
     started) of the first commit and of catching up."""
     t0 = min(p.started for p in procs)
@@ -406,8 +434,12 @@ class CpuMeter:
 
     def __init__(self, streamer_pids: list[int]):
         self.restarted: list[str] = []
-        self.groups = {"streamer": lambda: streamer_pids, "kafka broker": lambda: [p for p in [broker_pid()] if p],
-                       "postgresql": lambda: _pids_named("postgres"), "benchmark driver": lambda: [os.getpid()]}
+        self.groups = {
+            "streamer": lambda: streamer_pids,
+            "kafka broker": lambda: [p for p in [broker_pid()] if p],
+            "postgresql": lambda: _pids_named("postgres"),
+            "benchmark driver": lambda: [os.getpid()],
+        }
 
     def _snapshot(self) -> dict[str, float]:
         # Processes that come and go (PostgreSQL backends) count from their start: sample both ends per pid.
@@ -420,7 +452,7 @@ class CpuMeter:
         snap["wall"] = time.monotonic()
         return snap
 
-    def start(self) -> "CpuMeter":
+    def start(self) -> CpuMeter:
         self._stack = stack_pids()
         self._start = self._snapshot()
         return self

@@ -30,9 +30,18 @@ if sys.path and Path(sys.path[0]).resolve() == ROOT / "bench":
 elif str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.harness import (BENCH_INVALID_KINDS, LOG_DIR, OffsetWatcher, RunEnv, StreamerProcess,  # noqa: E402
-                           kill_all, preload, run_until_caught_up, stage_seconds)
-from bench.workload import workload  # noqa: E402
+from bench.harness import (
+    BENCH_INVALID_KINDS,
+    LOG_DIR,
+    OffsetWatcher,
+    RunEnv,
+    StreamerProcess,
+    kill_all,
+    preload,
+    run_until_caught_up,
+    stage_seconds,
+)
+from bench.workload import workload
 
 RESULTS = ROOT / "bench" / "results"
 _FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")
@@ -42,8 +51,10 @@ def py_spy() -> str:
     exe = Path(sys.executable).parent / "py-spy"
     found = str(exe) if exe.exists() else shutil.which("py-spy")
     if not found:
-        sys.exit("bench/profile.py: py-spy is not installed; run `.venv/bin/pip install py-spy` "
-                 "(it is in the `bench` extra: pip install -e '.[bench]')")
+        sys.exit(
+            "bench/profile.py: py-spy is not installed; run `.venv/bin/pip install py-spy` "
+            "(it is in the `bench` extra: pip install -e '.[bench]')"
+        )
     return found
 
 
@@ -84,15 +95,17 @@ def parse(raw: Path) -> dict[str, tuple[Counter, Counter, Counter, int]]:
         own_line[f"{leaf[:-1]}:{line})" if line else leaf] += n
         for name in {name for name, _ in names}:
             incl[name] += n
-    return {(name if len(ids[name]) == 1 else f"{name} ({len(ids[name])} threads)"): (a, b, c, t[0])
-            for name, (a, b, c, t) in threads.items()}
+    return {
+        (name if len(ids[name]) == 1 else f"{name} ({len(ids[name])} threads)"): (a, b, c, t[0])
+        for name, (a, b, c, t) in threads.items()
+    }
 
 
 def table(title: str, counts: Counter, total: int, top: int) -> list[str]:
     lines = [f"### {title}", "", "| % | samples | where |", "|---:|---:|---|"]
     for name, n in counts.most_common(top):
         lines.append(f"| {100 * n / total:5.1f} | {n:,} | `{name}` |")
-    return lines + [""]
+    return [*lines, ""]
 
 
 def main() -> int:
@@ -103,8 +116,13 @@ def main() -> int:
     parser.add_argument("--native", action="store_true", help="include C/C++ frames (slower sampling)")
     parser.add_argument("--all-threads", action="store_true", help="also the HTTP server thread")
     parser.add_argument("--top", type=int, default=25)
-    parser.add_argument("--env", action="append", default=[], metavar="STREAMER_X=VALUE",
-                        help="extra environment for `streamer run` (e.g. STREAMER_BATCH_MAX_EVENTS=10000)")
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="STREAMER_X=VALUE",
+        help="extra environment for `streamer run` (e.g. STREAMER_BATCH_MAX_EVENTS=10000)",
+    )
     args = parser.parse_args()
     spy = py_spy()
     extra = dict(pair.split("=", 1) for pair in args.env)
@@ -122,8 +140,20 @@ def main() -> int:
         watcher = OffsetWatcher(env.group, env.raw)
         proc = StreamerProcess(env, "profile", extra_env=extra)
         proc.wait_for_log("consuming ", timeout=120)
-        cmd = [spy, "record", "--pid", str(proc.pid), "--format", "raw", "--output", str(raw),
-               "--rate", str(args.rate), "--threads", "--nonblocking"]
+        cmd = [
+            spy,
+            "record",
+            "--pid",
+            str(proc.pid),
+            "--format",
+            "raw",
+            "--output",
+            str(raw),
+            "--rate",
+            str(args.rate),
+            "--threads",
+            "--nonblocking",
+        ]
         if not args.cpu_only:
             cmd.append("--idle")
         if args.native:
@@ -152,14 +182,19 @@ def main() -> int:
     stages = stage_seconds(metrics)
     threads = parse(raw)
     mode = "on-CPU samples" if args.cpu_only else "wall-clock samples (waiting included)"
-    lines = [f"# Profile of `streamer run`, {total:,} pre-loaded events", "",
-             f"`{' '.join(['.venv/bin/python', 'bench/profile.py', *sys.argv[1:]])}` on {stamp}: "
-             f"{steady_events / steady:,.0f} events/s steady (first commit {times['first_commit_s']:.2f}s, caught "
-             f"up {times['caught_up_s']:.1f}s; slowed by py-spy sampling at {args.rate}/s). py-spy {mode} over "
-             f"{profiled:.1f}s, per thread: "
-             + ", ".join(f"{name} {t[3]:,}" for name, t in sorted(threads.items(), key=lambda kv: -kv[1][3]))
-             + f". Collapsed stacks: `{os.path.relpath(raw, ROOT)}` (speedscope.app or flamegraph.pl).", "",
-             "Stage seconds (/metrics): " + ", ".join(f"{s} {v.get('sum', 0):.2f}" for s, v in stages.items()), ""]
+    lines = [
+        f"# Profile of `streamer run`, {total:,} pre-loaded events",
+        "",
+        f"`{' '.join(['.venv/bin/python', 'bench/profile.py', *sys.argv[1:]])}` on {stamp}: "
+        f"{steady_events / steady:,.0f} events/s steady (first commit {times['first_commit_s']:.2f}s, caught "
+        f"up {times['caught_up_s']:.1f}s; slowed by py-spy sampling at {args.rate}/s). py-spy {mode} over "
+        f"{profiled:.1f}s, per thread: "
+        + ", ".join(f"{name} {t[3]:,}" for name, t in sorted(threads.items(), key=lambda kv: -kv[1][3]))
+        + f". Collapsed stacks: `{os.path.relpath(raw, ROOT)}` (speedscope.app or flamegraph.pl).",
+        "",
+        "Stage seconds (/metrics): " + ", ".join(f"{s} {v.get('sum', 0):.2f}" for s, v in stages.items()),
+        "",
+    ]
     # The pipeline's threads; the HTTP server only waits for scrapes.
     shown = [name for name in sorted(threads, key=lambda k: -threads[k][3]) if args.all_threads or "http" not in name]
     for name in shown:

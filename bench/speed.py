@@ -19,12 +19,12 @@ import os
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -49,8 +49,12 @@ def at_1000_rate(rows) -> float:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default=os.environ.get("STREAMER_MODELS_DIR", str(ROOT / "models")))
-    ap.add_argument("--original-messages", type=int, default=300,
-                    help="messages timed on the original per-message path (default 300)")
+    ap.add_argument(
+        "--original-messages",
+        type=int,
+        default=300,
+        help="messages timed on the original per-message path (default 300)",
+    )
     args = ap.parse_args(argv)
     try:
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
@@ -72,7 +76,7 @@ def main(argv=None) -> int:
     rows = []
     for b in BATCHES:
         total = 2000 if b == 1 else 20000
-        batches = [messages[i % 20000: i % 20000 + b] for i in range(0, total, b)]
+        batches = [messages[i % 20000 : i % 20000 + b] for i in range(0, total, b)]
 
         def run(batches=batches):
             for batch in batches:
@@ -85,14 +89,18 @@ def main(argv=None) -> int:
     # template mining as `streamer run` does it per batch (TemplateMiners.assign, batch 1,000): the first pass
     # over the 20,000 messages mines each new masked message with drain3; later passes are the steady state
     miners = TemplateMiners()
-    chunks = [(services[i:i + 1000], messages[i:i + 1000]) for i in range(0, 20000, 1000)]
+    chunks = [(services[i : i + 1000], messages[i : i + 1000]) for i in range(0, 20000, 1000)]
     t0 = time.perf_counter()
     for svc, batch in chunks:
         miners.assign(svc, batch)
     first_pass = (time.perf_counter() - t0) / 20000 * 1e6
     steady = 1e6 / _best_rate(lambda: [miners.assign(svc, batch) for svc, batch in chunks], 20000)
-    templates = {"batch": 1000, "first_pass_us_per_message": round(first_pass, 2),
-                 "steady_us_per_message": round(steady, 2), "distinct_templates": len(miners)}
+    templates = {
+        "batch": 1000,
+        "first_pass_us_per_message": round(first_pass, 2),
+        "steady_us_per_message": round(steady, 2),
+        "distinct_templates": len(miners),
+    }
     print(f"templates batch 1000: first pass {first_pass:.2f} µs/msg, steady {steady:.2f} µs/msg", file=sys.stderr)
 
     # the original design, fitted on corpus events, scored one message at a time
@@ -100,10 +108,12 @@ def main(argv=None) -> int:
     vec = TfidfVectorizer(max_features=1000, stop_words="english")
     X = vec.fit_transform([e["message"] for e in train])
     rf_level = RandomForestClassifier(n_estimators=100, random_state=0, n_jobs=1).fit(
-        X, [e["labels"]["level"] for e in train])
+        X, [e["labels"]["level"] for e in train]
+    )
     rf_anom = RandomForestClassifier(n_estimators=100, random_state=0, n_jobs=1).fit(
-        X, [e["labels"]["is_anomaly"] for e in train])
-    sample = messages[:args.original_messages]
+        X, [e["labels"]["is_anomaly"] for e in train]
+    )
+    sample = messages[: args.original_messages]
 
     def original():
         for m in sample:
@@ -117,29 +127,48 @@ def main(argv=None) -> int:
     print(f"original per message: {orig_rate:,.1f} msg/s", file=sys.stderr)
     at_1000 = at_1000_rate(rows)
     result = {
-        "model_version": scorer.model_version, "models": str(args.models),
-        "python": platform.python_version(), "cpu": platform.processor() or platform.machine(),
-        "one_core": True, "ours": rows, "templates": templates,
+        "model_version": scorer.model_version,
+        "models": str(args.models),
+        "python": platform.python_version(),
+        "cpu": platform.processor() or platform.machine(),
+        "one_core": True,
+        "ours": rows,
+        "templates": templates,
         "original_per_message": {"messages_per_s": round(orig_rate, 1), "messages_timed": len(sample)},
         "ratio_batch_1000_vs_original": round(at_1000 / orig_rate, 1),
         "targets": {"batch_1000_messages_per_s": TARGET_BATCH_1000, "ratio": TARGET_RATIO},
     }
-    lines = ["# Speed benchmark", "",
-             f"Default model {scorer.model_version}, one core, unseen built-in corpus messages, best of 3.", "",
-             "| path | batch | messages/s | µs/message |", "|---|---|---|---|"]
+    lines = [
+        "# Speed benchmark",
+        "",
+        f"Default model {scorer.model_version}, one core, unseen built-in corpus messages, best of 3.",
+        "",
+        "| path | batch | messages/s | µs/message |",
+        "|---|---|---|---|",
+    ]
     for r in rows:
         lines.append(f"| ours (Scorer.score) | {r['batch']:,} | {r['messages_per_s']:,} | {r['us_per_message']} |")
     with_templates = 1e6 / (1e6 / at_1000_rate(rows) + templates["steady_us_per_message"])
-    lines.append(f"| ours + template mining (Scorer.score + TemplateMiners.assign, steady state) | 1,000 | "
-                 f"{with_templates:,.0f} | {1e6 / with_templates:.2f} |")
-    lines.append(f"| original (per message: TF-IDF + 2 × RandomForest(100) predict + predict_proba) | 1 | "
-                 f"{orig_rate:,.1f} | {1e6 / orig_rate:,.0f} |")
-    lines += ["", f"Ratio at batch 1,000 vs the original per-message path: **{result['ratio_batch_1000_vs_original']:,}×**"
-              f" (target ≥ {TARGET_RATIO:,}×); batch 1,000: {at_1000:,} msg/s (target ≥ {TARGET_BATCH_1000:,})."]
-    lines += ["", f"Template mining (`streamer run` mines every event): {templates['steady_us_per_message']} µs/message"
-              f" in the steady state, {templates['first_pass_us_per_message']} µs/message on a first pass over "
-              f"20,000 messages ({templates['distinct_templates']:,} templates, each new masked message mined by "
-              "drain3 once)."]
+    lines.append(
+        f"| ours + template mining (Scorer.score + TemplateMiners.assign, steady state) | 1,000 | "
+        f"{with_templates:,.0f} | {1e6 / with_templates:.2f} |"
+    )
+    lines.append(
+        f"| original (per message: TF-IDF + 2 × RandomForest(100) predict + predict_proba) | 1 | "
+        f"{orig_rate:,.1f} | {1e6 / orig_rate:,.0f} |"
+    )
+    lines += [
+        "",
+        f"Ratio at batch 1,000 vs the original per-message path: **{result['ratio_batch_1000_vs_original']:,}×**"
+        f" (target ≥ {TARGET_RATIO:,}×); batch 1,000: {at_1000:,} msg/s (target ≥ {TARGET_BATCH_1000:,}).",
+    ]
+    lines += [
+        "",
+        f"Template mining (`streamer run` mines every event): {templates['steady_us_per_message']} µs/message"
+        f" in the steady state, {templates['first_pass_us_per_message']} µs/message on a first pass over "
+        f"20,000 messages ({templates['distinct_templates']:,} templates, each new masked message mined by "
+        "drain3 once).",
+    ]
     md = "\n".join(lines) + "\n"
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "speed.json").write_text(json.dumps(result, indent=2) + "\n")

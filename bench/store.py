@@ -17,15 +17,15 @@ import os
 import sys
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.harness import DATABASE_URL  # noqa: E402
-from testkit.clients import with_search_path  # noqa: E402
+from bench.harness import DATABASE_URL
+from testkit.clients import with_search_path
 
 BATCH = 5_000
 _TICKS = os.sysconf("SC_CLK_TCK")
@@ -40,15 +40,28 @@ def _cpu_seconds(pid: int) -> float:
 def rows(n: int, start: int = 0) -> list[tuple]:
     from streamer.sink import STAGE_COLUMNS
 
-    t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
     out = []
     for i in range(start, start + n):
         message = f"request {i} handled in {i % 997} ms by worker {i % 31}"
-        row = {"kafka_topic": "bench.store", "kafka_partition": i % 6, "kafka_offset": i, "record_index": 0,
-               "event_time": t0 + timedelta(milliseconds=i), "level": "INFO", "message": message,
-               "host": f"host-{i % 50}", "service": f"service-{i % 20}", "raw": f'{{"message": "{message}"}}',
-               "model_version": "m-bench", "predicted_level": "INFO", "level_confidence": 0.9,
-               "is_anomaly": i % 100 == 0, "anomaly_score": 0.1, "severity": "low"}
+        row = {
+            "kafka_topic": "bench.store",
+            "kafka_partition": i % 6,
+            "kafka_offset": i,
+            "record_index": 0,
+            "event_time": t0 + timedelta(milliseconds=i),
+            "level": "INFO",
+            "message": message,
+            "host": f"host-{i % 50}",
+            "service": f"service-{i % 20}",
+            "raw": f'{{"message": "{message}"}}',
+            "model_version": "m-bench",
+            "predicted_level": "INFO",
+            "level_confidence": 0.9,
+            "is_anomaly": i % 100 == 0,
+            "anomaly_score": 0.1,
+            "severity": "low",
+        }
         out.append(tuple(row.get(c) for c in STAGE_COLUMNS))
     return out
 
@@ -75,8 +88,11 @@ def measure(events: int, up_to: int | None) -> dict:
             assert sink.write(batch) == []
         cpu, wall = _cpu_seconds(pid) - cpu0, time.perf_counter() - wall0
         sink.close()
-        return {"events": events, "postgres_us_per_event": round(1e6 * cpu / events, 2),
-                "wall_us_per_event": round(1e6 * wall / events, 2)}
+        return {
+            "events": events,
+            "postgres_us_per_event": round(1e6 * cpu / events, 2),
+            "wall_us_per_event": round(1e6 * wall / events, 2),
+        }
     finally:
         with connect(DATABASE_URL, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
@@ -92,8 +108,11 @@ def main() -> int:
     for name, up_to in variants.items():
         runs = [measure(args.events, up_to) for _ in range(args.repeats)]
         found[name] = min(runs, key=lambda r: r["postgres_us_per_event"])
-        print(f"{name}: PostgreSQL {found[name]['postgres_us_per_event']} µs CPU / event, "
-              f"sink wall {found[name]['wall_us_per_event']} µs / event", flush=True)
+        print(
+            f"{name}: PostgreSQL {found[name]['postgres_us_per_event']} µs CPU / event, "
+            f"sink wall {found[name]['wall_us_per_event']} µs / event",
+            flush=True,
+        )
     base, latest = (found[n]["postgres_us_per_event"] for n in variants)
     print(f"latest / schema 4: {latest / base:.2f}x PostgreSQL CPU per stored event")
     return 0

@@ -72,10 +72,14 @@ def grouping(system: str) -> dict | None:
     vec = LogVectorizer(min_df=1).fit(messages)
     feats = vec.transform(messages)
     keys = template_keys(feats.X, None, messages, feats.familiarity).tolist()
-    return {"system": system, "lines": len(messages), "templates_truth": len(set(truth)),
-            "streamer_templates": round(grouping_accuracy(truth, ours), 4),
-            "drain3_default": round(grouping_accuracy(truth, _plain_drain3(messages)), 4),
-            "detector_key": round(grouping_accuracy(truth, keys), 4)}
+    return {
+        "system": system,
+        "lines": len(messages),
+        "templates_truth": len(set(truth)),
+        "streamer_templates": round(grouping_accuracy(truth, ours), 4),
+        "drain3_default": round(grouping_accuracy(truth, _plain_drain3(messages)), 4),
+        "detector_key": round(grouping_accuracy(truth, keys), 4),
+    }
 
 
 def main() -> int:
@@ -92,8 +96,10 @@ def main() -> int:
     for line in lines:
         miners.template_of("svc", line)
     warm = (time.perf_counter() - start) / len(lines) * 1e6
-    print(f"events={len(lines)} first_pass_us_per_event={cold:.1f} cached_us_per_event={warm:.1f} "
-          f"ratio={cold / warm:.1f}x")
+    print(
+        f"events={len(lines)} first_pass_us_per_event={cold:.1f} cached_us_per_event={warm:.1f} "
+        f"ratio={cold / warm:.1f}x"
+    )
     return 0
 
 

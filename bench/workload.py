@@ -12,8 +12,14 @@ from streamer.ml.corpus import generate
 
 # Kinds of invalid input, each with the error class the decoder gives it.
 INVALID_KINDS = (
-    "random_bytes", "invalid_utf8", "truncated_json", "json_array", "huge_value", "deeply_nested",
-    "wrong_types", "empty",
+    "random_bytes",
+    "invalid_utf8",
+    "truncated_json",
+    "json_array",
+    "huge_value",
+    "deeply_nested",
+    "wrong_types",
+    "empty",
 )
 HUGE_VALUE_BYTES = 2 * 1024 * 1024  # over the default 1 MiB limit
 
@@ -58,8 +64,10 @@ def _text_line(event: dict, rng: random.Random) -> bytes:
         pri = 8 + _SYSLOG_SEVERITY.get(level, 6)
         return f"<{pri}>1 {ts} {host} {service} {rng.randrange(100, 9999)} - - {message}".encode()
     if kind < 0.75:  # log4j/logback: date time,ms - LEVEL [thread] logger - text
-        return (f"{date} {time},{rng.randrange(1000):03d} - {level or 'INFO':<5} [main] "
-                f"com.example.{service.title()} - {message}").encode()
+        return (
+            f"{date} {time},{rng.randrange(1000):03d} - {level or 'INFO':<5} [main] "
+            f"com.example.{service.title()} - {message}"
+        ).encode()
     head = f"{ts} {level} " if level else f"{ts} "  # the simplest: ISO time, level, text
     return (head + message).encode()
 
@@ -73,8 +81,9 @@ def shipper_value(event: dict, rng: random.Random) -> bytes:
     return orjson.dumps(event)
 
 
-def workload(n: int, invalid_ratio: float = 0.01, seed: int = 0,
-             kinds: tuple[str, ...] = INVALID_KINDS) -> tuple[list[bytes], list[bytes | None], set[int]]:
+def workload(
+    n: int, invalid_ratio: float = 0.01, seed: int = 0, kinds: tuple[str, ...] = INVALID_KINDS
+) -> tuple[list[bytes], list[bytes | None], set[int]]:
     """n values (with keys: the host name) of which about invalid_ratio are invalid.
     Returns (values, keys, indexes of the invalid values)."""
     rng = random.Random(seed)

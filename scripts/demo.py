@@ -52,13 +52,19 @@ def main() -> int:
     log_path = ROOT / ".stack" / "demo-streamer.log"
     log_path.parent.mkdir(exist_ok=True)
     print(f"demo: starting `streamer run` (log: {log_path.relative_to(ROOT)})")
-    streamer = subprocess.Popen([sys.executable, "-m", "streamer", "run"], cwd=ROOT, env=os.environ.copy(),
-                                stdout=open(log_path, "wb"), stderr=subprocess.STDOUT)
+    streamer = subprocess.Popen(
+        [sys.executable, "-m", "streamer", "run"],
+        cwd=ROOT,
+        env=os.environ.copy(),
+        stdout=open(log_path, "wb"),
+        stderr=subprocess.STDOUT,
+    )
     try:
         values, keys, invalid = workload(args.events, args.invalid_ratio, seed=int(time.time()) % 1000)
         print(f"demo: producing {len(values):,} events ({len(invalid)} malformed) to {s.input_topic}")
-        producer = Producer({**kafka, "linger.ms": 20, "compression.type": "lz4",
-                             "message.max.bytes": 16 * 1024 * 1024})
+        producer = Producer(
+            {**kafka, "linger.ms": 20, "compression.type": "lz4", "message.max.bytes": 16 * 1024 * 1024}
+        )
         started = time.monotonic()
         for v, k in zip(values, keys):
             while True:
@@ -89,14 +95,18 @@ def main() -> int:
         code = streamer.wait(60)
     group_probe.close()
 
-    print(f"\n== streamer demo: {len(values):,} events in {elapsed:.1f}s = {len(values) / elapsed:,.0f} events/s "
-          f"end to end (produce → score → logs.scored + PostgreSQL → commit); streamer exited {code}")
+    print(
+        f"\n== streamer demo: {len(values):,} events in {elapsed:.1f}s = {len(values) / elapsed:,.0f} events/s "
+        f"end to end (produce → score → logs.scored + PostgreSQL → commit); streamer exited {code}"
+    )
     where = " or ".join(f"(e.kafka_partition = {p} and e.kafka_offset >= {o})" for p, o in start_offsets.items())
     with psycopg.connect(s.database_url) as conn:
         rows = conn.execute(
             f"select p.severity, count(*) from ml_predictions p join log_entries e using "
             f"(kafka_topic, kafka_partition, kafka_offset) where e.kafka_topic = %s and ({where}) "
-            f"group by 1 order by 2 desc", [s.input_topic]).fetchall()
+            f"group by 1 order by 2 desc",
+            [s.input_topic],
+        ).fetchall()
         print("\nby severity:")
         for severity, n in rows:
             print(f"  {severity:9} {n:8,}")
@@ -105,20 +115,27 @@ def main() -> int:
             f"select p.anomaly_score, p.severity, coalesce(e.service, '-'), left(e.message, 110) "
             f"from ml_predictions p join log_entries e using (kafka_topic, kafka_partition, kafka_offset) "
             f"where e.kafka_topic = %s and p.is_anomaly and ({where}) order by p.anomaly_score desc limit 8",
-            [s.input_topic]).fetchall()
+            [s.input_topic],
+        ).fetchall()
         print("\ntop anomalies (from PostgreSQL):")
         for score, severity, service, message in top:
             print(f"  {score:.3f} {severity:8} {service:14} {message}")
 
-    print(f"\ndead letters on {s.dlq_topic}: {sum(read_counts(kafka, s.dlq_topic, dlq_start).values()):,} "
-          f"(produced {len(invalid)} malformed)")
+    print(
+        f"\ndead letters on {s.dlq_topic}: {sum(read_counts(kafka, s.dlq_topic, dlq_start).values()):,} "
+        f"(produced {len(invalid)} malformed)"
+    )
     sample = read_sample(kafka, s.output_topic, scored_start, 3)
     print(f"\nsample of {s.output_topic}:")
     for value in sample:
         print("  " + value.decode()[:400])
     url = start_dashboard()
-    print(f"\ndashboard: {url}  (`streamer serve` keeps running until `make down`)" if url else
-          f"\ndashboard: streamer serve did not start; see {SERVE_LOG}", file=sys.stdout if url else sys.stderr)
+    print(
+        f"\ndashboard: {url}  (`streamer serve` keeps running until `make down`)"
+        if url
+        else f"\ndashboard: streamer serve did not start; see {SERVE_LOG}",
+        file=sys.stdout if url else sys.stderr,
+    )
     return 0 if code == 0 and url else 1
 
 
@@ -142,8 +159,15 @@ def start_dashboard(timeout: float = 30.0) -> str | None:
     except (OSError, ValueError):
         pass
     log = open(SERVE_LOG, "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "streamer", "serve"], cwd=ROOT, env=os.environ.copy(),
-                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamer", "serve"],
+        cwd=ROOT,
+        env=os.environ.copy(),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     SERVE_PID.write_text(f"{proc.pid}\n")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and proc.poll() is None:

@@ -45,8 +45,13 @@ class Batch:
         for msg in messages:
             _, ts = msg.timestamp()
             for item in decode(  # one item per record of the message
-                msg.value(), topic=msg.topic(), partition=msg.partition(), offset=msg.offset(),
-                timestamp_ms=ts, key=msg.key(), headers=msg.headers(),
+                msg.value(),
+                topic=msg.topic(),
+                partition=msg.partition(),
+                offset=msg.offset(),
+                timestamp_ms=ts,
+                key=msg.key(),
+                headers=msg.headers(),
             ):
                 add(item)
 
@@ -55,7 +60,7 @@ class Batch:
             return 0.0
         return (time.monotonic() - self.first_record_at) * 1000.0
 
-    def without(self, partitions: set[TopicPartition]) -> "Batch":
+    def without(self, partitions: set[TopicPartition]) -> Batch:
         """This batch minus the records of the given partitions (revoked or lost: their owner replays them)."""
         kept = Batch(first_record_at=self.first_record_at)
         kept.events = [e for e in self.events if (e.topic, e.partition) not in partitions]
@@ -64,7 +69,7 @@ class Batch:
         kept.records = len(kept.events) + len(kept.dead_letters)
         return kept
 
-    def merged_with(self, later: "Batch") -> "Batch":
+    def merged_with(self, later: Batch) -> Batch:
         """This batch followed by a later one, as one batch: its commit covers both."""
         merged = Batch(first_record_at=self.first_record_at or later.first_record_at)
         merged.events = self.events + later.events

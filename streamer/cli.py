@@ -15,7 +15,17 @@ from streamer.errors import StreamerError
 
 # Order is the order `streamer --help` lists them in.
 COMMANDS: tuple[str, ...] = (
-    "init", "run", "tail", "score", "train", "evaluate", "status", "replay", "models", "templates", "serve",
+    "init",
+    "run",
+    "tail",
+    "score",
+    "train",
+    "evaluate",
+    "status",
+    "replay",
+    "models",
+    "templates",
+    "serve",
 )
 
 

@@ -96,24 +96,36 @@ _OPTIONS: dict[str, tuple[str, type]] = {
 def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags every command that talks to Kafka or PostgreSQL accepts."""
     g = parser.add_argument_group("connections")
-    g.add_argument("--bootstrap-servers", metavar="HOST:PORT",
-                   help=f"Kafka bootstrap servers (STREAMER_BOOTSTRAP_SERVERS, default {DEFAULT_BOOTSTRAP})")
-    g.add_argument("--database-url", metavar="URL",
-                   help="PostgreSQL URL (STREAMER_DATABASE_URL or STREAMER_DATABASE_URL_FILE, default "
-                   f"{redact_url(DEFAULT_DATABASE_URL)}); flags show in ps: pass passwords by file")
-    g.add_argument("--kafka-config", metavar="KEY=VALUE", action="append", default=[],
-                   help="any librdkafka property, repeatable (also STREAMER_KAFKA_<PROPERTY>, dots as _; "
-                   "secrets as STREAMER_KAFKA_<PROPERTY>_FILE=/path, out of ps)")
+    g.add_argument(
+        "--bootstrap-servers",
+        metavar="HOST:PORT",
+        help=f"Kafka bootstrap servers (STREAMER_BOOTSTRAP_SERVERS, default {DEFAULT_BOOTSTRAP})",
+    )
+    g.add_argument(
+        "--database-url",
+        metavar="URL",
+        help="PostgreSQL URL (STREAMER_DATABASE_URL or STREAMER_DATABASE_URL_FILE, default "
+        f"{redact_url(DEFAULT_DATABASE_URL)}); flags show in ps: pass passwords by file",
+    )
+    g.add_argument(
+        "--kafka-config",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        help="any librdkafka property, repeatable (also STREAMER_KAFKA_<PROPERTY>, dots as _; "
+        "secrets as STREAMER_KAFKA_<PROPERTY>_FILE=/path, out of ps)",
+    )
 
 
 def add_topic_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("topics")
-    g.add_argument("--input-topic", metavar="TOPIC",
-                   help="topic(s) to consume: name, a,b,c or ^regex (STREAMER_INPUT_TOPIC, default logs.raw)")
-    g.add_argument("--output-topic", metavar="TOPIC",
-                   help="scored events (STREAMER_OUTPUT_TOPIC, default logs.scored)")
-    g.add_argument("--dlq-topic", metavar="TOPIC",
-                   help="dead letters (STREAMER_DLQ_TOPIC, default logs.deadletter)")
+    g.add_argument(
+        "--input-topic",
+        metavar="TOPIC",
+        help="topic(s) to consume: name, a,b,c or ^regex (STREAMER_INPUT_TOPIC, default logs.raw)",
+    )
+    g.add_argument("--output-topic", metavar="TOPIC", help="scored events (STREAMER_OUTPUT_TOPIC, default logs.scored)")
+    g.add_argument("--dlq-topic", metavar="TOPIC", help="dead letters (STREAMER_DLQ_TOPIC, default logs.deadletter)")
 
 
 def settings_from_args(args: argparse.Namespace | None = None, env: os._Environ | dict | None = None) -> Settings:
@@ -159,7 +171,7 @@ def _kafka_passthrough(pairs: list[str], env) -> dict[str, str]:
     config: dict[str, str] = {}
     for var, value in env.items():
         if var.startswith("STREAMER_KAFKA_") and value != "":
-            config[var[len("STREAMER_KAFKA_"):].lower().replace("_", ".")] = value
+            config[var[len("STREAMER_KAFKA_") :].lower().replace("_", ".")] = value
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():

@@ -74,8 +74,15 @@ def consumer_config(settings: Settings) -> dict:
 
 def producer_config(settings: Settings) -> dict:
     # Consumer-only properties in the passthrough would make librdkafka warn on the producer; drop them.
-    consumer_only = ("auto.offset.reset", "session.timeout.ms", "max.poll.interval.ms", "heartbeat.interval.ms",
-                     "partition.assignment.strategy", "group.instance.id", "fetch.")
+    consumer_only = (
+        "auto.offset.reset",
+        "session.timeout.ms",
+        "max.poll.interval.ms",
+        "heartbeat.interval.ms",
+        "partition.assignment.strategy",
+        "group.instance.id",
+        "fetch.",
+    )
     return {k: v for k, v in settings.kafka_client_config().items() if not k.startswith(consumer_only)}
 
 
@@ -99,8 +106,14 @@ def _config_error(err: KafkaException, settings: Settings) -> ConfigError:
 
 
 class Pipeline:
-    def __init__(self, settings: Settings, scorer, metrics: Metrics | None = None,
-                 health: Health | None = None, stop: threading.Event | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        scorer,
+        metrics: Metrics | None = None,
+        health: Health | None = None,
+        stop: threading.Event | None = None,
+    ):
         self.settings = settings
         self.scorer = scorer
         # A model promoted into --models is picked up between batches.
@@ -109,15 +122,19 @@ class Pipeline:
         self.templates = TemplateMiners() if settings.templates == "on" else None  # main thread only
         self.metrics = metrics or Metrics()
         self.health = health or Health()
-        self.decoder = Decoder(max_message_bytes=settings.max_message_bytes,
-                               message_fields=settings.message_field_names(),
-                               line_format=settings.line_format or None)
+        self.decoder = Decoder(
+            max_message_bytes=settings.max_message_bytes,
+            message_fields=settings.message_field_names(),
+            line_format=settings.line_format or None,
+        )
         try:
-            self.consumer = Consumer({
-                **consumer_config(settings),
-                "stats_cb": self.metrics.observe_stats,
-                "error_cb": self._on_kafka_error,
-            })
+            self.consumer = Consumer(
+                {
+                    **consumer_config(settings),
+                    "stats_cb": self.metrics.observe_stats,
+                    "error_cb": self._on_kafka_error,
+                }
+            )
             self.kafka = KafkaSink(producer_config(settings), settings.output_topic, settings.dlq_topic)
         except KafkaException as err:
             raise _config_error(err, settings) from None
@@ -131,7 +148,9 @@ class Pipeline:
         self._stopped = threading.Event()  # no database work left (set by _shutdown)
         self.stop = stop or threading.Event()
         self._pending = Batch()  # the batch being collected or retried; rebalance callbacks trim it
-        self._inflight: deque[tuple[ScoredBatch, Future]] = deque()  # delivering or delivered, uncommitted; oldest first
+        self._inflight: deque[tuple[ScoredBatch, Future]] = (
+            deque()
+        )  # delivering or delivered, uncommitted; oldest first
         self._worker = ThreadPoolExecutor(max_workers=DELIVERING, thread_name_prefix="streamer-deliver")
         self._retrying = False
         # Assigned while not retrying: resumed on the next loop turn, as a pause from before a lost assignment
@@ -151,10 +170,15 @@ class Pipeline:
         """Consume until stop is set; returns the exit code."""
         if self.templates is not None:
             self.templates.refresh(self.settings.database_url)  # the group's templates, before the first batch
-        self.consumer.subscribe(self.settings.input_topics(), on_assign=self._on_assign,
-                                on_revoke=self._on_revoke, on_lost=self._on_lost)
-        log.info("consuming %s as group %s with model %s", ",".join(self.settings.input_topics()),
-                 self.settings.group_id, self.scorer.model_version)
+        self.consumer.subscribe(
+            self.settings.input_topics(), on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+        )
+        log.info(
+            "consuming %s as group %s with model %s",
+            ",".join(self.settings.input_topics()),
+            self.settings.group_id,
+            self.scorer.model_version,
+        )
         clean = True
         threading.Thread(target=self._shutdown_watchdog, name="streamer-shutdown", daemon=True).start()
         try:
@@ -296,8 +320,9 @@ class Pipeline:
         scored = ScoredBatch(batch, columns)
         if batch.events and self.templates is not None:
             self.templates.refresh(self.settings.database_url)  # what other members mined; once a minute
-            scored.templates = self.templates.assign([e.service for e in batch.events],
-                                                     [e.message for e in batch.events])
+            scored.templates = self.templates.assign(
+                [e.service for e in batch.events], [e.message for e in batch.events]
+            )
         scored.stage_seconds["score"] = time.perf_counter() - started
         return scored
 
@@ -429,8 +454,10 @@ class Pipeline:
         self.stop.wait()
         if self._stopped.wait(max(0.0, self._shutdown_deadline() - time.monotonic())):
             return
-        log.warning("database work not finished %.0fs after the stop request: cutting its connections",
-                    SHUTDOWN_BOUND - CLOSE_ALLOWANCE)
+        log.warning(
+            "database work not finished %.0fs after the stop request: cutting its connections",
+            SHUTDOWN_BOUND - CLOSE_ALLOWANCE,
+        )
         for db in self._all_dbs:
             db.interrupt()
 
@@ -442,8 +469,7 @@ class Pipeline:
         # Every batch the loop collects is processed, so anything pending here failed within its bound.
         clean = not len(self._pending)
         if not clean:
-            log.warning("shutting down with %d records uncommitted; they will be redelivered",
-                        len(self._pending))
+            log.warning("shutting down with %d records uncommitted; they will be redelivered", len(self._pending))
             self._pending = Batch()
         try:
             self.consumer.close()
@@ -459,7 +485,7 @@ class Pipeline:
 
 def _backoff(attempt: int) -> float:
     # Full jitter: spreads retries of a whole consumer group after a shared outage.
-    return random.uniform(0, min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** attempt))
+    return random.uniform(0, min(BACKOFF_MAX, BACKOFF_FIRST * 2**attempt))
 
 
 def _refused_by_broker(err: KafkaError) -> bool:

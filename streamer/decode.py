@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import orjson
 
@@ -33,12 +33,29 @@ MESSAGE_FIELDS: tuple[str, ...] = ("message", "msg", "log", "MESSAGE", "short_me
 # syslog-ng format-json (ISODATE/DATE, HOST, PROGRAM), rsyslog jsonmesg (timereported, syslogseverity, hostname,
 # programname), Kubernetes metadata, GELF (Docker's gelf driver: _container_name), Docker (time, container_name),
 # log4j2 JsonLayout (instant.epochSecond + nanoOfSecond).
-TIME_FIELDS: tuple[str, ...] = ("@timestamp", "timestamp", "time", "__REALTIME_TIMESTAMP", "ISODATE", "DATE",
-                                "timereported", "instant.epochSecond")
+TIME_FIELDS: tuple[str, ...] = (
+    "@timestamp",
+    "timestamp",
+    "time",
+    "__REALTIME_TIMESTAMP",
+    "ISODATE",
+    "DATE",
+    "timereported",
+    "instant.epochSecond",
+)
 LEVEL_FIELDS: tuple[str, ...] = ("log.level", "level", "severity", "PRIORITY", "priority", "syslogseverity")
 HOST_FIELDS: tuple[str, ...] = ("host.name", "host", "hostname", "_HOSTNAME", "HOST", "kubernetes.host")
-SERVICE_FIELDS: tuple[str, ...] = ("service.name", "service", "SYSLOG_IDENTIFIER", "PROGRAM", "programname",
-                                   "kubernetes.container_name", "container_name", "_container_name", "app")
+SERVICE_FIELDS: tuple[str, ...] = (
+    "service.name",
+    "service",
+    "SYSLOG_IDENTIFIER",
+    "PROGRAM",
+    "programname",
+    "kubernetes.container_name",
+    "container_name",
+    "_container_name",
+    "app",
+)
 # Where the stored level came from (Event.level_source, in the scored record's `streamer` member).
 LEVEL_SOURCES = ("line", "pri", "envelope", "none")
 
@@ -89,10 +106,20 @@ class DeadLetter:
     record_index: int = 0  # which record of its Kafka message
 
     @classmethod
-    def of_event(cls, e: Event, error_class: str, reason: str, stage: str) -> "DeadLetter":
+    def of_event(cls, e: Event, error_class: str, reason: str, stage: str) -> DeadLetter:
         """An event refused after decoding; the value is its JSON text (the input itself for JSON input)."""
-        return cls(e.topic, e.partition, e.offset, e.key, e.headers, e.raw_json.encode(), error_class, reason,
-                   stage, e.record_index)
+        return cls(
+            e.topic,
+            e.partition,
+            e.offset,
+            e.key,
+            e.headers,
+            e.raw_json.encode(),
+            error_class,
+            reason,
+            stage,
+            e.record_index,
+        )
 
 
 # A leading timestamp (ISO 8601 / RFC 3339 or "YYYY-MM-DD HH:MM:SS[,.]fff") and/or level in a text line.
@@ -131,6 +158,7 @@ class Decoder:
         headers: Headers = None,
     ) -> list[Event | DeadLetter]:
         """One Event or DeadLetter per record of the message (a JSON array, NDJSON or OTLP hold several)."""
+
         def dead(error_class: str, reason: str, index: int = 0) -> DeadLetter:
             return DeadLetter(topic, partition, offset, key, headers, value, error_class, reason, "decode", index)
 
@@ -153,15 +181,18 @@ class Decoder:
         if not stripped or stripped.isspace():  # str also counts Unicode spaces that bytes.isspace() does not
             return [dead("empty", "the record holds only white space")]
         first = stripped[0] if not stripped[0].isspace() else stripped.lstrip()[0]
-        if (first == "{" or (first == "[" and _may_be_array(stripped)) or first == '"'
-                or (first in _SCALAR_STARTS and _JSON_SCALAR.match(stripped.strip()))):
+        if (
+            first == "{"
+            or (first == "[" and _may_be_array(stripped))
+            or first == '"'
+            or (first in _SCALAR_STARTS and _JSON_SCALAR.match(stripped.strip()))
+        ):
             try:
                 obj = orjson.loads(value)
             except orjson.JSONDecodeError as err:
                 if first == "{":
                     if "\n" in stripped:
-                        return self._from_ndjson(stripped, topic, partition, offset, timestamp_ms, key, headers,
-                                                 dead)
+                        return self._from_ndjson(stripped, topic, partition, offset, timestamp_ms, key, headers, dead)
                     return [dead("malformed_json", f"starts like JSON but does not parse: {err}")]
                 obj = _NOT_JSON
             except RecursionError:  # defensive: orjson bounds depth itself
@@ -171,8 +202,7 @@ class Decoder:
                     if "resourceLogs" in obj:
                         records = _otlp(value)
                         if isinstance(records, list):
-                            return self._from_otlp(records, topic, partition, offset, timestamp_ms, key, headers,
-                                                   dead)
+                            return self._from_otlp(records, topic, partition, offset, timestamp_ms, key, headers, dead)
                         if isinstance(records, str):
                             return [dead("malformed_otlp", records)]
                     return [self._from_object(obj, text, topic, partition, offset, timestamp_ms, key, headers, dead)]
@@ -191,8 +221,9 @@ class Decoder:
             if not isinstance(item, dict):
                 out.append(item_dead("not_an_object", f"JSON {type(item).__name__} in the array is not an object"))
                 continue
-            got = self._from_object(item, orjson.dumps(item).decode(), topic, partition, offset, timestamp_ms, key,
-                                    headers, item_dead)
+            got = self._from_object(
+                item, orjson.dumps(item).decode(), topic, partition, offset, timestamp_ms, key, headers, item_dead
+            )
             got.record_index = index
             out.append(got)
         return out
@@ -209,8 +240,9 @@ class Decoder:
                 out.append(item_dead("malformed_json", f"NDJSON line {index} does not parse: {err}"))
                 continue
             if not isinstance(obj, dict):
-                out.append(item_dead("not_an_object", f"NDJSON line {index}: JSON {type(obj).__name__} is not an "
-                                                      "object"))
+                out.append(
+                    item_dead("not_an_object", f"NDJSON line {index}: JSON {type(obj).__name__} is not an object")
+                )
                 continue
             got = self._from_object(obj, line, topic, partition, offset, timestamp_ms, key, headers, item_dead)
             got.record_index = index
@@ -229,9 +261,22 @@ class Decoder:
             raw_json = orjson.dumps(rec, default=str).decode()
             level = normalise(rec["level"]) if rec.get("level") else None
             # a filelog receiver's body is the file's line, header and all
-            out.append(_json_event(topic, partition, offset, key, headers, message.strip(_TERMINATORS),
-                                   rec.get("time") or _kafka_time(timestamp_ms), level, rec.get("host"),
-                                   rec.get("service"), raw_json, index))
+            out.append(
+                _json_event(
+                    topic,
+                    partition,
+                    offset,
+                    key,
+                    headers,
+                    message.strip(_TERMINATORS),
+                    rec.get("time") or _kafka_time(timestamp_ms),
+                    level,
+                    rec.get("host"),
+                    rec.get("service"),
+                    raw_json,
+                    index,
+                )
+            )
         return out
 
     def _from_object(self, obj, text, topic, partition, offset, timestamp_ms, key, headers, dead):
@@ -258,42 +303,76 @@ class Decoder:
                 level = normalise(candidate)
                 if level is not None:
                     break
-        return _json_event(topic, partition, offset, key, headers, message, event_time, level,
-                           _first_string(obj, HOST_FIELDS), _service(obj), text, 0)
+        return _json_event(
+            topic,
+            partition,
+            offset,
+            key,
+            headers,
+            message,
+            event_time,
+            level,
+            _first_string(obj, HOST_FIELDS),
+            _service(obj),
+            text,
+            0,
+        )
 
     def _from_text(self, line, topic, partition, offset, timestamp_ms, key, headers) -> Event:
         """A text line: its header (syslog, log4j, klog, ...) parsed off; `message` is the content, raw keeps
         the line."""
         head = None
-        if line[0].isspace():
-            line_start = line.lstrip()
-        else:
-            line_start = line
+        line_start = line.lstrip() if line[0].isspace() else line
         if self._line_format is not None:
             head = parse_with_format(*self._line_format, line_start)
             if head is not None and head.level is None and head.message[:1] in _HEADER_STARTS:
                 # the format's content may be a line with a header of its own (Logstash plain: time host line)
                 inner = parse_line(head.message)
                 if inner is not None and inner.message and not inner.message.isspace():
-                    head = inner._replace(time=inner.time or head.time, host=head.host or inner.host,
-                                          service=head.service or inner.service)
+                    head = inner._replace(
+                        time=inner.time or head.time,
+                        host=head.host or inner.host,
+                        service=head.service or inner.service,
+                    )
         if head is None:
             head = parse_line(line_start)
         if head is None or not head.message or head.message.isspace():
             return Event(
-                topic, partition, offset, key, headers, line, _kafka_time(timestamp_ms), None,
-                None, None, orjson.dumps({"message": line}).decode(), False,
+                topic,
+                partition,
+                offset,
+                key,
+                headers,
+                line,
+                _kafka_time(timestamp_ms),
+                None,
+                None,
+                None,
+                orjson.dumps({"message": line}).decode(),
+                False,
             )
         level_source = "none" if head.level is None else "pri" if head.level_from_pri else "line"
         return Event(
-            topic, partition, offset, key, headers, head.message, head.time or _kafka_time(timestamp_ms),
-            head.level, head.host, head.service, orjson.dumps({"message": head.message, "raw": line}).decode(),
-            False, 0, level_source,
+            topic,
+            partition,
+            offset,
+            key,
+            headers,
+            head.message,
+            head.time or _kafka_time(timestamp_ms),
+            head.level,
+            head.host,
+            head.service,
+            orjson.dumps({"message": head.message, "raw": line}).decode(),
+            False,
+            0,
+            level_source,
         )
 
 
-def _json_event(topic, partition, offset, key, headers, message, event_time, level, host, service, raw_json,
-                index) -> Event:
+def _json_event(
+    topic, partition, offset, key, headers, message, event_time, level, host, service, raw_json, index
+) -> Event:
     """An event of a JSON or OTLP record. A level the line itself states outranks an envelope severity a
     file-reading shipper stamps on every line (rsyslog imfile `severity: notice`); the scored message is the
     content without the line's header; the line's time wins, its host and service fill what the record lacks."""
@@ -306,8 +385,22 @@ def _json_event(topic, partition, offset, key, headers, message, event_time, lev
         event_time = head.time or event_time
         host = host or head.host
         service = service or head.service
-    return Event(topic, partition, offset, key, headers, message, event_time, level, host, service, raw_json, True,
-                 index, level_source)
+    return Event(
+        topic,
+        partition,
+        offset,
+        key,
+        headers,
+        message,
+        event_time,
+        level,
+        host,
+        service,
+        raw_json,
+        True,
+        index,
+        level_source,
+    )
 
 
 _SCALAR_STARTS = frozenset("-0123456789tfn")
@@ -319,6 +412,8 @@ def _may_be_array(text: str) -> bool:
     attempt that fails costs an exception per line)."""
     rest = text.lstrip()[1:].lstrip()
     return not rest or rest[0] in _VALUE_STARTS
+
+
 _NOT_JSON = object()
 _MISSING = object()
 _TERMINATORS = "\r\n"
@@ -420,7 +515,7 @@ def _first_time(obj: dict) -> datetime | None:
 _EPOCH_MS_ABOVE = 1e11
 _EPOCH_US_ABOVE = 1e14
 _EPOCH_NS_ABOVE = 1e17
-_MIN_TIME = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MIN_TIME = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _parse_time(value) -> datetime | None:
@@ -430,9 +525,16 @@ def _parse_time(value) -> datetime | None:
             return None
         if isinstance(value, (int, float)):
             magnitude = abs(value)
-            seconds = (value / 1e9 if magnitude > _EPOCH_NS_ABOVE else value / 1e6 if magnitude > _EPOCH_US_ABOVE
-                       else value / 1000.0 if magnitude > _EPOCH_MS_ABOVE else float(value))
-            return datetime.fromtimestamp(seconds, tz=timezone.utc)
+            seconds = (
+                value / 1e9
+                if magnitude > _EPOCH_NS_ABOVE
+                else value / 1e6
+                if magnitude > _EPOCH_US_ABOVE
+                else value / 1000.0
+                if magnitude > _EPOCH_MS_ABOVE
+                else float(value)
+            )
+            return datetime.fromtimestamp(seconds, tz=UTC)
         if isinstance(value, str):
             if value.isdigit():  # journald writes its µs epoch as a string
                 return _parse_time(int(value))
@@ -441,7 +543,7 @@ def _parse_time(value) -> datetime | None:
             except ValueError:  # surrounding spaces, or a comma before the fraction ("12:00:00,123")
                 parsed = datetime.fromisoformat(value.strip().replace(",", "."))
             if parsed.tzinfo is None:
-                parsed = parsed.replace(tzinfo=timezone.utc)  # shippers that omit the zone mean UTC
+                parsed = parsed.replace(tzinfo=UTC)  # shippers that omit the zone mean UTC
             return parsed if parsed >= _MIN_TIME else None
     except (ValueError, OverflowError, OSError):
         return None
@@ -450,5 +552,5 @@ def _parse_time(value) -> datetime | None:
 
 def _kafka_time(timestamp_ms: int | None) -> datetime:
     if timestamp_ms is not None and timestamp_ms > 0:
-        return datetime.fromtimestamp(timestamp_ms / 1000.0, tz=timezone.utc)
-    return datetime.now(tz=timezone.utc)
+        return datetime.fromtimestamp(timestamp_ms / 1000.0, tz=UTC)
+    return datetime.now(tz=UTC)

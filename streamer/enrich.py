@@ -13,7 +13,6 @@ import orjson
 
 from streamer.decode import DeadLetter, Event
 
-
 # One record for logs.scored: (key, value, headers). A plain tuple: one is built per event.
 ScoredRecord = tuple[bytes | None, bytes, list[tuple[str, bytes]]]
 
@@ -23,7 +22,7 @@ def partition_headers(topic: str, partition: int) -> list[tuple[str, bytes]]:
 
 
 def source_headers(topic: str, partition: int, offset: int) -> list[tuple[str, bytes]]:
-    return partition_headers(topic, partition) + [("source.offset", b"%d" % offset)]
+    return [*partition_headers(topic, partition), ("source.offset", b"%d" % offset)]
 
 
 def scored_records(events: list[Event], columns, templates=None) -> Iterator[ScoredRecord]:
@@ -58,13 +57,18 @@ def scored_records(events: list[Event], columns, templates=None) -> Iterator[Sco
             "severity": severities[i],
             "model_version": version,
             "level_source": event.level_source,  # where the stored level came from (decode.LEVEL_SOURCES)
-            "source": {"topic": event.topic, "partition": event.partition, "offset": event.offset,
-                       "record_index": event.record_index},
+            "source": {
+                "topic": event.topic,
+                "partition": event.partition,
+                "offset": event.offset,
+                "record_index": event.record_index,
+            },
         }
         if template_ids is not None:
             streamer["template_id"] = template_ids[i]
             streamer["template_new"] = bool(new_keys) and (
-                (event.topic, event.partition, event.offset, event.record_index) in new_keys)
+                (event.topic, event.partition, event.offset, event.record_index) in new_keys
+            )
         original = event.raw_json
         if event.is_json and '"streamer"' not in original:
             value = original.rstrip()[:-1].encode() + b',"streamer":' + dumps(streamer) + b"}"
@@ -90,19 +94,38 @@ def database_rows(events: list[Event], columns, templates=None) -> list[tuple]:
     severities = columns.severity
     version = columns.model_version
     return [
-        (e.topic, e.partition, e.offset, e.record_index, e.event_time, e.level, e.message, e.host, e.service,
-         e.raw_json, version, levels[i], confidences[i], anomalies[i], scores[i], severities[i], template_ids[i])
+        (
+            e.topic,
+            e.partition,
+            e.offset,
+            e.record_index,
+            e.event_time,
+            e.level,
+            e.message,
+            e.host,
+            e.service,
+            e.raw_json,
+            version,
+            levels[i],
+            confidences[i],
+            anomalies[i],
+            scores[i],
+            severities[i],
+            template_ids[i],
+        )
         for i, e in enumerate(events)
     ]
 
 
 def dead_letter_headers(dead: DeadLetter) -> list[tuple[str, bytes]]:
     headers = list(dead.headers) if dead.headers else []
-    headers.extend([
-        ("deadletter.error_class", dead.error_class.encode()),
-        ("deadletter.reason", dead.reason.encode("utf-8", "replace")[:1000]),
-        ("deadletter.stage", dead.stage.encode()),
-    ])
+    headers.extend(
+        [
+            ("deadletter.error_class", dead.error_class.encode()),
+            ("deadletter.reason", dead.reason.encode("utf-8", "replace")[:1000]),
+            ("deadletter.stage", dead.stage.encode()),
+        ]
+    )
     headers.extend(source_headers(dead.topic, dead.partition, dead.offset))
     if dead.record_index:
         headers.append(("source.record_index", b"%d" % dead.record_index))

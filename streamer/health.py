@@ -22,8 +22,10 @@ log = logging.getLogger("streamer.health")
 DEFAULT_HOST = "127.0.0.1"
 REQUEST_TIMEOUT_SECONDS = 5.0  # a scrape takes milliseconds; a client silent this long is gone
 MAX_CONNECTIONS = 16  # scrapers and probes are few; more at once is a flood, not monitoring
-_BUSY_RESPONSE = (b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n"
-                  b"Connection: close\r\n\r\nbusy\n")
+_BUSY_RESPONSE = (
+    b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n"
+    b"Connection: close\r\n\r\nbusy\n"
+)
 # What a client that hangs up, resets or stalls raises in the handler thread: not our fault, not worth a trace.
 _CLIENT_GONE = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, TimeoutError, socket.timeout)
 
@@ -43,8 +45,13 @@ class Health:
         return self.model_loaded and self.broker_ok and self.database_ok
 
     def as_dict(self) -> dict:
-        return {"alive": self.alive(), "ready": self.ready(), "model_loaded": self.model_loaded,
-                "broker_ok": self.broker_ok, "database_ok": self.database_ok}
+        return {
+            "alive": self.alive(),
+            "ready": self.ready(),
+            "model_loaded": self.model_loaded,
+            "broker_ok": self.broker_ok,
+            "database_ok": self.database_ok,
+        }
 
 
 class _BoundedServer(ThreadingHTTPServer):
@@ -90,8 +97,14 @@ class _BoundedServer(ThreadingHTTPServer):
             log.warning("HTTP: request from %s failed: %r", client_address[0], err)
 
 
-def serve(port: int, health: Health, registry, host: str = DEFAULT_HOST,
-          timeout: float = REQUEST_TIMEOUT_SECONDS, max_connections: int = MAX_CONNECTIONS) -> ThreadingHTTPServer:
+def serve(
+    port: int,
+    health: Health,
+    registry,
+    host: str = DEFAULT_HOST,
+    timeout: float = REQUEST_TIMEOUT_SECONDS,
+    max_connections: int = MAX_CONNECTIONS,
+) -> ThreadingHTTPServer:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):  # noqa: N802 (http.server's naming)
             path = self.path.split("?", 1)[0]

@@ -9,9 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 
-def failing_alone(indexes: list[int], error: BaseException, attempt: Callable[[list[int]], object],
-                  catch: type[BaseException] | tuple[type[BaseException], ...] = Exception
-                  ) -> dict[int, BaseException]:
+def failing_alone(
+    indexes: list[int],
+    error: BaseException,
+    attempt: Callable[[list[int]], object],
+    catch: type[BaseException] | tuple[type[BaseException], ...] = Exception,
+) -> dict[int, BaseException]:
     """`indexes` failed together with `error`; returns {index: its error} for those that fail on their own.
 
     Each half is attempted again (attempt(half) raises when it fails) and halves that fail are split further,

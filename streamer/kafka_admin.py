@@ -10,8 +10,13 @@ from streamer.errors import StreamerError
 TOPIC_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 
 
-def ensure_topics(kafka_config: dict, topics: dict[str, int], timeout: float = 30.0,
-                  replication_factor: int = -1, topic_config: dict[str, str] | None = None) -> dict[str, str]:
+def ensure_topics(
+    kafka_config: dict,
+    topics: dict[str, int],
+    timeout: float = 30.0,
+    replication_factor: int = -1,
+    topic_config: dict[str, str] | None = None,
+) -> dict[str, str]:
     """Create each topic (name -> partition count) that does not exist yet.
 
     Returns name -> "created" | "exists". An existing topic with fewer partitions than asked is reported as
@@ -27,10 +32,18 @@ def ensure_topics(kafka_config: dict, topics: dict[str, int], timeout: float = 3
     bootstrap = kafka_config.get("bootstrap.servers", "?")
     try:
         futures = admin.create_topics(
-            [NewTopic(name, num_partitions=n, replication_factor=replication_factor,
-                      config={"max.message.bytes": str(TOPIC_MAX_MESSAGE_BYTES), **(topic_config or {})})
-             for name, n in topics.items()],
-            operation_timeout=timeout, request_timeout=timeout)
+            [
+                NewTopic(
+                    name,
+                    num_partitions=n,
+                    replication_factor=replication_factor,
+                    config={"max.message.bytes": str(TOPIC_MAX_MESSAGE_BYTES), **(topic_config or {})},
+                )
+                for name, n in topics.items()
+            ],
+            operation_timeout=timeout,
+            request_timeout=timeout,
+        )
     except KafkaException as err:
         raise StreamerError(f"cannot create topics on {bootstrap}: {err.args[0].str()}") from None
 
@@ -45,8 +58,10 @@ def ensure_topics(kafka_config: dict, topics: dict[str, int], timeout: float = 3
                 raise StreamerError(f"cannot create topic {name} on {bootstrap}: {kerr.str()}") from None
             result[name] = "exists"
         except Exception as err:  # a future that timed out: the broker is unreachable
-            raise StreamerError(f"cannot create topic {name}: no answer from Kafka at {bootstrap} "
-                                f"within {timeout:g}s ({type(err).__name__}; config {redact_config(kafka_config)})") from None
+            raise StreamerError(
+                f"cannot create topic {name}: no answer from Kafka at {bootstrap} "
+                f"within {timeout:g}s ({type(err).__name__}; config {redact_config(kafka_config)})"
+            ) from None
 
     # CreateTopics returns once the controller has the topic; the broker's metadata may lag behind. Wait
     # until every topic is visible with a leader per partition, so callers can produce at once.
@@ -56,8 +71,10 @@ def ensure_topics(kafka_config: dict, topics: dict[str, int], timeout: float = 3
         for name in existing:
             have = len(md.topics[name].partitions) if name in md.topics else 0
             if have < topics[name]:
-                raise StreamerError(f"topic {name} exists with {have} partitions, fewer than the {topics[name]} "
-                                    "streamer needs; grow it with kafka-topics --alter or choose another name")
+                raise StreamerError(
+                    f"topic {name} exists with {have} partitions, fewer than the {topics[name]} "
+                    "streamer needs; grow it with kafka-topics --alter or choose another name"
+                )
     return result
 
 
@@ -88,13 +105,19 @@ def _wait_visible(admin, bootstrap: str, topics: dict[str, int], timeout: float)
     deadline = time.monotonic() + timeout
     while True:
         md = _metadata(admin, bootstrap, timeout)
-        if all(name in md.topics and md.topics[name].error is None and md.topics[name].partitions
-               and all(p.leader >= 0 for p in md.topics[name].partitions.values()) for name in topics):
+        if all(
+            name in md.topics
+            and md.topics[name].error is None
+            and md.topics[name].partitions
+            and all(p.leader >= 0 for p in md.topics[name].partitions.values())
+            for name in topics
+        ):
             return md
         if time.monotonic() >= deadline:
             missing = sorted(n for n in topics if n not in md.topics)
-            raise StreamerError(f"topics {', '.join(missing) or 'created'} not visible with leaders on {bootstrap} "
-                                f"within {timeout:g}s")
+            raise StreamerError(
+                f"topics {', '.join(missing) or 'created'} not visible with leaders on {bootstrap} within {timeout:g}s"
+            )
         time.sleep(0.1)
 
 
@@ -123,25 +146,33 @@ def topic_limits(kafka_config: dict, names: list[str], timeout: float = 10.0) ->
         return {}
     admin = AdminClient(_quiet(kafka_config))
     bootstrap = kafka_config.get("bootstrap.servers", "?")
-    futures = admin.describe_configs([ConfigResource(ResourceType.TOPIC, n) for n in names],
-                                     request_timeout=timeout)
+    futures = admin.describe_configs([ConfigResource(ResourceType.TOPIC, n) for n in names], request_timeout=timeout)
     limits = {}
     for resource, fut in futures.items():
         try:
             entries = fut.result(timeout=timeout + 5)
         except KafkaException as err:
-            raise StreamerError(f"cannot read the configuration of topic {resource.name}: "
-                                f"{err.args[0].str()}") from None
+            raise StreamerError(
+                f"cannot read the configuration of topic {resource.name}: {err.args[0].str()}"
+            ) from None
         except Exception as err:  # a future that timed out: the broker is unreachable
-            raise StreamerError(f"cannot read topic configurations: no answer from Kafka at {bootstrap} "
-                                f"within {timeout:g}s ({type(err).__name__})") from None
+            raise StreamerError(
+                f"cannot read topic configurations: no answer from Kafka at {bootstrap} "
+                f"within {timeout:g}s ({type(err).__name__})"
+            ) from None
         limits[resource.name] = int(entries["max.message.bytes"].value)
     return limits
 
 
-def topic_limit_warnings(kafka_config: dict, output_topic: str, dlq_topic: str, input_topics: list[str],
-                         max_event_bytes: int, producer_max_bytes: int = PRODUCER_MAX_MESSAGE_BYTES,
-                         timeout: float = 10.0) -> list[str]:
+def topic_limit_warnings(
+    kafka_config: dict,
+    output_topic: str,
+    dlq_topic: str,
+    input_topics: list[str],
+    max_event_bytes: int,
+    producer_max_bytes: int = PRODUCER_MAX_MESSAGE_BYTES,
+    timeout: float = 10.0,
+) -> list[str]:
     """One line per topic whose max.message.bytes is below the largest record streamer may send it.
 
     The broker refuses such a record whenever it comes; streamer does not retry it forever (KafkaSink.flush
@@ -162,14 +193,18 @@ def topic_limit_warnings(kafka_config: dict, output_topic: str, dlq_topic: str, 
             f"a scored record may reach about {largest_scored:,} (STREAMER_MAX_MESSAGE_BYTES "
             f"{max_event_bytes:,} plus the streamer member): a larger one is still stored, and goes to "
             f"{dlq_topic} truncated to {TRUNCATED_BYTES // 1024} KiB instead; raise max.message.bytes or lower "
-            "STREAMER_MAX_MESSAGE_BYTES")
+            "STREAMER_MAX_MESSAGE_BYTES"
+        )
     if limits[dlq_topic] < largest_dead:
-        kept = (f"truncated to {TRUNCATED_BYTES // 1024} KiB with headers deadletter.truncated, "
-                "deadletter.original_size and deadletter.original_sha256"
-                if limits[dlq_topic] > TRUNCATED_BYTES + 4096 else
-                "without their value (deadletter.value_omitted), as even a truncated one does not fit")
+        kept = (
+            f"truncated to {TRUNCATED_BYTES // 1024} KiB with headers deadletter.truncated, "
+            "deadletter.original_size and deadletter.original_sha256"
+            if limits[dlq_topic] > TRUNCATED_BYTES + 4096
+            else "without their value (deadletter.value_omitted), as even a truncated one does not fit"
+        )
         warnings.append(
             f"topic {dlq_topic} accepts records up to {limits[dlq_topic]:,} bytes (max.message.bytes) but a "
             f"dead letter keeps the original value, up to {largest_dead:,} bytes: larger ones are sent {kept}; "
-            f"raise max.message.bytes to {largest_dead:,} to keep them whole")
+            f"raise max.message.bytes to {largest_dead:,} to keep them whole"
+        )
     return warnings

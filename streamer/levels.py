@@ -11,23 +11,52 @@ LEVELS: tuple[str, ...] = ("DEBUG", "INFO", "WARN", "ERROR", "FATAL")
 
 _ALIASES: dict[str, str] = {
     # DEBUG
-    "trace": "DEBUG", "finest": "DEBUG", "finer": "DEBUG", "fine": "DEBUG", "verbose": "DEBUG",
-    "debug": "DEBUG", "dbg": "DEBUG", "v": "DEBUG", "d": "DEBUG", "t": "DEBUG",
+    "trace": "DEBUG",
+    "finest": "DEBUG",
+    "finer": "DEBUG",
+    "fine": "DEBUG",
+    "verbose": "DEBUG",
+    "debug": "DEBUG",
+    "dbg": "DEBUG",
+    "v": "DEBUG",
+    "d": "DEBUG",
+    "t": "DEBUG",
     # INFO
-    "info": "INFO", "information": "INFO", "informational": "INFO", "notice": "INFO", "i": "INFO",
-    "n": "INFO", "config": "INFO", "ok": "INFO",
+    "info": "INFO",
+    "information": "INFO",
+    "informational": "INFO",
+    "notice": "INFO",
+    "i": "INFO",
+    "n": "INFO",
+    "config": "INFO",
+    "ok": "INFO",
     # WARN
-    "warn": "WARN", "warning": "WARN", "w": "WARN",
+    "warn": "WARN",
+    "warning": "WARN",
+    "w": "WARN",
     # ERROR
-    "error": "ERROR", "err": "ERROR", "e": "ERROR", "severe": "ERROR", "fail": "ERROR", "failure": "ERROR",
+    "error": "ERROR",
+    "err": "ERROR",
+    "e": "ERROR",
+    "severe": "ERROR",
+    "fail": "ERROR",
+    "failure": "ERROR",
     # FATAL
-    "fatal": "FATAL", "critical": "FATAL", "crit": "FATAL", "alert": "FATAL", "emerg": "FATAL",
-    "emergency": "FATAL", "panic": "FATAL", "f": "FATAL", "c": "FATAL",
+    "fatal": "FATAL",
+    "critical": "FATAL",
+    "crit": "FATAL",
+    "alert": "FATAL",
+    "emerg": "FATAL",
+    "emergency": "FATAL",
+    "panic": "FATAL",
+    "f": "FATAL",
+    "c": "FATAL",
 }
 
 # The aliases as shippers usually write them (info, INFO, Info): looked up before any normalising.
-_EXACT: dict[str, str] = {spelling: level for alias, level in _ALIASES.items()
-                          for spelling in (alias, alias.upper(), alias.capitalize())}
+_EXACT: dict[str, str] = {
+    spelling: level for alias, level in _ALIASES.items() for spelling in (alias, alias.upper(), alias.capitalize())
+}
 
 # syslog severities 0..7 (RFC 5424)
 _SYSLOG = {0: "FATAL", 1: "FATAL", 2: "FATAL", 3: "ERROR", 4: "WARN", 5: "INFO", 6: "INFO", 7: "DEBUG"}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import NamedTuple
 
 from streamer.levels import normalise
@@ -25,8 +25,9 @@ class Header(NamedTuple):
 
 
 _SYSLOG_SEVERITY = ("FATAL", "FATAL", "FATAL", "ERROR", "WARN", "INFO", "INFO", "DEBUG")  # RFC 5424 0..7
-_MONTHS = {m: i for i, m in enumerate(("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov",
-                                       "Dec"), 1)}
+_MONTHS = {
+    m: i for i, m in enumerate(("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1)
+}
 _LEVEL_WORD = r"(?:TRACE|DEBUG|INFO|NOTICE|WARN|WARNING|ERROR|ERR|SEVERE|FATAL|CRITICAL|CRIT)"
 _ISO = r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d{1,9})?(?:Z|[+-]\d{2}:?\d{2})?"
 # BSD stamp; the day is space-padded by syslogd ("Dec  2"), some collectors write it unpadded ("Nov 9")
@@ -36,14 +37,19 @@ _BSD_TS = r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) {1,2}\d{1,2} \d{
 _TAG = r"(?:-- )?(?P<app>[^\s:\[]+)(?:\[\d+\])?(?: [\w.-]+(?:\[\d+\])?| \([^()]*\)){0,3}:(?: |$)"
 
 # <PRI>1 ISO host app procid msgid [SD|-] msg
-_RFC5424 = re.compile(r"<(?P<pri>\d{1,3})>1 (?P<ts>\S+) (?P<host>\S+) (?P<app>\S+) \S+ \S+ "
-                      r"(?:-|(?:\[[^\]]*\])+) ?(?P<msg>.*)", re.S)
+_RFC5424 = re.compile(
+    r"<(?P<pri>\d{1,3})>1 (?P<ts>\S+) (?P<host>\S+) (?P<app>\S+) \S+ \S+ "
+    r"(?:-|(?:\[[^\]]*\])+) ?(?P<msg>.*)",
+    re.S,
+)
 # [<PRI>]Mmm dd hh:mm:ss host tag[pid]: msg  (RFC 3164, and the rsyslog/syslog-ng file format); also ISO stamps
-_RFC3164 = re.compile(rf"(?:<(?P<pri>\d{{1,3}})>)?(?P<ts>{_BSD_TS}|{_ISO}) +(?P<host>\S+) +{_TAG}(?P<msg>.*)",
-                      re.S)
+_RFC3164 = re.compile(rf"(?:<(?P<pri>\d{{1,3}})>)?(?P<ts>{_BSD_TS}|{_ISO}) +(?P<host>\S+) +{_TAG}(?P<msg>.*)", re.S)
 # Go klog/glog: I1202 15:04:05.000000 123 file.go:42] msg
-_KLOG = re.compile(r"(?P<lvl>[IWEF])(?P<mm>\d{2})(?P<dd>\d{2}) (?P<t>\d{2}:\d{2}:\d{2}(?:\.\d+)?) +\d+ "
-                   r"(?P<src>[^\s:]+:\d+)\] ?(?P<msg>.*)", re.S)
+_KLOG = re.compile(
+    r"(?P<lvl>[IWEF])(?P<mm>\d{2})(?P<dd>\d{2}) (?P<t>\d{2}:\d{2}:\d{2}(?:\.\d+)?) +\d+ "
+    r"(?P<src>[^\s:]+:\d+)\] ?(?P<msg>.*)",
+    re.S,
+)
 # After an ISO timestamp, one alternation for the layouts that start with one (the first branch that fits wins):
 _AFTER_ISO = re.compile(
     # Python logging asctime default: - name - LEVEL - msg
@@ -59,33 +65,45 @@ _AFTER_ISO = re.compile(
     r"|, (?P<w_lvl>[A-Za-z]+) +(?P<w_comp>\S+) +(?P<w_msg>.*)"
     # CRI container runtime: stdout|stderr F|P msg
     r"| (?:stdout|stderr) [FP] (?P<c_msg>.*)",
-    re.S)
+    re.S,
+)
 _ISO_AT_START = re.compile(_ISO)
 # HDFS-style: yymmdd hhmmss pid LEVEL component: msg
-_HDFS = re.compile(rf"(?P<d>\d{{6}}) (?P<t>\d{{6}}) +\d+ (?P<lvl>{_LEVEL_WORD}) (?P<comp>[^\s:]+): (?P<msg>.*)",
-                   re.S)
+_HDFS = re.compile(rf"(?P<d>\d{{6}}) (?P<t>\d{{6}}) +\d+ (?P<lvl>{_LEVEL_WORD}) (?P<comp>[^\s:]+): (?P<msg>.*)", re.S)
 # Spark/log4j short: yy/mm/dd hh:mm:ss LEVEL component: msg
-_YY_SLASH = re.compile(rf"(?P<d>\d{{2}}/\d{{2}}/\d{{2}}) (?P<t>\d{{2}}:\d{{2}}:\d{{2}}) (?P<lvl>{_LEVEL_WORD}) "
-                       r"(?P<comp>[^\s:]+): (?P<msg>.*)", re.S)
+_YY_SLASH = re.compile(
+    rf"(?P<d>\d{{2}}/\d{{2}}/\d{{2}}) (?P<t>\d{{2}}:\d{{2}}:\d{{2}}) (?P<lvl>{_LEVEL_WORD}) "
+    r"(?P<comp>[^\s:]+): (?P<msg>.*)",
+    re.S,
+)
 # Apache/nginx error log: [Sun Dec 04 04:47:44 2005] [error] msg ; nginx: 2024/01/01 10:00:00 [error] 1#1: msg
-_APACHE = re.compile(r"\[(?P<ts>[^\]]+)\] \[(?:[\w]+:)?(?P<lvl>emerg|alert|crit|error|warn|notice|info|debug)\] "
-                     r"(?P<msg>.*)", re.S)
+_APACHE = re.compile(
+    r"\[(?P<ts>[^\]]+)\] \[(?:[\w]+:)?(?P<lvl>emerg|alert|crit|error|warn|notice|info|debug)\] "
+    r"(?P<msg>.*)",
+    re.S,
+)
 _NGINX = re.compile(r"(?P<ts>\d{4}/\d{2}/\d{2} \d{2}:\d{2}:\d{2}) \[(?P<lvl>\w+)\] (?:\d+#\d+: )?(?P<msg>.*)", re.S)
 # Android logcat threadtime: 03-17 16:13:38.811  1702  2395 D WindowManager: msg
-_LOGCAT = re.compile(r"(?P<md>\d{2}-\d{2}) (?P<t>\d{2}:\d{2}:\d{2}\.\d{3}) +\d+ +\d+ (?P<lvl>[VDIWEF]) "
-                     r"(?P<tag>[^:]*?) ?: (?P<msg>.*)", re.S)
+_LOGCAT = re.compile(
+    r"(?P<md>\d{2}-\d{2}) (?P<t>\d{2}:\d{2}:\d{2}\.\d{3}) +\d+ +\d+ (?P<lvl>[VDIWEF]) "
+    r"(?P<tag>[^:]*?) ?: (?P<msg>.*)",
+    re.S,
+)
 # A bracketed timestamp, a program and " - " (Proxifier and other Windows tools): [10.30 16:49:06] app.exe *64 - msg
 _BRACKET_PROGRAM = re.compile(r"\[(?P<ts>[\d.:/ -]+)\] (?P<prog>[^\s\[\]]+)(?: \*64)? - (?P<msg>.*)", re.S)
 # Pipe-separated header: timestamp|component|pid|msg (Huawei's Android health services)
-_PIPES = re.compile(r"(?P<ts>\d{8}-\d{1,2}:\d{1,2}:\d{1,2}(?::\d{1,3})?)\|(?P<comp>[^|]+)\|(?P<pid>\d+)\|(?P<msg>.*)", re.S)
+_PIPES = re.compile(
+    r"(?P<ts>\d{8}-\d{1,2}:\d{1,2}:\d{1,2}(?::\d{1,3})?)\|(?P<comp>[^|]+)\|(?P<pid>\d+)\|(?P<msg>.*)", re.S
+)
 # LANL HPC event log: logid node component state epoch flag msg
 _LANL = re.compile(r"\d+ (?P<node>\S+) (?P<comp>\S+) \S+ (?P<epoch>\d{9,10}) -?\d+ (?P<msg>.*)", re.S)
 # The alert-tagged prefix of the CFDR supercomputer logs (BlueGene/L, Thunderbird, Spirit, Liberty):
 # alert-category|- epoch yyyy.mm.dd node, then a RAS record or a syslog line.
 _CFDR = re.compile(r"(?:-|[A-Z][A-Z_]*) (?P<epoch>\d{9,10}) \d{4}\.\d{2}\.\d{2} (?P<node>\S+) (?P<rest>.*)", re.S)
 # BlueGene/L RAS record: yyyy-mm-dd-hh.mm.ss.ffffff location type component LEVEL msg
-_RAS = re.compile(r"\d{4}-\d{2}-\d{2}-\d{2}\.\d{2}\.\d{2}\.\d{6} \S+ \S+ (?P<comp>\S+) (?P<lvl>[A-Z]+) (?P<msg>.*)",
-                  re.S)
+_RAS = re.compile(
+    r"\d{4}-\d{2}-\d{2}-\d{2}\.\d{2}\.\d{2}\.\d{6} \S+ \S+ (?P<comp>\S+) (?P<lvl>[A-Z]+) (?P<msg>.*)", re.S
+)
 # A syslog line without a tag (kernel messages in some collectors' files): stamp, host, message
 _BSD_NO_TAG = re.compile(rf"{_BSD_TS} +\S+ +(?P<msg>.*)", re.S)
 # Lines that start with a word or a bracket, one alternation (the first branch that fits wins):
@@ -97,7 +115,8 @@ _WORD_HEAD = re.compile(
     # a bare leading level: bracketed in any case ([info] msg, <warn> msg), else in capitals (ERROR: msg, WARN msg);
     # "Error returned from x", "Trace cache: 12K" and sshd's "error: ..." are messages, not headers
     rf"|(?:(?i:[\[<(](?P<b_lvl>{_LEVEL_WORD})[\]>)])|(?P<c_lvl>{_LEVEL_WORD}))(?::? +|:?$)(?P<b_msg>.*)",
-    re.S)
+    re.S,
+)
 # Logstash plain codec: <iso ts> <host> <msg>, and ISO then message
 _ISO_ONLY = re.compile(rf"(?P<ts>{_ISO}) +(?P<msg>.*)", re.S)
 
@@ -144,7 +163,7 @@ def parse_line(line: str, depth: int = 0) -> Header | None:
             return Header(None, _LETTER_LEVEL[m["lvl"]], None, None, m["msg"], False)
     if first == "-" or first.isupper():
         space = line.find(" ", 0, 20)
-        if space > 0 and line[space + 1:space + 2].isdigit():
+        if space > 0 and line[space + 1 : space + 2].isdigit():
             m = _CFDR.match(line)
             if m:
                 return _cfdr(m)
@@ -153,7 +172,7 @@ def parse_line(line: str, depth: int = 0) -> Header | None:
         if m is None:
             return None
         if m["stem"] is not None:
-            inner = parse_line(line[m.end():], depth + 1) if depth < _MAX_DEPTH else None
+            inner = parse_line(line[m.end() :], depth + 1) if depth < _MAX_DEPTH else None
             return inner._replace(service=m["stem"]) if inner is not None else None
         if m["p_lvl"] is not None:
             return Header(None, normalise(m["p_lvl"]), None, m["p_logger"] or None, m["p_msg"], False)
@@ -183,8 +202,7 @@ def _digit_line(line: str, depth: int) -> Header | None:
                 return Header(ts, normalise(m["w_lvl"]), None, m["w_comp"], m["w_msg"], False)
             # CRI: the container's own line may carry a header
             inner = parse_line(m["c_msg"], depth + 1) if depth < _MAX_DEPTH else None
-            return inner._replace(time=inner.time or ts) if inner else Header(ts, None, None, None, m["c_msg"],
-                                                                                False)
+            return inner._replace(time=inner.time or ts) if inner else Header(ts, None, None, None, m["c_msg"], False)
         m = _RFC3164.match(line)
         if m:
             return _syslog(m, ts, depth)
@@ -199,8 +217,14 @@ def _digit_line(line: str, depth: int) -> Header | None:
     if c2 == "/":
         m = _YY_SLASH.match(line)
         if m:
-            return Header(_yymmdd(m["d"].replace("/", ""), m["t"].replace(":", "")), normalise(m["lvl"]), None,
-                          m["comp"], m["msg"], False)
+            return Header(
+                _yymmdd(m["d"].replace("/", ""), m["t"].replace(":", "")),
+                normalise(m["lvl"]),
+                None,
+                m["comp"],
+                m["msg"],
+                False,
+            )
     elif c2 == "-":
         m = _LOGCAT.match(line)
         if m:
@@ -252,15 +276,22 @@ def _iso(text: str) -> datetime | None:
         parsed = datetime.fromisoformat(text.replace(",", "."))
     except ValueError:
         return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _any_ts(text: str) -> datetime | None:
     if text[:3] in _MONTHS:  # no year in the BSD stamp: the current one
         try:
             day, clock = text[4:].split()
-            return datetime(_this_year(), _MONTHS[text[:3]], int(day), int(clock[:2]), int(clock[3:5]), int(clock[6:8]),
-                            tzinfo=timezone.utc)
+            return datetime(
+                _this_year(),
+                _MONTHS[text[:3]],
+                int(day),
+                int(clock[:2]),
+                int(clock[3:5]),
+                int(clock[6:8]),
+                tzinfo=UTC,
+            )
         except ValueError:
             return None
     if "/" in text[:10]:
@@ -274,15 +305,22 @@ _year_cache = [0.0, 0]  # [valid until (time.time()), year]: stamps without a ye
 def _this_year() -> int:
     now = time.time()
     if now >= _year_cache[0]:
-        _year_cache[:] = [now + 60, datetime.now(timezone.utc).year]
+        _year_cache[:] = [now + 60, datetime.now(UTC).year]
     return _year_cache[1]
 
 
 def _month_day_ts(text: str) -> datetime | None:
     """`mm.dd hh:mm:ss` (no year: the current one); else whatever ISO makes of it."""
     try:
-        return datetime(_this_year(), int(text[:2]), int(text[3:5]), int(text[6:8]), int(text[9:11]), int(text[12:14]),
-                        tzinfo=timezone.utc)
+        return datetime(
+            _this_year(),
+            int(text[:2]),
+            int(text[3:5]),
+            int(text[6:8]),
+            int(text[9:11]),
+            int(text[12:14]),
+            tzinfo=UTC,
+        )
     except ValueError:
         return _iso(text)
 
@@ -292,32 +330,45 @@ def _compact_ts(text: str) -> datetime | None:
     try:
         clock = [int(x) for x in text[9:].split(":")]
         ms = int(text[9:].rsplit(":", 1)[1].ljust(3, "0")) if len(clock) == 4 else 0
-        return datetime(int(text[:4]), int(text[4:6]), int(text[6:8]), clock[0], clock[1], clock[2], ms * 1000,
-                        tzinfo=timezone.utc)
+        return datetime(
+            int(text[:4]), int(text[4:6]), int(text[6:8]), clock[0], clock[1], clock[2], ms * 1000, tzinfo=UTC
+        )
     except (ValueError, IndexError):
         return None
 
 
 def _epoch(text: str) -> datetime | None:
     try:
-        return datetime.fromtimestamp(int(text), tz=timezone.utc)
+        return datetime.fromtimestamp(int(text), tz=UTC)
     except (ValueError, OverflowError, OSError):
         return None
 
 
 def _yymmdd(d: str, t: str) -> datetime | None:
     try:
-        return datetime(2000 + int(d[:2]), int(d[2:4]), int(d[4:6]), int(t[:2]), int(t[2:4]), int(t[4:6]),
-                        tzinfo=timezone.utc)
+        return datetime(2000 + int(d[:2]), int(d[2:4]), int(d[4:6]), int(t[:2]), int(t[2:4]), int(t[4:6]), tzinfo=UTC)
     except ValueError:
         return None
 
 
 # A user-defined format (STREAMER_LINE_FORMAT) names its fields like Loghub: `<Date> <Time> <Level> <Component>:
 # <Content>`. Which streamer field each name fills:
-_FIELD_OF = {"date": "time", "time": "time", "timestamp": "time", "level": "level", "severity": "level",
-             "host": "host", "node": "host", "hostname": "host", "component": "service", "service": "service",
-             "program": "service", "app": "service", "content": "message", "message": "message"}
+_FIELD_OF = {
+    "date": "time",
+    "time": "time",
+    "timestamp": "time",
+    "level": "level",
+    "severity": "level",
+    "host": "host",
+    "node": "host",
+    "hostname": "host",
+    "component": "service",
+    "service": "service",
+    "program": "service",
+    "app": "service",
+    "content": "message",
+    "message": "message",
+}
 
 
 def compile_line_format(fmt: str) -> tuple[re.Pattern, list[str]]:
@@ -332,8 +383,9 @@ def compile_line_format(fmt: str) -> tuple[re.Pattern, list[str]]:
             names.append(name)
             pattern += f"(?P<{group}>.*)" if _FIELD_OF.get(name.lower()) == "message" else f"(?P<{group}>\\S+?)"
         else:
-            pattern += r"\s+".join(re.escape(chunk) for chunk in part.split(" ")) if part.strip() else (
-                r"\s+" if part else "")
+            pattern += (
+                r"\s+".join(re.escape(chunk) for chunk in part.split(" ")) if part.strip() else (r"\s+" if part else "")
+            )
     if not any(_FIELD_OF.get(n.lower()) == "message" for n in names):
         raise ValueError(f"line format {fmt!r} has no <Content> (or <Message>) field")
     return re.compile(pattern + r"\Z", re.S), names
@@ -353,5 +405,11 @@ def parse_with_format(compiled: re.Pattern, names: list[str], line: str) -> Head
         elif field is not None and field not in got:
             got[field] = value
     level = normalise(got["level"]) if "level" in got else None
-    return Header(_iso(" ".join(times)) if times else None, level, got.get("host"), got.get("service"),
-                  got.get("message", ""), False)
+    return Header(
+        _iso(" ".join(times)) if times else None,
+        level,
+        got.get("host"),
+        got.get("service"),
+        got.get("message", ""),
+        False,
+    )

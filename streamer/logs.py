@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import orjson
 
@@ -12,7 +12,7 @@ import orjson
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry = {
-            "@timestamp": datetime.fromtimestamp(record.created, tz=timezone.utc).isoformat(),
+            "@timestamp": datetime.fromtimestamp(record.created, tz=UTC).isoformat(),
             "log.level": record.levelname,
             "log.logger": record.name,
             "message": record.getMessage(),

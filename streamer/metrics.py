@@ -14,19 +14,28 @@ class Metrics:
         r = self.registry
         self.events_in = Counter("streamer_events_in", "Records polled from the input topics", registry=r)
         self.events_scored = Counter("streamer_events_scored", "Events scored and stored", registry=r)
-        self.dead_letters = Counter("streamer_dead_letters", "Records sent to the dead-letter topic",
-                                    ["stage", "error_class"], registry=r)
-        self.batch_size = Histogram("streamer_batch_size", "Records per batch",
-                                    buckets=(1, 10, 100, 500, 1000, 2000, 5000, 10000, 20000), registry=r)
-        self.stage_seconds = Histogram("streamer_stage_seconds", "Seconds per batch spent in each stage",
-                                       ["stage"], registry=r,
-                                       buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10))
-        self.consumer_lag = Gauge("streamer_consumer_lag", "Records behind the high watermark",
-                                  ["topic", "partition"], registry=r)
+        self.dead_letters = Counter(
+            "streamer_dead_letters", "Records sent to the dead-letter topic", ["stage", "error_class"], registry=r
+        )
+        self.batch_size = Histogram(
+            "streamer_batch_size",
+            "Records per batch",
+            buckets=(1, 10, 100, 500, 1000, 2000, 5000, 10000, 20000),
+            registry=r,
+        )
+        self.stage_seconds = Histogram(
+            "streamer_stage_seconds",
+            "Seconds per batch spent in each stage",
+            ["stage"],
+            registry=r,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
+        self.consumer_lag = Gauge(
+            "streamer_consumer_lag", "Records behind the high watermark", ["topic", "partition"], registry=r
+        )
         self.commits = Counter("streamer_commits", "Successful offset commits", registry=r)
         self.commit_failures = Counter("streamer_commit_failures", "Failed offset commits", registry=r)
-        self.retries = Counter("streamer_retries", "Batch attempts that failed transiently", ["cause"],
-                               registry=r)
+        self.retries = Counter("streamer_retries", "Batch attempts that failed transiently", ["cause"], registry=r)
         self.model_info = Gauge("streamer_model_info", "The model in use", ["model_version"], registry=r)
 
     def set_model(self, model_version: str) -> None:

@@ -13,7 +13,7 @@ decode_otlp() gives one plain dict per log record, or None when the bytes are no
 from __future__ import annotations
 
 import base64
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import orjson
 from google.protobuf import json_format
@@ -99,14 +99,16 @@ def _records(logs: LogsData) -> list[dict]:
             scope = _attributes(scope_logs.scope.attributes)
             for record in scope_logs.log_records:
                 attributes = {**resource, **scope, **_attributes(record.attributes)}
-                out.append({
-                    "message": _body_text(record),
-                    "time": _time(record.time_unix_nano or record.observed_time_unix_nano),
-                    "level": _level(record.severity_text, record.severity_number),
-                    "host": host,
-                    "service": service,
-                    "attributes": attributes,
-                })
+                out.append(
+                    {
+                        "message": _body_text(record),
+                        "time": _time(record.time_unix_nano or record.observed_time_unix_nano),
+                        "level": _level(record.severity_text, record.severity_number),
+                        "host": host,
+                        "service": service,
+                        "attributes": attributes,
+                    }
+                )
     return out
 
 
@@ -123,7 +125,7 @@ def _time(nanos: int) -> datetime | None:
         return None
     seconds, rest = divmod(nanos, 1_000_000_000)
     try:
-        return datetime.fromtimestamp(seconds, tz=timezone.utc).replace(microsecond=rest // 1000)
+        return datetime.fromtimestamp(seconds, tz=UTC).replace(microsecond=rest // 1000)
     except (OverflowError, ValueError, OSError):
         return None
 

@@ -17,7 +17,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import psycopg
 from psycopg import sql
@@ -73,20 +73,32 @@ def _day_partitions(conn: psycopg.Connection) -> list[tuple[str, str, datetime]]
     for parent, name, bound in rows:
         m = re.search(r"TO \('([^']+)'\)", bound or "")
         if m:  # the default partition has no bounds
-            out.append((parent, name, datetime.fromisoformat(m.group(1)).astimezone(timezone.utc)))
+            out.append((parent, name, datetime.fromisoformat(m.group(1)).astimezone(UTC)))
     return out
 
 
-def maintain(conn: psycopg.Connection, retention: timedelta | None, now: datetime | None = None,
-             days_ahead: int = DAYS_AHEAD, delete_chunk: int = DEFAULT_DELETE_CHUNK) -> Round:
+def maintain(
+    conn: psycopg.Connection,
+    retention: timedelta | None,
+    now: datetime | None = None,
+    days_ahead: int = DAYS_AHEAD,
+    delete_chunk: int = DEFAULT_DELETE_CHUNK,
+) -> Round:
     """One round on an autocommit connection; the caller holds the advisory lock (see PartitionKeeper)."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     done = Round()
     conn.execute(f"SET lock_timeout = {LOCK_TIMEOUT_MS}")
-    today = now.astimezone(timezone.utc).date()
+    today = now.astimezone(UTC).date()
     days = [today + timedelta(days=offset) for offset in range(-1, days_ahead + 1)]
-    missing = [d for d in days if one(conn, "SELECT to_regclass(%s) IS NULL OR to_regclass(%s) IS NULL",
-                                      (f"log_entries_p{d:%Y%m%d}", f"ml_predictions_p{d:%Y%m%d}"))[0]]
+    missing = [
+        d
+        for d in days
+        if one(
+            conn,
+            "SELECT to_regclass(%s) IS NULL OR to_regclass(%s) IS NULL",
+            (f"log_entries_p{d:%Y%m%d}", f"ml_predictions_p{d:%Y%m%d}"),
+        )[0]
+    ]
     for day in missing:  # one at a time: rows of that day already in the default partition refuse only it
         problem = _with_tables_locked(conn, [sql.SQL("SELECT streamer_day_partition({})").format(sql.Literal(day))])
         if problem is None:
@@ -98,8 +110,7 @@ def maintain(conn: psycopg.Connection, retention: timedelta | None, now: datetim
     cutoff = now - retention
     expired = sorted(name for _, name, upper in _day_partitions(conn) if upper <= cutoff)
     if expired:
-        problem = _with_tables_locked(
-            conn, [sql.SQL("DROP TABLE {}").format(sql.Identifier(name)) for name in expired])
+        problem = _with_tables_locked(conn, [sql.SQL("DROP TABLE {}").format(sql.Identifier(name)) for name in expired])
         if problem is None:
             done.dropped += expired
         else:
@@ -108,9 +119,12 @@ def maintain(conn: psycopg.Connection, retention: timedelta | None, now: datetim
         while True:
             try:
                 default = sql.Identifier(f"{parent}_default")
-                cur = conn.execute(sql.SQL(
-                    "DELETE FROM {} WHERE ctid = ANY (ARRAY(SELECT ctid FROM {} WHERE event_time < %s LIMIT %s))"
-                ).format(default, default), (cutoff, delete_chunk))
+                cur = conn.execute(
+                    sql.SQL(
+                        "DELETE FROM {} WHERE ctid = ANY (ARRAY(SELECT ctid FROM {} WHERE event_time < %s LIMIT %s))"
+                    ).format(default, default),
+                    (cutoff, delete_chunk),
+                )
             except psycopg.Error as err:
                 done.skipped.append(f"delete from {parent}_default: {one_line(err)}")
                 break
@@ -120,8 +134,9 @@ def maintain(conn: psycopg.Connection, retention: timedelta | None, now: datetim
     return done
 
 
-def _with_tables_locked(conn: psycopg.Connection, statements: list[sql.Composable],
-                        within_s: float = LOCKED_WITHIN_S) -> str | None:
+def _with_tables_locked(
+    conn: psycopg.Connection, statements: list[sql.Composable], within_s: float = LOCKED_WITHIN_S
+) -> str | None:
     """Run partition DDL in one transaction that holds both tables; None when done, else why not.
 
     The tables (and so all their partitions) are locked with NOWAIT, retried between the pipeline's batches:
@@ -177,9 +192,13 @@ class PartitionKeeper:
                 conn.execute("SELECT pg_advisory_unlock(%s, hashtext(current_schema()))", (_ADVISORY_KEY,))
         self.rounds += 1
         if done.made or done.dropped or done.deleted_from_default:
-            log.info("partitions: made %s; dropped %d expired (%s); %d expired rows deleted from the default "
-                     "partitions", ", ".join(str(d) for d in done.made) or "none", len(done.dropped),
-                     ", ".join(done.dropped) or "-", done.deleted_from_default)
+            log.info(
+                "partitions: made %s; dropped %d expired (%s); %d expired rows deleted from the default partitions",
+                ", ".join(str(d) for d in done.made) or "none",
+                len(done.dropped),
+                ", ".join(done.dropped) or "-",
+                done.deleted_from_default,
+            )
         for step in done.skipped:
             log.warning("partitions: %s (tried again in %.0f s)", step, self.interval)
         return done

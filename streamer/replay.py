@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from streamer.errors import ConfigError, StreamerError
 
@@ -30,11 +30,11 @@ _TOPIC_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
 
 @dataclass(frozen=True)
 class Reset:
-    kind: str                                   # earliest | latest | datetime | offset | shift
-    timestamp_ms: int | None = None             # datetime
+    kind: str  # earliest | latest | datetime | offset | shift
+    timestamp_ms: int | None = None  # datetime
     offsets: dict[tuple[str, int], int] = field(default_factory=dict)  # offset: (topic, partition) -> offset
-    shift: int = 0                              # shift
-    label: str = ""                             # how to describe it to the user
+    shift: int = 0  # shift
+    label: str = ""  # how to describe it to the user
 
 
 @dataclass
@@ -43,15 +43,15 @@ class PartitionReset:
     partition: int
     earliest: int
     latest: int
-    before: int | None                          # committed offset, None when the group has none
+    before: int | None  # committed offset, None when the group has none
     after: int
-    note: str = ""                              # e.g. "clamped from 900"
+    note: str = ""  # e.g. "clamped from 900"
 
 
 @dataclass
 class Plan:
     group: str
-    state: str                                  # the group's state when planned (EMPTY, STABLE, ...)
+    state: str  # the group's state when planned (EMPTY, STABLE, ...)
     members: int
     reset: Reset
     partitions: list[PartitionReset]
@@ -72,8 +72,8 @@ def parse_datetime(text: str) -> int:
     except ValueError:
         raise ConfigError(f"--to-datetime {text!r} is not ISO 8601 (e.g. 2024-06-01T12:00:00Z)") from None
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    return int(round(dt.timestamp() * 1000))
+        dt = dt.replace(tzinfo=UTC)
+    return round(dt.timestamp() * 1000)
 
 
 def parse_offset(text: str) -> tuple[str, int, int]:
@@ -86,8 +86,9 @@ def parse_offset(text: str) -> tuple[str, int, int]:
         if partition < 0 or offset < 0:
             raise ValueError
     except ValueError:
-        raise ConfigError(f"--to-offset expects TOPIC:PARTITION:OFFSET with non-negative numbers, got {text!r}") \
-            from None
+        raise ConfigError(
+            f"--to-offset expects TOPIC:PARTITION:OFFSET with non-negative numbers, got {text!r}"
+        ) from None
     return topic, partition, offset
 
 
@@ -107,8 +108,13 @@ def parse_scope(text: str) -> tuple[str, list[int] | None]:
     return topic, partitions
 
 
-def parse_reset(to_earliest: bool = False, to_latest: bool = False, to_datetime: str | None = None,
-                to_offset: list[str] | None = None, shift_by: int | None = None) -> Reset:
+def parse_reset(
+    to_earliest: bool = False,
+    to_latest: bool = False,
+    to_datetime: str | None = None,
+    to_offset: list[str] | None = None,
+    shift_by: int | None = None,
+) -> Reset:
     given = [to_earliest, to_latest, to_datetime is not None, bool(to_offset), shift_by is not None]
     if sum(given) != 1:
         raise ConfigError("give exactly one of --to-earliest, --to-latest, --to-datetime, --to-offset, --shift-by")
@@ -151,8 +157,9 @@ def group_state(kafka_config: dict, group: str, timeout: float = 30.0) -> tuple[
     try:
         desc = admin.describe_consumer_groups([group], request_timeout=timeout)[group].result(timeout + 5)
     except Exception as err:
-        raise StreamerError(f"cannot describe consumer group {group} at {kafka_config.get('bootstrap.servers')}: "
-                            f"{_kafka_reason(err)}") from None
+        raise StreamerError(
+            f"cannot describe consumer group {group} at {kafka_config.get('bootstrap.servers')}: {_kafka_reason(err)}"
+        ) from None
     return desc.state.name, len(desc.members or [])
 
 
@@ -198,7 +205,7 @@ def make_plan(kafka_config: dict, group: str, topics: list[str], reset: Reset, t
 
     if reset.kind == "offset":
         scope: list[tuple[str, list[int] | None]] = []
-        for (t, p) in sorted(reset.offsets):
+        for t, p in sorted(reset.offsets):
             if scope and scope[-1][0] == t:
                 scope[-1][1].append(p)  # type: ignore[union-attr]
             else:
@@ -209,8 +216,9 @@ def make_plan(kafka_config: dict, group: str, topics: list[str], reset: Reset, t
             raise ConfigError("no topic to reset")
     state, members = group_state(kafka_config, group, timeout)
     # A consumer that never subscribes or commits: bounds, metadata and timestamp lookups only.
-    consumer = Consumer({"log_level": 0, **kafka_config, "group.id": f"{group}.replay-probe",
-                         "enable.auto.commit": False})
+    consumer = Consumer(
+        {"log_level": 0, **kafka_config, "group.id": f"{group}.replay-probe", "enable.auto.commit": False}
+    )
     try:
         partitions = _partitions(consumer, scope, timeout)
         committed = _committed(kafka_config, group, partitions, timeout)
@@ -223,8 +231,9 @@ def make_plan(kafka_config: dict, group: str, topics: list[str], reset: Reset, t
         by_time = {}
         if reset.kind == "datetime" and reset.timestamp_ms is not None:
             try:
-                found = consumer.offsets_for_times([TopicPartition(t, p, reset.timestamp_ms) for t, p in partitions],
-                                                   timeout=timeout)
+                found = consumer.offsets_for_times(
+                    [TopicPartition(t, p, reset.timestamp_ms) for t, p in partitions], timeout=timeout
+                )
             except Exception as err:
                 raise StreamerError(f"cannot look up offsets by time: {_kafka_reason(err)}") from None
             for tp in found:
@@ -251,8 +260,10 @@ def make_plan(kafka_config: dict, group: str, topics: list[str], reset: Reset, t
                 wanted = reset.offsets[key]
             else:
                 if before is None:
-                    raise StreamerError(f"cannot shift {key[0]}[{key[1]}]: group {group} has no committed offset "
-                                        "there (reset it with --to-earliest, --to-datetime or --to-offset first)")
+                    raise StreamerError(
+                        f"cannot shift {key[0]}[{key[1]}]: group {group} has no committed offset "
+                        "there (reset it with --to-earliest, --to-datetime or --to-offset first)"
+                    )
                 wanted = before + reset.shift
             after = min(max(wanted, low), high)
             if after != wanted:
@@ -263,9 +274,11 @@ def make_plan(kafka_config: dict, group: str, topics: list[str], reset: Reset, t
 
 def refuse_if_active(plan: Plan) -> None:
     if plan.active:
-        raise StreamerError(f"consumer group {plan.group} is active (state {plan.state}, {plan.members} "
-                            f"member{'s' if plan.members != 1 else ''}); stop every `streamer run` of this group, "
-                            "wait until it is Empty, then retry. Nothing was changed")
+        raise StreamerError(
+            f"consumer group {plan.group} is active (state {plan.state}, {plan.members} "
+            f"member{'s' if plan.members != 1 else ''}); stop every `streamer run` of this group, "
+            "wait until it is Empty, then retry. Nothing was changed"
+        )
 
 
 def apply(kafka_config: dict, plan: Plan, timeout: float = 30.0) -> dict[tuple[str, int], int | None]:
@@ -278,25 +291,32 @@ def apply(kafka_config: dict, plan: Plan, timeout: float = 30.0) -> dict[tuple[s
     if not plan.partitions:
         return {}
     admin = _admin(kafka_config)
-    request = ConsumerGroupTopicPartitions(plan.group, [TopicPartition(p.topic, p.partition, p.after)
-                                                        for p in plan.partitions])
+    request = ConsumerGroupTopicPartitions(
+        plan.group, [TopicPartition(p.topic, p.partition, p.after) for p in plan.partitions]
+    )
     try:
         result = admin.alter_consumer_group_offsets([request], request_timeout=timeout)[plan.group].result(timeout + 5)
     except Exception as err:
         # The broker rejects offsets from outside a group that gained a member since our check.
-        raise StreamerError(f"resetting group {plan.group} failed: {_kafka_reason(err)} (did a consumer join the "
-                            "group meanwhile? check with `streamer status` and retry)") from None
+        raise StreamerError(
+            f"resetting group {plan.group} failed: {_kafka_reason(err)} (did a consumer join the "
+            "group meanwhile? check with `streamer status` and retry)"
+        ) from None
     failed = [tp for tp in result.topic_partitions if tp.error is not None]
     if failed:
         tp = failed[0]
-        raise StreamerError(f"resetting {tp.topic}[{tp.partition}] of group {plan.group} failed: {tp.error.str()} "
-                            f"({len(failed)} of {len(plan.partitions)} partitions failed)")
+        raise StreamerError(
+            f"resetting {tp.topic}[{tp.partition}] of group {plan.group} failed: {tp.error.str()} "
+            f"({len(failed)} of {len(plan.partitions)} partitions failed)"
+        )
     now = _committed(kafka_config, plan.group, [(p.topic, p.partition) for p in plan.partitions], timeout)
     wrong = [p for p in plan.partitions if now.get((p.topic, p.partition)) != p.after]
     if wrong:
         p = wrong[0]
-        raise StreamerError(f"group {plan.group}: {p.topic}[{p.partition}] reads back as "
-                            f"{now.get((p.topic, p.partition))}, not {p.after}; a consumer may have committed meanwhile")
+        raise StreamerError(
+            f"group {plan.group}: {p.topic}[{p.partition}] reads back as "
+            f"{now.get((p.topic, p.partition))}, not {p.after}; a consumer may have committed meanwhile"
+        )
     return now
 
 
@@ -307,8 +327,17 @@ def table(plan: Plan) -> list[str]:
     for p in plan.partitions:
         start = p.before if p.before is not None else p.earliest
         change = p.after - start
-        rows.append((p.topic, str(p.partition), str(p.earliest), str(p.latest),
-                     "-" if p.before is None else str(p.before), str(p.after),
-                     f"{change:+d}" if change else "0", p.note))
+        rows.append(
+            (
+                p.topic,
+                str(p.partition),
+                str(p.earliest),
+                str(p.latest),
+                "-" if p.before is None else str(p.before),
+                str(p.after),
+                f"{change:+d}" if change else "0",
+                p.note,
+            )
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     return ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]

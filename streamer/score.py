@@ -28,16 +28,23 @@ def score_batch(scorer, batch: Batch):
     except Exception as err:  # noqa: BLE001 - any error: find out whether some events cause it
         first_error = err
     events = batch.events
-    failing = failing_alone(list(range(len(events))), first_error,
-                            lambda half: _score(scorer, [events[i] for i in half]))
+    failing = failing_alone(
+        list(range(len(events))), first_error, lambda half: _score(scorer, [events[i] for i in half])
+    )
     if not failing or not _scores_canary(scorer):
         raise first_error
-    log.warning("the scorer failed on %d of %d events; they go to the dead-letter topic (first: %s: %s)",
-                len(failing), len(events), type(first_error).__name__, first_error)
+    log.warning(
+        "the scorer failed on %d of %d events; they go to the dead-letter topic (first: %s: %s)",
+        len(failing),
+        len(events),
+        type(first_error).__name__,
+        first_error,
+    )
     kept = Batch(first_record_at=batch.first_record_at, next_offsets=batch.next_offsets, records=batch.records)
     kept.events = [e for i, e in enumerate(events) if i not in failing]
-    kept.dead_letters = batch.dead_letters + [DeadLetter.of_event(events[i], "score_failed", _reason(err), "score")
-                                              for i, err in failing.items()]
+    kept.dead_letters = batch.dead_letters + [
+        DeadLetter.of_event(events[i], "score_failed", _reason(err), "score") for i, err in failing.items()
+    ]
     return kept, _score(scorer, kept.events)
 
 

@@ -13,8 +13,8 @@ import socket
 from collections.abc import Iterable
 
 import psycopg
-from psycopg.types.json import set_json_dumps
 from confluent_kafka import KafkaError, KafkaException, Producer
+from psycopg.types.json import set_json_dumps
 
 from streamer.config import redact_url
 from streamer.decode import DeadLetter
@@ -126,8 +126,7 @@ class KafkaSink:
             if deliveries.too_large:  # refused even truncated: keep the coordinates only
                 for msg, headers in deliveries.too_large:
                     _, key, headers = _truncated(msg, headers, self.output_topic)
-                    self._produce_dead(None, key, headers + [("deadletter.value_omitted", b"refused")],
-                                       deliveries)
+                    self._produce_dead(None, key, [*headers, ("deadletter.value_omitted", b"refused")], deliveries)
                 deliveries.too_large = []
                 remaining = self.producer.flush(timeout)
         if remaining:
@@ -155,18 +154,38 @@ def _truncated(msg, headers, output_topic: str) -> tuple[bytes, bytes | None, li
     value = msg.value()
     headers = list(headers or msg.headers() or [])
     if msg.topic() == output_topic:  # a scored record: the event is stored; say where it did not go
-        headers += [("deadletter.error_class", b"too_large_for_topic"), ("deadletter.stage", b"publish"),
-                    ("deadletter.reason", b"the output topic refused the scored record for its size")]
-    headers += [("deadletter.truncated", b"true"), ("deadletter.original_size", b"%d" % len(value)),
-                ("deadletter.original_sha256", hashlib.sha256(value).hexdigest().encode())]
+        headers += [
+            ("deadletter.error_class", b"too_large_for_topic"),
+            ("deadletter.stage", b"publish"),
+            ("deadletter.reason", b"the output topic refused the scored record for its size"),
+        ]
+    headers += [
+        ("deadletter.truncated", b"true"),
+        ("deadletter.original_size", b"%d" % len(value)),
+        ("deadletter.original_sha256", hashlib.sha256(value).hexdigest().encode()),
+    ]
     return value[:TRUNCATED_BYTES], msg.key(), headers
 
 
 # Staging table columns, in the order enrich.database_rows() builds rows.
 STAGE_COLUMNS = (
-    "kafka_topic", "kafka_partition", "kafka_offset", "record_index", "event_time", "level", "message", "host",
-    "service", "raw", "model_version", "predicted_level", "level_confidence", "is_anomaly", "anomaly_score",
-    "severity", "template_id",
+    "kafka_topic",
+    "kafka_partition",
+    "kafka_offset",
+    "record_index",
+    "event_time",
+    "level",
+    "message",
+    "host",
+    "service",
+    "raw",
+    "model_version",
+    "predicted_level",
+    "level_confidence",
+    "is_anomaly",
+    "anomaly_score",
+    "severity",
+    "template_id",
 )
 _CREATE_STAGE = """
 CREATE TEMP TABLE IF NOT EXISTS streamer_stage (
@@ -178,8 +197,23 @@ CREATE TEMP TABLE IF NOT EXISTS streamer_stage (
 """
 # Binary COPY: about a third of the client CPU of the text format, which matters as it holds the GIL.
 STAGE_TYPES = (
-    "text", "int4", "int8", "int4", "timestamptz", "text", "text", "text", "text", "jsonb", "text", "text", "float4",
-    "bool", "float4", "text", "text",
+    "text",
+    "int4",
+    "int8",
+    "int4",
+    "timestamptz",
+    "text",
+    "text",
+    "text",
+    "text",
+    "jsonb",
+    "text",
+    "text",
+    "float4",
+    "bool",
+    "float4",
+    "text",
+    "text",
 )
 _COPY_STAGE = f"COPY streamer_stage ({', '.join(STAGE_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
 _INSERT_ENTRIES = """
@@ -196,8 +230,11 @@ ON CONFLICT (kafka_topic, kafka_partition, kafka_offset, record_index, event_tim
 # rows, and each waits for the other's row locks only from its upsert to its commit.
 # log_template_hours gets the same counts per hour (surging templates, streamer/commands/templates.py).
 # Templates are upserted in id order, so concurrent batches lock their rows in one order and cannot deadlock.
-_INSERT_ENTRIES_AND_TEMPLATES = """
-WITH inserted AS (""" + _INSERT_ENTRIES + """
+_INSERT_ENTRIES_AND_TEMPLATES = (
+    """
+WITH inserted AS ("""
+    + _INSERT_ENTRIES
+    + """
     RETURNING kafka_topic, kafka_partition, kafka_offset, record_index),
 seen AS (
     SELECT s.kafka_topic, s.kafka_partition, s.kafka_offset, s.record_index, s.template_id, s.model_version
@@ -229,6 +266,7 @@ marked AS (
     RETURNING p.kafka_topic, p.kafka_partition, p.kafka_offset, p.record_index)
 SELECT * FROM marked
 """
+)
 _INSERT_PREDICTIONS = """
 INSERT INTO ml_predictions (kafka_topic, kafka_partition, kafka_offset, record_index, model_version,
                             predicted_level, level_confidence, is_anomaly, anomaly_score, severity, template_id,
@@ -290,13 +328,14 @@ class PostgresSink:
     def _connection(self) -> psycopg.Connection:
         if self.conn is None or self.conn.closed:
             if self.interrupted:
-                raise TransientError("shutting down: database work cut at the shutdown bound",
-                                     TransientError.DATABASE)
+                raise TransientError("shutting down: database work cut at the shutdown bound", TransientError.DATABASE)
             try:
                 self.conn = psycopg.connect(self.url, connect_timeout=self.connect_timeout)
             except psycopg.OperationalError as err:
-                raise TransientError(f"cannot connect to PostgreSQL at {redact_url(self.url)}: "
-                                     f"{_first_line(err)}", TransientError.DATABASE) from None
+                raise TransientError(
+                    f"cannot connect to PostgreSQL at {redact_url(self.url)}: {_first_line(err)}",
+                    TransientError.DATABASE,
+                ) from None
             # `raw` is already JSON text (the input itself): the jsonb dumper passes it through unparsed.
             set_json_dumps(_as_is, context=self.conn)
             self.conn.execute(f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}")
@@ -333,20 +372,22 @@ class PostgresSink:
                 except psycopg.Error as err:
                     if not self._rows_fault(err, batch_key):
                         raise
-                    failing = failing_alone(list(range(len(rows))), _RowsRejected(err), attempt,
-                                            catch=_RowsRejected)
-                    rejected = [(i, f"db_{e.error.sqlstate or 'client'}", _first_line(e.error))
-                                for i, e in failing.items()]
+                    failing = failing_alone(list(range(len(rows))), _RowsRejected(err), attempt, catch=_RowsRejected)
+                    rejected = [
+                        (i, f"db_{e.error.sqlstate or 'client'}", _first_line(e.error)) for i, e in failing.items()
+                    ]
         except psycopg.Error as err:
             blocker = self._blocker(conn) if err.sqlstate in _LOCK_STATES else ""
             self._drop_connection()
             if self._rows_fault(err, batch_key):  # cannot happen after isolation; never retry it forever
-                raise StreamerError(f"PostgreSQL rejected a batch after isolating bad rows: "
-                                    f"{_first_line(err)}") from None
+                raise StreamerError(
+                    f"PostgreSQL rejected a batch after isolating bad rows: {_first_line(err)}"
+                ) from None
             if isinstance(err, (psycopg.OperationalError, psycopg.InterfaceError)) or _transient_state(err):
                 self._note_failure(err, batch_key)
-                raise TransientError(f"PostgreSQL write failed: {_first_line(err)}{blocker}",
-                                     TransientError.DATABASE) from None
+                raise TransientError(
+                    f"PostgreSQL write failed: {_first_line(err)}{blocker}", TransientError.DATABASE
+                ) from None
             raise StreamerError(f"PostgreSQL write failed: {_first_line(err)}") from None
         self._recurring = None
         if templates is not None:
@@ -361,10 +402,13 @@ class PostgresSink:
             return isinstance(err, DATA_ERRORS)  # client-side refusal; a lost connection has no SQLSTATE
         if state[:2] in _ROW_CLASSES:
             return True
-        if _transient_state(err) and state not in ("40001", "40P01") or state == "55P03":
+        if (_transient_state(err) and state not in ("40001", "40P01")) or state == "55P03":
             return False  # the server or the connection, not the rows (deadlocks may recur: rows' fault)
-        return self._recurring is not None and self._recurring[:2] == (batch_key, state) \
+        return (
+            self._recurring is not None
+            and self._recurring[:2] == (batch_key, state)
             and self._recurring[2] >= RECURRING_AFTER
+        )
 
     def _note_failure(self, err: psycopg.Error, batch_key) -> None:
         if err.sqlstate is None:
@@ -404,14 +448,16 @@ class PostgresSink:
                 cur.execute(_INSERT_ENTRIES)
             else:
                 ids = list({row[-1] for row in rows if row[-1] is not None})  # template_id: the last column
-                cur.execute(_INSERT_ENTRIES_AND_TEMPLATES,
-                            (ids, [texts[t][0] for t in ids], [texts[t][1] for t in ids]))
+                cur.execute(
+                    _INSERT_ENTRIES_AND_TEMPLATES, (ids, [texts[t][0] for t in ids], [texts[t][1] for t in ids])
+                )
                 new = cur.fetchall()
             cur.execute("TRUNCATE streamer_stage")
         return new
 
-    def _load_in_savepoint(self, conn: psycopg.Connection, rows: list[tuple], texts: dict | None = None,
-                           new_keys: set | None = None) -> None:
+    def _load_in_savepoint(
+        self, conn: psycopg.Connection, rows: list[tuple], texts: dict | None = None, new_keys: set | None = None
+    ) -> None:
         with conn.transaction():  # kept when it succeeds, rolled back alone when it fails
             new = self._load(conn, rows, texts)
         if new_keys is not None:  # only once the savepoint is released: a rolled-back attempt marked nothing

@@ -89,7 +89,7 @@ class TemplateMiners:
         """(template id, template text) for one message."""
         return self.assign([service], [message]).of(0)
 
-    def assign(self, services, messages) -> "EventTemplates":
+    def assign(self, services, messages) -> EventTemplates:
         """The template of every message of a batch (services[i] may be None: the empty service)."""
         messages = list(messages)
         keys = mask_batch(messages).split(_SEP) if messages else []
@@ -152,9 +152,11 @@ class TemplateMiners:
                 seeded = self.load(conn, since)
         except psycopg.Error as err:
             if not self._failing:  # once per outage: the pipeline's own retries say the rest
-                log.warning("could not load the group's templates (retried every %.0fs): %s",
-                            self.refresh_interval,
-                            str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__)
+                log.warning(
+                    "could not load the group's templates (retried every %.0fs): %s",
+                    self.refresh_interval,
+                    str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__,
+                )
             self._failing = True
             return
         self._failing = False

@@ -6,8 +6,9 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 # What `make up` brings up; tests use it when no STREAMER_TEST_* variable and no Docker engine says otherwise.
 LOCAL_BOOTSTRAP = "127.0.0.1:9092"
@@ -49,14 +50,25 @@ def _encode(value: Any) -> bytes | None:
 
 def _per_message_headers(headers: Any, n: int) -> list[Any]:
     # One header set for every message, or a list with one entry (list/dict/None) per message.
-    if isinstance(headers, list) and len(headers) == n and all(h is None or isinstance(h, (list, dict)) for h in headers):
+    if (
+        isinstance(headers, list)
+        and len(headers) == n
+        and all(h is None or isinstance(h, (list, dict)) for h in headers)
+    ):
         return headers
     return [headers] * n
 
 
-def produce(bootstrap: str, topic: str, values: Iterable[Any], keys: Iterable[Any] | None = None,
-            partition: int | None = None, headers: Any = None, config: dict | None = None,
-            timeout: float = 30.0) -> list[tuple[int, int]]:
+def produce(
+    bootstrap: str,
+    topic: str,
+    values: Iterable[Any],
+    keys: Iterable[Any] | None = None,
+    partition: int | None = None,
+    headers: Any = None,
+    config: dict | None = None,
+    timeout: float = 30.0,
+) -> list[tuple[int, int]]:
     """Produce `values` (bytes, str, or anything JSON-encodable) in order, flush, and assert all were acked.
 
     keys: one per value (same encoding rules) or None. partition: pin every message to it. headers: one
@@ -69,8 +81,9 @@ def produce(bootstrap: str, topic: str, values: Iterable[Any], keys: Iterable[An
     keys = list(keys) if keys is not None else [None] * len(values)
     assert len(keys) == len(values), f"{len(keys)} keys for {len(values)} values"
     per_headers = _per_message_headers(headers, len(values))
-    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 5,
-                         "log_level": 3, **(config or {})})
+    producer = Producer(
+        {"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 5, "log_level": 3, **(config or {})}
+    )
     delivered: list[tuple[int, int] | None] = [None] * len(values)
     errors: list[str] = []
 
@@ -80,6 +93,7 @@ def produce(bootstrap: str, topic: str, values: Iterable[Any], keys: Iterable[An
                 errors.append(f"message {i}: {err}")
             else:
                 delivered[i] = (msg.partition(), msg.offset())
+
         return cb
 
     for i, (k, v, h) in enumerate(zip(keys, values, per_headers)):
@@ -101,8 +115,9 @@ def produce(bootstrap: str, topic: str, values: Iterable[Any], keys: Iterable[An
     return [d for d in delivered]  # type: ignore[misc]
 
 
-def consume_all(bootstrap: str, topic: str, expected: int | None = None, timeout: float = 30.0,
-                config: dict | None = None) -> list[Record]:
+def consume_all(
+    bootstrap: str, topic: str, expected: int | None = None, timeout: float = 30.0, config: dict | None = None
+) -> list[Record]:
     """Read `topic` from the beginning with a throwaway consumer; return the records sorted by (partition, offset).
 
     Stops once `expected` records arrived, or (expected=None) once every partition reached its end. Fails
@@ -110,11 +125,17 @@ def consume_all(bootstrap: str, topic: str, expected: int | None = None, timeout
     """
     from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
-    consumer = Consumer({
-        "bootstrap.servers": bootstrap, "group.id": f"consume-all-{uuid.uuid4().hex[:8]}",
-        "enable.auto.commit": False, "enable.partition.eof": True, "auto.offset.reset": "earliest",
-        "log_level": 3, **(config or {}),
-    })
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"consume-all-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+            "auto.offset.reset": "earliest",
+            "log_level": 3,
+            **(config or {}),
+        }
+    )
     records: list[Record] = []
     try:
         md = consumer.list_topics(topic, timeout=timeout)
@@ -133,7 +154,9 @@ def consume_all(bootstrap: str, topic: str, expected: int | None = None, timeout
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 want = f"{expected} records" if expected is not None else "the end of every partition"
-                raise AssertionError(f"consume_all({topic!r}): got {len(records)} records, not {want}, within {timeout}s")
+                raise AssertionError(
+                    f"consume_all({topic!r}): got {len(records)} records, not {want}, within {timeout}s"
+                )
             for msg in consumer.consume(num_messages=1000, timeout=min(remaining, 0.5)):
                 err = msg.error()
                 if err is not None:
@@ -142,8 +165,17 @@ def consume_all(bootstrap: str, topic: str, expected: int | None = None, timeout
                         continue
                     raise AssertionError(f"consume_all({topic!r}): {err}")
                 at_end.discard(msg.partition())
-                records.append(Record(msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value(),
-                                      list(msg.headers() or []), _timestamp(msg)))
+                records.append(
+                    Record(
+                        msg.topic(),
+                        msg.partition(),
+                        msg.offset(),
+                        msg.key(),
+                        msg.value(),
+                        list(msg.headers() or []),
+                        _timestamp(msg),
+                    )
+                )
     finally:
         consumer.close()
     records.sort(key=lambda r: (r.partition, r.offset))

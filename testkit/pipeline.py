@@ -32,8 +32,13 @@ class StreamerProcess:
         self.log = open(log_path, "ab")
         full_env = {**env, **FAST_GROUP, "STREAMER_MODELS_DIR": str(MODELS), "PYTHONUNBUFFERED": "1"}
         full_env.setdefault("STREAMER_BATCH_MAX_MS", "100")
-        self.proc = subprocess.Popen([sys.executable, "-m", "streamer", "run", *args], env=full_env,
-                                     stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "streamer", "run", *args],
+            env=full_env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         """Until the process has subscribed (its signal handlers are installed long before)."""
@@ -102,18 +107,39 @@ def valid_event(i: int, rng: random.Random) -> bytes:
     """A log event as shippers write it: ECS JSON (nested or dotted) or a plain text line."""
     kind = i % 4
     level = rng.choice(["INFO", "INFO", "INFO", "WARN", "ERROR", "DEBUG"])
-    text = rng.choice([
-        "user {u} logged in from 10.0.{a}.{b}", "GET /api/orders/{u} 200 {ms}ms",
-        "connection to db-{a} timed out after {ms} ms", "disk usage at {a}% on /var/lib/data",
-        "OutOfMemoryError: Java heap space in worker-{a}", "payment {u} declined: card expired",
-        "tty{a}: control characters \x01\x1b[0m in the line",  # \x01 once crashed the scorer for the batch
-    ]).format(u=rng.randrange(10**6), a=rng.randrange(255), b=rng.randrange(255), ms=rng.randrange(5000))
+    text = rng.choice(
+        [
+            "user {u} logged in from 10.0.{a}.{b}",
+            "GET /api/orders/{u} 200 {ms}ms",
+            "connection to db-{a} timed out after {ms} ms",
+            "disk usage at {a}% on /var/lib/data",
+            "OutOfMemoryError: Java heap space in worker-{a}",
+            "payment {u} declined: card expired",
+            "tty{a}: control characters \x01\x1b[0m in the line",  # \x01 once crashed the scorer for the batch
+        ]
+    ).format(u=rng.randrange(10**6), a=rng.randrange(255), b=rng.randrange(255), ms=rng.randrange(5000))
     if kind == 0:
-        return orjson.dumps({"@timestamp": "2024-06-01T12:00:00Z", "message": text, "log": {"level": level},
-                             "host": {"name": f"web-{i % 7}"}, "service": {"name": "shop"}, "seq": i})
+        return orjson.dumps(
+            {
+                "@timestamp": "2024-06-01T12:00:00Z",
+                "message": text,
+                "log": {"level": level},
+                "host": {"name": f"web-{i % 7}"},
+                "service": {"name": "shop"},
+                "seq": i,
+            }
+        )
     if kind == 1:
-        return orjson.dumps({"timestamp": 1717243200 + i, "msg": text, "level": level.lower(),
-                             "host.name": "api-1", "service.name": "api", "seq": i})
+        return orjson.dumps(
+            {
+                "timestamp": 1717243200 + i,
+                "msg": text,
+                "level": level.lower(),
+                "host.name": "api-1",
+                "service.name": "api",
+                "seq": i,
+            }
+        )
     if kind == 2:
         return orjson.dumps({"log": text, "stream": "stdout", "seq": i})
     return f"2024-06-01 12:00:00,{i % 1000:03d} {level} [main] {text} seq={i}".encode()
@@ -123,7 +149,7 @@ INVALID: list[bytes] = [
     b"",
     b"\xff\xfe not utf-8 \xc3\x28",
     b'{"message": "truncated json',
-    b'[]',  # an array of no events
+    b"[]",  # an array of no events
     b'{"level": "ERROR", "host": "no message here"}',
     b'{"message": 12345}',
     b'"a json string"',

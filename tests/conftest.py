@@ -17,9 +17,16 @@ from dataclasses import dataclass
 
 import pytest
 
-from testkit.clients import (LOCAL_BOOTSTRAP, LOCAL_DATABASE_URL, LOCAL_SASL_BOOTSTRAP, free_port, query,
-                             with_search_path)
+from testkit.clients import (
+    LOCAL_BOOTSTRAP,
+    LOCAL_DATABASE_URL,
+    LOCAL_SASL_BOOTSTRAP,
+    free_port,
+    query,
+    with_search_path,
+)
 from testkit.pipeline import StreamerProcess, TcpProxy
+
 # A private broker and PostgreSQL (TLS, outages): fixtures shared by the TLS and broker-outage tests.
 from tests.private_stack import private_kafka, private_postgres, private_topics, test_ca  # noqa: F401
 
@@ -104,8 +111,11 @@ def kafka_bootstrap(request, _docker) -> str:
         bootstrap, source = LOCAL_BOOTSTRAP, "the make up stack"
     reason = _kafka_answers(bootstrap)
     if reason is not None:
-        pytest.fail(f"no Kafka broker answers at {bootstrap} ({source}): {reason}. Run `make up`, or set "
-                    "STREAMER_TEST_BOOTSTRAP_SERVERS, or start a Docker engine for testcontainers.", pytrace=False)
+        pytest.fail(
+            f"no Kafka broker answers at {bootstrap} ({source}): {reason}. Run `make up`, or set "
+            "STREAMER_TEST_BOOTSTRAP_SERVERS, or start a Docker engine for testcontainers.",
+            pytrace=False,
+        )
     return bootstrap
 
 
@@ -138,8 +148,9 @@ def database_url(request, _docker) -> str:
     if not url and _docker:
         from testcontainers.community.postgres import PostgresContainer
 
-        container = PostgresContainer(POSTGRES_IMAGE, username="streamer", password="streamer",
-                                      dbname="streamer", driver=None)
+        container = PostgresContainer(
+            POSTGRES_IMAGE, username="streamer", password="streamer", dbname="streamer", driver=None
+        )
         container.start()
         request.addfinalizer(container.stop)
         url, source = container.get_connection_url(), "testcontainers"
@@ -151,8 +162,11 @@ def database_url(request, _docker) -> str:
         from streamer.config import redact_url
 
         reason = " ".join(str(err).split())[:300]
-        pytest.fail(f"PostgreSQL at {redact_url(url)} ({source}) does not answer: {reason}. Run `make up`, or set "
-                    "STREAMER_TEST_DATABASE_URL, or start a Docker engine for testcontainers.", pytrace=False)
+        pytest.fail(
+            f"PostgreSQL at {redact_url(url)} ({source}) does not answer: {reason}. Run `make up`, or set "
+            "STREAMER_TEST_DATABASE_URL, or start a Docker engine for testcontainers.",
+            pytrace=False,
+        )
     return url
 
 
@@ -209,14 +223,16 @@ def topics(request, kafka_bootstrap) -> TestTopics:
 def streamer_env(kafka_bootstrap, topics, migrated_db_url) -> dict[str, str]:
     """os.environ plus STREAMER_* pointing a `streamer` subprocess at this test's topics, group and schema."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMER_")}
-    env.update({
-        "STREAMER_BOOTSTRAP_SERVERS": kafka_bootstrap,
-        "STREAMER_DATABASE_URL": migrated_db_url,
-        "STREAMER_INPUT_TOPIC": topics.raw,
-        "STREAMER_OUTPUT_TOPIC": topics.scored,
-        "STREAMER_DLQ_TOPIC": topics.deadletter,
-        "STREAMER_GROUP_ID": topics.group,
-    })
+    env.update(
+        {
+            "STREAMER_BOOTSTRAP_SERVERS": kafka_bootstrap,
+            "STREAMER_DATABASE_URL": migrated_db_url,
+            "STREAMER_INPUT_TOPIC": topics.raw,
+            "STREAMER_OUTPUT_TOPIC": topics.scored,
+            "STREAMER_DLQ_TOPIC": topics.deadletter,
+            "STREAMER_GROUP_ID": topics.group,
+        }
+    )
     return env
 
 

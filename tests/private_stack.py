@@ -28,8 +28,8 @@ from pathlib import Path
 
 import pytest
 
-from testkit.pipeline import ROOT, TcpProxy
 from testkit.clients import free_port
+from testkit.pipeline import ROOT, TcpProxy
 
 KAFKA_LIB = ROOT / ".stack" / "kafka" / "lib"
 LOG4J = ROOT / "scripts" / "kafka" / "log4j2.properties"
@@ -52,16 +52,30 @@ class TestCA:
         self.dir.mkdir(parents=True, exist_ok=True)
         self._key = ec.generate_private_key(ec.SECP256R1())
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{name} {uuid.uuid4().hex[:6]}")])
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         self._cert = (
-            x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
-            .public_key(self._key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=2))
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(subject)
+            .public_key(self._key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=2))
             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                         content_commitment=False, key_encipherment=False,
-                                         data_encipherment=False, key_agreement=False, encipher_only=False,
-                                         decipher_only=False), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=True,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
             .sign(self._key, hashes.SHA256())
         )
         self.cert_path = self.dir / "ca.pem"
@@ -87,21 +101,26 @@ class TestCA:
                 sans.append(x509.IPAddress(ipaddress.ip_address(h)))
             except ValueError:
                 sans.append(x509.DNSName(h))
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         cert = (
             x509.CertificateBuilder()
             .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0])]))
-            .issuer_name(self._cert.subject).public_key(key.public_key())
+            .issuer_name(self._cert.subject)
+            .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
             .add_extension(x509.SubjectAlternativeName(sans), critical=False)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
             .sign(self._key, hashes.SHA256())
         )
         cert_path, key_path = self.dir / f"{name}.crt", self.dir / f"{name}.key"
         cert_path.write_bytes(self._pem(cert) + self._pem(self._cert))
-        key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                               serialization.NoEncryption()))
+        key_path.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
         key_path.chmod(0o600)
         return cert_path, key_path
 
@@ -120,14 +139,17 @@ def _wait(predicate, timeout: float, what: str, alive=None, log: Path | None = N
 class PrivateKafka:
     def __init__(self, ca: TestCA, workdir: Path):
         if not list(KAFKA_LIB.glob("kafka_2.13-*.jar")):
-            raise RuntimeError(f"no Kafka jars in {KAFKA_LIB}: run `scripts/kafka.sh fetch` (make up does when it "
-                               "starts the broker itself)")
+            raise RuntimeError(
+                f"no Kafka jars in {KAFKA_LIB}: run `scripts/kafka.sh fetch` (make up does when it "
+                "starts the broker itself)"
+            )
         if not shutil.which("java"):
             raise RuntimeError("java not found: the private broker needs a Java 17+ runtime")
         self.dir = workdir
         self.dir.mkdir(parents=True, exist_ok=True)
         self.internal_port, self.proxied_port, self.ssl_port, self.sasl_ssl_port, controller = (
-            free_port() for _ in range(5))
+            free_port() for _ in range(5)
+        )
         self.proxy = TcpProxy("127.0.0.1", self.proxied_port)
         self.ca = ca
         cert, key = ca.issue("kafka")
@@ -136,42 +158,86 @@ class PrivateKafka:
         keystore.chmod(0o600)
         h = "127.0.0.1"
         conf = self.dir / "server.properties"
-        conf.write_text("\n".join([
-            "process.roles=broker,controller", "node.id=1",
-            f"controller.quorum.voters=1@{h}:{controller}", "controller.listener.names=CONTROLLER",
-            f"listeners=INTERNAL://{h}:{self.internal_port},PROXIED://{h}:{self.proxied_port},"
-            f"SSL://{h}:{self.ssl_port},SASL_SSL://{h}:{self.sasl_ssl_port},CONTROLLER://{h}:{controller}",
-            # The proxied listener is advertised at the proxy: every connection of its clients goes through it.
-            f"advertised.listeners=INTERNAL://{h}:{self.internal_port},PROXIED://{h}:{self.proxy.port},"
-            f"SSL://{h}:{self.ssl_port},SASL_SSL://{h}:{self.sasl_ssl_port}",
-            "listener.security.protocol.map=INTERNAL:PLAINTEXT,PROXIED:PLAINTEXT,SSL:SSL,SASL_SSL:SASL_SSL,"
-            "CONTROLLER:PLAINTEXT",
-            "inter.broker.listener.name=INTERNAL",
-            "ssl.keystore.type=PEM", f"ssl.keystore.location={keystore}", "ssl.client.auth=none",
-            "listener.name.sasl_ssl.sasl.enabled.mechanisms=SCRAM-SHA-256",
-            "listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config="
-            "org.apache.kafka.common.security.scram.ScramLoginModule required;",
-            f"log.dirs={self.dir / 'data'}",
-            "num.partitions=1", "default.replication.factor=1", "offsets.topic.replication.factor=1",
-            "offsets.topic.num.partitions=3", "transaction.state.log.replication.factor=1",
-            "transaction.state.log.min.isr=1", "share.coordinator.state.topic.replication.factor=1",
-            "share.coordinator.state.topic.min.isr=1", "group.initial.rebalance.delay.ms=0",
-            "auto.create.topics.enable=false", "",
-        ]))
+        conf.write_text(
+            "\n".join(
+                [
+                    "process.roles=broker,controller",
+                    "node.id=1",
+                    f"controller.quorum.voters=1@{h}:{controller}",
+                    "controller.listener.names=CONTROLLER",
+                    f"listeners=INTERNAL://{h}:{self.internal_port},PROXIED://{h}:{self.proxied_port},"
+                    f"SSL://{h}:{self.ssl_port},SASL_SSL://{h}:{self.sasl_ssl_port},CONTROLLER://{h}:{controller}",
+                    # The proxied listener is advertised at the proxy: every connection of its clients goes through it.
+                    f"advertised.listeners=INTERNAL://{h}:{self.internal_port},PROXIED://{h}:{self.proxy.port},"
+                    f"SSL://{h}:{self.ssl_port},SASL_SSL://{h}:{self.sasl_ssl_port}",
+                    "listener.security.protocol.map=INTERNAL:PLAINTEXT,PROXIED:PLAINTEXT,SSL:SSL,SASL_SSL:SASL_SSL,"
+                    "CONTROLLER:PLAINTEXT",
+                    "inter.broker.listener.name=INTERNAL",
+                    "ssl.keystore.type=PEM",
+                    f"ssl.keystore.location={keystore}",
+                    "ssl.client.auth=none",
+                    "listener.name.sasl_ssl.sasl.enabled.mechanisms=SCRAM-SHA-256",
+                    "listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config="
+                    "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+                    f"log.dirs={self.dir / 'data'}",
+                    "num.partitions=1",
+                    "default.replication.factor=1",
+                    "offsets.topic.replication.factor=1",
+                    "offsets.topic.num.partitions=3",
+                    "transaction.state.log.replication.factor=1",
+                    "transaction.state.log.min.isr=1",
+                    "share.coordinator.state.topic.replication.factor=1",
+                    "share.coordinator.state.topic.min.isr=1",
+                    "group.initial.rebalance.delay.ms=0",
+                    "auto.create.topics.enable=false",
+                    "",
+                ]
+            )
+        )
         self.log = self.dir / "stdout.log"
-        jvm = ["java", "-Xms128m", "-Xmx384m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
-               f"-Dlog4j2.configurationFile={LOG4J}", f"-Dkafka.logs.dir={self.dir / 'logs'}",
-               "-cp", f"{KAFKA_LIB}/*"]
+        jvm = [
+            "java",
+            "-Xms128m",
+            "-Xmx384m",
+            "-XX:+UseSerialGC",
+            "-XX:TieredStopAtLevel=1",
+            f"-Dlog4j2.configurationFile={LOG4J}",
+            f"-Dkafka.logs.dir={self.dir / 'logs'}",
+            "-cp",
+            f"{KAFKA_LIB}/*",
+        ]
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         # SCRAM credentials are written into the metadata log at format time (KRaft).
-        subprocess.run([*jvm, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(conf),
-                        "--add-scram", f"SCRAM-SHA-256=[name={SCRAM_USER},password={SCRAM_PASSWORD}]"],
-                       check=True, capture_output=True, timeout=120)
+        subprocess.run(
+            [
+                *jvm,
+                "kafka.tools.StorageTool",
+                "format",
+                f"--cluster-id={cluster_id}",
+                "-c",
+                str(conf),
+                "--add-scram",
+                f"SCRAM-SHA-256=[name={SCRAM_USER},password={SCRAM_PASSWORD}]",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
         self._out = open(self.log, "ab")
-        self.proc = subprocess.Popen([*jvm, "kafka.Kafka", str(conf)], stdout=self._out, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, start_new_session=True)
-        _wait(self._answers, 120, "private Kafka broker", alive=lambda: self.proc.poll() is None,
-              log=self.dir / "logs" / "server.log")
+        self.proc = subprocess.Popen(
+            [*jvm, "kafka.Kafka", str(conf)],
+            stdout=self._out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        _wait(
+            self._answers,
+            120,
+            "private Kafka broker",
+            alive=lambda: self.proc.poll() is None,
+            log=self.dir / "logs" / "server.log",
+        )
 
     @property
     def bootstrap(self) -> str:
@@ -183,21 +249,31 @@ class PrivateKafka:
         return f"127.0.0.1:{self.proxy.port}"
 
     def ssl_config(self, ca_path: Path | None = None) -> dict[str, str]:
-        return {"bootstrap.servers": f"127.0.0.1:{self.ssl_port}", "security.protocol": "SSL",
-                "ssl.ca.location": str(ca_path or self.ca.cert_path),
-                "ssl.endpoint.identification.algorithm": "https"}
+        return {
+            "bootstrap.servers": f"127.0.0.1:{self.ssl_port}",
+            "security.protocol": "SSL",
+            "ssl.ca.location": str(ca_path or self.ca.cert_path),
+            "ssl.endpoint.identification.algorithm": "https",
+        }
 
     def sasl_ssl_config(self) -> dict[str, str]:
-        return {**self.ssl_config(), "bootstrap.servers": f"127.0.0.1:{self.sasl_ssl_port}",
-                "security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-256",
-                "sasl.username": SCRAM_USER, "sasl.password": SCRAM_PASSWORD}
+        return {
+            **self.ssl_config(),
+            "bootstrap.servers": f"127.0.0.1:{self.sasl_ssl_port}",
+            "security.protocol": "SASL_SSL",
+            "sasl.mechanism": "SCRAM-SHA-256",
+            "sasl.username": SCRAM_USER,
+            "sasl.password": SCRAM_PASSWORD,
+        }
 
     def _answers(self) -> bool:
         from confluent_kafka import KafkaException
         from confluent_kafka.admin import AdminClient
 
         try:
-            return bool(AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 0}).list_topics(timeout=2).brokers)
+            return bool(
+                AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 0}).list_topics(timeout=2).brokers
+            )
         except KafkaException:
             return False
 
@@ -244,18 +320,38 @@ class PrivatePostgres:
             for f in ("server.crt", "server.key"):
                 shutil.chown(self.dir / f, "postgres", "postgres")
         self.port = free_port()
-        self._run(str(self.bindir / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth-local=trust",
-                  "--auth-host=reject", "-E", "UTF8", "--no-sync")
+        self._run(
+            str(self.bindir / "initdb"),
+            "-D",
+            str(self.data),
+            "-U",
+            "postgres",
+            "--auth-local=trust",
+            "--auth-host=reject",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        )
         with open(self.data / "postgresql.conf", "a") as f:
-            f.write(f"\nport = {self.port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{self.dir}'\n"
-                    f"ssl = on\nssl_cert_file = '{self.dir / 'server.crt'}'\nssl_key_file = '{self.dir / 'server.key'}'\n"
-                    "fsync = off\nshared_buffers = 32MB\nmax_connections = 40\n")
+            f.write(
+                f"\nport = {self.port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{self.dir}'\n"
+                f"ssl = on\nssl_cert_file = '{self.dir / 'server.crt'}'\nssl_key_file = '{self.dir / 'server.key'}'\n"
+                "fsync = off\nshared_buffers = 32MB\nmax_connections = 40\n"
+            )
         (self.data / "pg_hba.conf").write_text(
-            "local all postgres trust\n"
-            "hostssl all all 127.0.0.1/32 scram-sha-256\n"
-            "hostnossl all all 0.0.0.0/0 reject\n")
-        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-l", str(self.dir / "server.log"), "-w",
-                  "-t", "60", "start")
+            "local all postgres trust\nhostssl all all 127.0.0.1/32 scram-sha-256\nhostnossl all all 0.0.0.0/0 reject\n"
+        )
+        self._run(
+            str(self.bindir / "pg_ctl"),
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.dir / "server.log"),
+            "-w",
+            "-t",
+            "60",
+            "start",
+        )
         self._admin(f"CREATE ROLE {PG_USER} LOGIN PASSWORD '{PG_PASSWORD}'")
         self._admin(f"CREATE DATABASE streamer OWNER {PG_USER}")
 
@@ -267,17 +363,23 @@ class PrivatePostgres:
     def _admin(self, sql: str) -> None:
         import psycopg
 
-        with psycopg.connect(host=str(self.dir), port=self.port, user="postgres", dbname="postgres",
-                             autocommit=True) as conn:
+        with psycopg.connect(
+            host=str(self.dir), port=self.port, user="postgres", dbname="postgres", autocommit=True
+        ) as conn:
             conn.execute(sql)
 
     def url(self, ca_path: Path, sslmode: str = "verify-full", host: str = "127.0.0.1") -> str:
-        return (f"postgresql://{PG_USER}:{PG_PASSWORD}@{host}:{self.port}/streamer"
-                f"?sslmode={sslmode}&sslrootcert={ca_path}")
+        return (
+            f"postgresql://{PG_USER}:{PG_PASSWORD}@{host}:{self.port}/streamer?sslmode={sslmode}&sslrootcert={ca_path}"
+        )
 
     def stop(self) -> None:
-        subprocess.run([*self._as, str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop"],
-                       capture_output=True, timeout=60, cwd=self.dir)
+        subprocess.run(
+            [*self._as, str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop"],
+            capture_output=True,
+            timeout=60,
+            cwd=self.dir,
+        )
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -336,7 +438,15 @@ def private_topics(request, private_kafka):
 def streamer_env_for(topics, bootstrap: str, database_url: str, **extra: str) -> dict[str, str]:
     """os.environ without STREAMER_*, plus what points a `streamer run` at these topics, group and database."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMER_")}
-    env.update({"STREAMER_BOOTSTRAP_SERVERS": bootstrap, "STREAMER_DATABASE_URL": database_url,
-                "STREAMER_INPUT_TOPIC": topics.raw, "STREAMER_OUTPUT_TOPIC": topics.scored,
-                "STREAMER_DLQ_TOPIC": topics.deadletter, "STREAMER_GROUP_ID": topics.group, **extra})
+    env.update(
+        {
+            "STREAMER_BOOTSTRAP_SERVERS": bootstrap,
+            "STREAMER_DATABASE_URL": database_url,
+            "STREAMER_INPUT_TOPIC": topics.raw,
+            "STREAMER_OUTPUT_TOPIC": topics.scored,
+            "STREAMER_DLQ_TOPIC": topics.deadletter,
+            "STREAMER_GROUP_ID": topics.group,
+            **extra,
+        }
+    )
     return env

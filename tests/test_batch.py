@@ -1,11 +1,11 @@
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from streamer.batch import Batch
 from streamer.decode import DeadLetter, Decoder, Event
 
 
 def event(p, o):
-    return Event("raw", p, o, None, None, "m", datetime.now(timezone.utc), None, None, None, "{}", True)
+    return Event("raw", p, o, None, None, "m", datetime.now(UTC), None, None, None, "{}", True)
 
 
 def dead(p, o):
@@ -26,25 +26,38 @@ class Polled:
     def __init__(self, partition, offset, value):
         self._p, self._o, self._v = partition, offset, value
 
-    def topic(self): return "raw"
-    def partition(self): return self._p
-    def offset(self): return self._o
-    def value(self): return self._v
-    def timestamp(self): return (1, 1_700_000_000_000)
-    def key(self): return b"k"
-    def headers(self): return None
+    def topic(self):
+        return "raw"
+
+    def partition(self):
+        return self._p
+
+    def offset(self):
+        return self._o
+
+    def value(self):
+        return self._v
+
+    def timestamp(self):
+        return (1, 1_700_000_000_000)
+
+    def key(self):
+        return b"k"
+
+    def headers(self):
+        return None
 
 
 def test_add_polled_decodes_in_order_and_covers_every_offset():
     b = Batch()
-    b.add_polled([Polled(0, 5, b'{"message": "a"}'), Polled(1, 9, b"\xff"), Polled(0, 6, b"plain line")],
-                 Decoder())
+    b.add_polled([Polled(0, 5, b'{"message": "a"}'), Polled(1, 9, b"\xff"), Polled(0, 6, b"plain line")], Decoder())
     b.add_polled([Polled(1, 10, b""), Polled(2, 0, b'{"msg": "c"}')], Decoder())
     b.add_polled([], Decoder())
-    assert [(e.partition, e.offset, e.message) for e in b.events] == [(0, 5, "a"), (0, 6, "plain line"),
-                                                                      (2, 0, "c")]
-    assert [(d.partition, d.offset, d.error_class) for d in b.dead_letters] == [(1, 9, "invalid_utf8"),
-                                                                                 (1, 10, "empty")]
+    assert [(e.partition, e.offset, e.message) for e in b.events] == [(0, 5, "a"), (0, 6, "plain line"), (2, 0, "c")]
+    assert [(d.partition, d.offset, d.error_class) for d in b.dead_letters] == [
+        (1, 9, "invalid_utf8"),
+        (1, 10, "empty"),
+    ]
     assert b.next_offsets == {("raw", 0): 7, ("raw", 1): 11, ("raw", 2): 1}
     assert len(b) == 5 and b.first_record_at is not None
 

@@ -42,17 +42,20 @@ def readyz(port: int) -> tuple[int, str] | None:
 
 def check_rows_once(db_url, topics, coords, invalid):
     valid = {coords[i] for i in range(len(coords)) if i not in invalid}
-    rows = query(db_url, "select kafka_partition, kafka_offset from log_entries where kafka_topic = %s",
-                 [topics.raw])
+    rows = query(db_url, "select kafka_partition, kafka_offset from log_entries where kafka_topic = %s", [topics.raw])
     assert len(rows) == len(set(rows)), "a row stored twice"
     assert set(rows) == valid, f"lost {len(valid - set(rows))}, extra {len(set(rows) - valid)}"
-    preds = query(db_url, "select count(*), count(distinct (kafka_partition, kafka_offset)) from ml_predictions "
-                  "where kafka_topic = %s", [topics.raw])[0]
+    preds = query(
+        db_url,
+        "select count(*), count(distinct (kafka_partition, kafka_offset)) from ml_predictions where kafka_topic = %s",
+        [topics.raw],
+    )[0]
     assert preds == (len(valid), len(valid))
 
 
 def test_a_locked_table_makes_readyz_503_naming_the_database_and_the_warning_names_the_blocker(
-        kafka_bootstrap, topics, migrated_db_url, start, locker):  # noqa: F811
+    kafka_bootstrap, topics, migrated_db_url, start, locker
+):
     lock, release = locker
     values, invalid = mixed_values(1000)
     coords = produce(kafka_bootstrap, topics.raw, values[:500])
@@ -64,8 +67,11 @@ def test_a_locked_table_makes_readyz_503_naming_the_database_and_the_warning_nam
     blocker_pid = lock()
     coords += produce(kafka_bootstrap, topics.raw, values[500:])
     # Lock timeout 5 s, then the batch is retried and the member says it is not ready.
-    status, body = wait_for(lambda: (r := readyz(port)) and r[0] == 503 and r, timeout=30,
-                            what="/readyz to answer 503 while the table is locked")
+    _status, body = wait_for(
+        lambda: (r := readyz(port)) and r[0] == 503 and r,
+        timeout=30,
+        what="/readyz to answer 503 while the table is locked",
+    )
     assert '"database_ok":false' in body and '"broker_ok":true' in body, body
     assert f"blocked by pid {blocker_pid} holding AccessExclusiveLock" in proc.output()
     assert "lock timeout" in proc.output()
@@ -81,7 +87,8 @@ def test_a_locked_table_makes_readyz_503_naming_the_database_and_the_warning_nam
 
 @pytest.mark.parametrize("fault", ["locked", "silent"])
 def test_sigterm_while_the_database_blocks_returns_within_the_bound_and_loses_nothing(
-        kafka_bootstrap, topics, migrated_db_url, start, locker, fault):  # noqa: F811
+    kafka_bootstrap, topics, migrated_db_url, start, locker, fault
+):
     """`locked`: another session holds the table (each attempt waits out the lock timeout). `silent`: the
     database stops answering mid-statement, connections open (statement_timeout cannot help: its error never
     arrives), as with a frozen server or a dropped route."""
@@ -123,8 +130,7 @@ def test_sigterm_while_the_database_blocks_returns_within_the_bound_and_loses_no
     check_rows_once(migrated_db_url, topics, coords, invalid)
 
 
-def test_interrupt_fails_a_statement_the_server_never_answers_at_once_and_refuses_new_connections(
-        migrated_db_url):
+def test_interrupt_fails_a_statement_the_server_never_answers_at_once_and_refuses_new_connections(migrated_db_url):
     import threading
     from urllib.parse import urlsplit
 
@@ -133,8 +139,7 @@ def test_interrupt_fails_a_statement_the_server_never_answers_at_once_and_refuse
 
     target = urlsplit(migrated_db_url)
     proxy = SlowProxy(target.hostname, target.port or 5432)
-    sink = PostgresSink(migrated_db_url.replace(f"{target.hostname}:{target.port or 5432}",
-                                                f"127.0.0.1:{proxy.port}"))
+    sink = PostgresSink(migrated_db_url.replace(f"{target.hostname}:{target.port or 5432}", f"127.0.0.1:{proxy.port}"))
     try:
         conn = sink._connection()
         proxy.hold()  # the query goes out, no answer ever comes back

@@ -23,13 +23,15 @@ OUTAGE_S = 25  # > session.timeout.ms (6 s, testkit.pipeline.FAST_GROUP) and > M
 
 @pytest.mark.parametrize("during", ["retrying", "delivering"])
 def test_member_consumes_again_after_a_broker_outage_longer_than_the_session_timeout(
-        during, private_kafka, private_topics, migrated_db_url, db_proxy, tmp_path):
+    during, private_kafka, private_topics, migrated_db_url, db_proxy, tmp_path
+):
     # retrying: the database is cut first, so the broker goes while a batch is retried (the case);
     # delivering: the broker goes while batches are stored and published on the worker threads.
     kafka, topics = private_kafka, private_topics
     db, via_db_proxy = db_proxy
-    env = streamer_env_for(topics, kafka.proxied_bootstrap, via_db_proxy,
-                           STREAMER_KAFKA_MESSAGE_TIMEOUT_MS=str(MESSAGE_TIMEOUT_MS))
+    env = streamer_env_for(
+        topics, kafka.proxied_bootstrap, via_db_proxy, STREAMER_KAFKA_MESSAGE_TIMEOUT_MS=str(MESSAGE_TIMEOUT_MS)
+    )
     proc = StreamerProcess(env, tmp_path / "streamer.log")
     try:
         values, invalid = mixed_values(600)
@@ -47,17 +49,27 @@ def test_member_consumes_again_after_a_broker_outage_longer_than_the_session_tim
         if during == "retrying":
             wait_for(lambda: "retrying with backoff" in proc.output(), timeout=30, what="the database outage")
         else:
-            wait_for(lambda: query(migrated_db_url, "select count(*) from log_entries")[0][0] > stored,
-                     timeout=30, interval=0.05, what="the first batch of the second part stored")
+            wait_for(
+                lambda: query(migrated_db_url, "select count(*) from log_entries")[0][0] > stored,
+                timeout=30,
+                interval=0.05,
+                what="the first batch of the second part stored",
+            )
         kafka.proxy.cut()
         cut_at = time.monotonic()
         if during == "retrying":
             time.sleep(1)
             db.restore()  # the batch now stores, then its records time out in the producer
-            wait_for(lambda: re.search(r"Kafka refused \d+ records \(.*Message timed out", proc.output()),
-                     timeout=OUTAGE_S, what="the records to time out in the producer")
-        wait_for(lambda: "assignment lost" in proc.output(), timeout=OUTAGE_S,
-                 what="the member to lose its assignment (session timeout)")
+            wait_for(
+                lambda: re.search(r"Kafka refused \d+ records \(.*Message timed out", proc.output()),
+                timeout=OUTAGE_S,
+                what="the records to time out in the producer",
+            )
+        wait_for(
+            lambda: "assignment lost" in proc.output(),
+            timeout=OUTAGE_S,
+            what="the member to lose its assignment (session timeout)",
+        )
         if during == "retrying":  # nothing of the second part is committed: its records were never acknowledged
             assert committed(kafka.bootstrap, topics.group, topics.raw, 6) == before
         time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - cut_at)))

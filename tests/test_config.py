@@ -32,14 +32,17 @@ def test_kafka_properties_from_environment_use_dots():
     assert redact_config(s.kafka_client_config())["sasl.password"] == "***"
 
 
-@pytest.mark.parametrize("env, fragment", [
-    ({"STREAMER_BATCH_MAX_EVENTS": "many"}, "STREAMER_BATCH_MAX_EVENTS='many' is not a valid int"),
-    ({"STREAMER_BATCH_MAX_EVENTS": "0"}, "batch max events must be >= 1"),
-    ({"STREAMER_METRICS_PORT": "70000"}, "metrics port"),
-    ({"STREAMER_ANOMALY_THRESHOLD": "1.5"}, "anomaly threshold"),
-    ({"STREAMER_DATABASE_URL": "mysql://u:hunter2@h/db"}, "postgresql://"),
-    ({"STREAMER_KAFKA_ENABLE_AUTO_COMMIT": "true"}, "enable.auto.commit is set by streamer"),
-])
+@pytest.mark.parametrize(
+    "env, fragment",
+    [
+        ({"STREAMER_BATCH_MAX_EVENTS": "many"}, "STREAMER_BATCH_MAX_EVENTS='many' is not a valid int"),
+        ({"STREAMER_BATCH_MAX_EVENTS": "0"}, "batch max events must be >= 1"),
+        ({"STREAMER_METRICS_PORT": "70000"}, "metrics port"),
+        ({"STREAMER_ANOMALY_THRESHOLD": "1.5"}, "anomaly threshold"),
+        ({"STREAMER_DATABASE_URL": "mysql://u:hunter2@h/db"}, "postgresql://"),
+        ({"STREAMER_KAFKA_ENABLE_AUTO_COMMIT": "true"}, "enable.auto.commit is set by streamer"),
+    ],
+)
 def test_bad_values_are_one_clear_line_without_secrets(env, fragment):
     with pytest.raises(ConfigError) as err:
         settings_from_args(None, env)
@@ -54,8 +57,10 @@ def test_malformed_kafka_pair_hides_secret_value():
 
 
 def test_redact_url():
-    assert redact_url("postgresql://u:s3cret@h:5432/db?password=x&sslmode=require") == \
-        "postgresql://u:***@h:5432/db?password=***&sslmode=require"
+    assert (
+        redact_url("postgresql://u:s3cret@h:5432/db?password=x&sslmode=require")
+        == "postgresql://u:***@h:5432/db?password=***&sslmode=require"
+    )
     assert redact_url("postgresql://h/db") == "postgresql://h/db"
 
 

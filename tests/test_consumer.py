@@ -39,8 +39,11 @@ def test_end_to_end_then_sigterm_and_restart(kafka_bootstrap, topics, migrated_d
     coords = produce(kafka_bootstrap, topics.raw, values[:2000], keys=keys[:2000])
     port = free_port()
     first = start(env={"STREAMER_METRICS_PORT": str(port)})
-    wait_for(lambda: query(migrated_db_url, "select count(*) from log_entries")[0][0] > 0, timeout=60,
-             what="the first stored batch")
+    wait_for(
+        lambda: query(migrated_db_url, "select count(*) from log_entries")[0][0] > 0,
+        timeout=60,
+        what="the first stored batch",
+    )
     assert scrape(port, "/healthz")[0] == 200
     status, body = scrape(port, "/readyz")
     assert status == 200 and '"ready":true' in body
@@ -53,9 +56,15 @@ def test_end_to_end_then_sigterm_and_restart(kafka_bootstrap, topics, migrated_d
 
     # librdkafka reports lag with its statistics, every 5 s.
     metrics = wait_for(committed_and_lag_reported, timeout=30, what="a commit and the lag in /metrics")
-    for name in ("streamer_events_in_total", "streamer_events_scored_total", "streamer_dead_letters_total",
-                 "streamer_batch_size_bucket", 'streamer_stage_seconds_count{stage="score"}',
-                 'streamer_stage_seconds_count{stage="store"}', 'streamer_stage_seconds_count{stage="commit"}'):
+    for name in (
+        "streamer_events_in_total",
+        "streamer_events_scored_total",
+        "streamer_dead_letters_total",
+        "streamer_batch_size_bucket",
+        'streamer_stage_seconds_count{stage="score"}',
+        'streamer_stage_seconds_count{stage="store"}',
+        'streamer_stage_seconds_count{stage="commit"}',
+    ):
         assert name in metrics, f"{name} missing from /metrics"
     coords += produce(kafka_bootstrap, topics.raw, values[2000:], keys=keys[2000:])
     assert first.terminate() == 0, first.output()[-3000:]
@@ -73,8 +82,7 @@ def test_end_to_end_then_sigterm_and_restart(kafka_bootstrap, topics, migrated_d
     assert all(by_coord[coords[i]] == keys[i] for i in range(len(values)) if i not in invalid)
 
 
-def test_database_outage_commits_nothing_and_loses_nothing(kafka_bootstrap, topics, migrated_db_url, start,
-                                                          db_proxy):
+def test_database_outage_commits_nothing_and_loses_nothing(kafka_bootstrap, topics, migrated_db_url, start, db_proxy):
     proxy, _ = db_proxy
     proc, coords, values, invalid = retrying_a_database_outage(kafka_bootstrap, topics, start, db_proxy, 1000, 8)
     before = committed(kafka_bootstrap, topics.group, topics.raw, 6)
@@ -90,8 +98,9 @@ def test_database_outage_commits_nothing_and_loses_nothing(kafka_bootstrap, topi
 
 
 def test_poison_record_only_it_is_dead_lettered(kafka_bootstrap, topics, migrated_db_url, start):
-    import orjson
     import random
+
+    import orjson
 
     rng = random.Random(3)
     values = [valid_event(i, rng) for i in range(300)]
@@ -127,10 +136,10 @@ scorer.Scorer.score = score
 """
 
 
-def test_an_event_the_scorer_fails_on_is_dead_lettered_alone(kafka_bootstrap, topics, migrated_db_url, start,
-                                                              tmp_path):
-    import orjson
+def test_an_event_the_scorer_fails_on_is_dead_lettered_alone(kafka_bootstrap, topics, migrated_db_url, start, tmp_path):
     import random
+
+    import orjson
 
     # Fault injection in the real process: sitecustomize makes its scorer raise on any batch with a marker.
     (tmp_path / "fault").mkdir()
@@ -141,8 +150,13 @@ def test_an_event_the_scorer_fails_on_is_dead_lettered_alone(kafka_bootstrap, to
     for i in poison:
         values[i] = orjson.dumps({"message": f"scorer-poison {i}", "seq": i})
     coords = produce(kafka_bootstrap, topics.raw, values, partition=1)
-    proc = start(env={"PYTHONPATH": str(tmp_path / "fault"), "STREAMER_BATCH_MAX_EVENTS": "1000",
-                      "STREAMER_BATCH_MAX_MS": "2000"})
+    proc = start(
+        env={
+            "PYTHONPATH": str(tmp_path / "fault"),
+            "STREAMER_BATCH_MAX_EVENTS": "1000",
+            "STREAMER_BATCH_MAX_MS": "2000",
+        }
+    )
     wait_caught_up(kafka_bootstrap, topics, [proc])
     assert proc.terminate() == 0
 
@@ -152,7 +166,8 @@ def test_an_event_the_scorer_fails_on_is_dead_lettered_alone(kafka_bootstrap, to
     dead = consume_all(kafka_bootstrap, topics.deadletter)
     assert sorted(int(d.header("source.offset")) for d in dead) == sorted(coords[i][1] for i in poison)
     assert {(d.header("deadletter.stage"), d.header("deadletter.error_class")) for d in dead} == {
-        (b"score", b"score_failed")}
+        (b"score", b"score_failed")
+    }
     assert {orjson.loads(d.value)["seq"] for d in dead} == poison
     assert "the scorer failed on" in proc.output()
 
@@ -161,15 +176,23 @@ def test_two_members_share_partitions_and_one_leaves(kafka_bootstrap, topics, mi
     values, invalid = mixed_values(6000, invalid_every=100)
     coords = produce(kafka_bootstrap, topics.raw, values[:3000])
     a, b = start(), start()
-    wait_for(lambda: f"assigned {topics.raw}" in a.output() and f"assigned {topics.raw}" in b.output(),
-             timeout=60, what="both members to get partitions")
+    wait_for(
+        lambda: f"assigned {topics.raw}" in a.output() and f"assigned {topics.raw}" in b.output(),
+        timeout=60,
+        what="both members to get partitions",
+    )
     coords += produce(kafka_bootstrap, topics.raw, values[3000:])
     assert b.terminate() == 0, b.output()[-3000:]
     wait_caught_up(kafka_bootstrap, topics, [a])
     assert a.terminate() == 0
     check_delivery(kafka_bootstrap, topics, migrated_db_url, coords, values, invalid)
-    assert all(o == e for o, e in zip(committed(kafka_bootstrap, topics.group, topics.raw, 6).values(),
-                                        end_offsets(kafka_bootstrap, topics.raw, 6).values()))
+    assert all(
+        o == e
+        for o, e in zip(
+            committed(kafka_bootstrap, topics.group, topics.raw, 6).values(),
+            end_offsets(kafka_bootstrap, topics.raw, 6).values(),
+        )
+    )
 
 
 def test_a_wrong_setting_stops_start_up_with_one_line(streamer_env):
@@ -177,8 +200,9 @@ def test_a_wrong_setting_stops_start_up_with_one_line(streamer_env):
     import sys
 
     env = {**streamer_env, "STREAMER_BATCH_MAX_MS": "soon", "STREAMER_KAFKA_SASL_PASSWORD": "hunter2-secret"}
-    done = subprocess.run([sys.executable, "-m", "streamer", "run"], env=env, capture_output=True, text=True,
-                          timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "streamer", "run"], env=env, capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 2
     assert done.stderr.strip() == "streamer run: STREAMER_BATCH_MAX_MS='soon' is not a valid int"
 
@@ -203,8 +227,9 @@ def test_rebalance_while_retrying_an_outage(kafka_bootstrap, topics, migrated_db
     check_delivery(kafka_bootstrap, topics, migrated_db_url, coords, values, invalid)
 
 
-def test_member_consumes_again_after_losing_its_assignment_while_retrying(kafka_bootstrap, topics,
-                                                                          migrated_db_url, start, db_proxy):
+def test_member_consumes_again_after_losing_its_assignment_while_retrying(
+    kafka_bootstrap, topics, migrated_db_url, start, db_proxy
+):
     # Issue 11 row 2: the assignment is lost (session timeout) while a batch is retried; once the group has
     # the member back, it must consume the partitions again (it used to stay paused: "resumed 0 partition(s)").
     # The member is frozen with SIGSTOP longer than session.timeout.ms (6 s in tests) so the coordinator
@@ -216,8 +241,11 @@ def test_member_consumes_again_after_losing_its_assignment_while_retrying(kafka_
     proc.proc.send_signal(signal.SIGSTOP)
     time.sleep(12)
     proc.proc.send_signal(signal.SIGCONT)
-    wait_for(lambda: "assignment lost" in proc.output() or "revoked" in proc.output(), timeout=60,
-             what="the member to notice it lost its partitions")
+    wait_for(
+        lambda: "assignment lost" in proc.output() or "revoked" in proc.output(),
+        timeout=60,
+        what="the member to notice it lost its partitions",
+    )
     proxy.restore()
     wait_caught_up(kafka_bootstrap, topics, [proc])
     # And it keeps consuming what arrives afterwards.

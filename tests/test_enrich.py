@@ -19,27 +19,46 @@ class Columns:
 
 def decoded(*values):
     d = Decoder()
-    return [item for i, v in enumerate(values)
-            for item in d.decode(v, topic="raw", partition=2, offset=10 + i, key=b"key", headers=[("trace", b"t1")])]
+    return [
+        item
+        for i, v in enumerate(values)
+        for item in d.decode(v, topic="raw", partition=2, offset=10 + i, key=b"key", headers=[("trace", b"t1")])
+    ]
 
 
 def test_scored_record_is_the_event_plus_streamer():
-    inputs = [b'{"message": "disk full", "n": 1.50, "nested": {"a": [1, 2]}}  \n',
-              b"2024-01-01 00:00:00 ERROR plain line",
-              b'{"message": "has its own", "streamer": {"old": true}}']
+    inputs = [
+        b'{"message": "disk full", "n": 1.50, "nested": {"a": [1, 2]}}  \n',
+        b"2024-01-01 00:00:00 ERROR plain line",
+        b'{"message": "has its own", "streamer": {"old": true}}',
+    ]
     events = decoded(*inputs)
     records = list(scored_records(events, Columns(3)))
-    expected = {"predicted_level": "ERROR", "level_confidence": 0.8765, "is_anomaly": True, "anomaly_score": 0.5,
-                "severity": "critical", "model_version": "m-1"}
+    expected = {
+        "predicted_level": "ERROR",
+        "level_confidence": 0.8765,
+        "is_anomaly": True,
+        "anomaly_score": 0.5,
+        "severity": "critical",
+        "model_version": "m-1",
+    }
     for i, (event, (key, value, headers)) in enumerate(zip(events, records)):
         body = orjson.loads(value)
-        assert body["streamer"] == {**expected, "level_source": event.level_source,
-                                    "source": {"topic": "raw", "partition": 2, "offset": 10 + i, "record_index": 0}}
-        assert {k: v for k, v in body.items() if k != "streamer"} == \
-            {k: v for k, v in event.raw.items() if k != "streamer"}
+        assert body["streamer"] == {
+            **expected,
+            "level_source": event.level_source,
+            "source": {"topic": "raw", "partition": 2, "offset": 10 + i, "record_index": 0},
+        }
+        assert {k: v for k, v in body.items() if k != "streamer"} == {
+            k: v for k, v in event.raw.items() if k != "streamer"
+        }
         assert key == b"key"
-        assert headers == [("trace", b"t1"), ("source.topic", b"raw"), ("source.partition", b"2"),
-                                  ("source.offset", str(10 + i).encode())]
+        assert headers == [
+            ("trace", b"t1"),
+            ("source.topic", b"raw"),
+            ("source.partition", b"2"),
+            ("source.offset", str(10 + i).encode()),
+        ]
     assert [orjson.loads(v)["streamer"]["level_source"] for _, v, _ in records] == ["none", "line", "none"]
     # JSON input is kept byte for byte (1.50 stays 1.50), only the member is added.
     assert records[0][1].startswith(b'{"message": "disk full", "n": 1.50, "nested": {"a": [1, 2]},"streamer":')
@@ -65,14 +84,16 @@ def test_a_later_record_of_a_message_is_named_in_source_headers_and_row():
     from streamer.enrich import dead_letter_headers
     from streamer.sink import STAGE_COLUMNS
 
-    first, = decoded(b'{"message": "record zero"}')
+    (first,) = decoded(b'{"message": "record zero"}')
     later = replace(first, message="record two", record_index=2)
     records = list(scored_records([first, later], Columns(2)))
     assert [orjson.loads(v)["streamer"]["source"]["record_index"] for _, v, _ in records] == [0, 2]
     assert [dict(h).get("source.record_index") for _, _, h in records] == [None, b"2"]  # only when > 0
     rows = [dict(zip(STAGE_COLUMNS, r)) for r in database_rows([first, later], Columns(2))]
-    assert [(r["kafka_offset"], r["record_index"], r["message"]) for r in rows] == [(10, 0, "record zero"),
-                                                                                   (10, 2, "record two")]
+    assert [(r["kafka_offset"], r["record_index"], r["message"]) for r in rows] == [
+        (10, 0, "record zero"),
+        (10, 2, "record two"),
+    ]
     dead = DeadLetter.of_event(later, "score_failed", "boom", "score")
     assert dead.record_index == 2
     assert dict(dead_letter_headers(dead))["source.record_index"] == b"2"

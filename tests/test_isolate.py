@@ -9,6 +9,7 @@ def attempt_failing_on(bad, calls):
         hit = [i for i in indexes if i in bad]
         if hit:
             raise ValueError(f"bad {hit[0]}")
+
     return attempt
 
 

@@ -11,8 +11,22 @@ if not LOGHUB.is_dir():
 # All 14 systems. Below 100 %, and why (bench/results/formats.md): Mac 99.7 (the CSV lost the commas of
 # `{{0, 0}, {400, 400}}`; `WARNING:` read as the level), Thunderbird 99.7 (kernel lines without a tag, which Loghub
 # splits at their first colon).
-SYSTEMS = ["Android", "Apache", "BGL", "HDFS", "HPC", "HealthApp", "Linux", "Mac", "OpenSSH", "OpenStack",
-           "Proxifier", "Spark", "Thunderbird", "Windows"]
+SYSTEMS = [
+    "Android",
+    "Apache",
+    "BGL",
+    "HDFS",
+    "HPC",
+    "HealthApp",
+    "Linux",
+    "Mac",
+    "OpenSSH",
+    "OpenStack",
+    "Proxifier",
+    "Spark",
+    "Thunderbird",
+    "Windows",
+]
 
 
 @pytest.mark.parametrize("system", SYSTEMS)

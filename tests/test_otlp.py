@@ -2,14 +2,13 @@
 classes: `otlp_proto` is ExportLogsServiceRequest.SerializeToString() (what the exporter's default proto
 marshaler writes), `otlp_json` is its protobuf JSON mapping (camelCase, 64-bit integers as strings)."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import orjson
 import pytest
 from google.protobuf import json_format
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import (AnyValue, ArrayValue, InstrumentationScope, KeyValue,
-                                                      KeyValueList)
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, InstrumentationScope, KeyValue, KeyValueList
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs, SeverityNumber
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
@@ -29,23 +28,49 @@ def kv(key, value) -> KeyValue:
 def request() -> ExportLogsServiceRequest:
     """Two resources, three records: the shapes a Collector batch carries."""
     records = [
-        LogRecord(time_unix_nano=T0, severity_text="ERROR", severity_number=SeverityNumber.SEVERITY_NUMBER_ERROR,
-                  body=AnyValue(string_value="disk full on /var"), attributes=[kv("log.file.name", "app.log")]),
+        LogRecord(
+            time_unix_nano=T0,
+            severity_text="ERROR",
+            severity_number=SeverityNumber.SEVERITY_NUMBER_ERROR,
+            body=AnyValue(string_value="disk full on /var"),
+            attributes=[kv("log.file.name", "app.log")],
+        ),
         # No severity text: the number decides; no event time: the observed time stands in.
-        LogRecord(observed_time_unix_nano=T0 + 1_000, severity_number=SeverityNumber.SEVERITY_NUMBER_WARN2,
-                  body=AnyValue(kvlist_value=KeyValueList(values=[kv("event", "login"), kv("ok", False)])),
-                  attributes=[kv("scope.level", "record")]),
+        LogRecord(
+            observed_time_unix_nano=T0 + 1_000,
+            severity_number=SeverityNumber.SEVERITY_NUMBER_WARN2,
+            body=AnyValue(kvlist_value=KeyValueList(values=[kv("event", "login"), kv("ok", False)])),
+            attributes=[kv("scope.level", "record")],
+        ),
     ]
     scope = InstrumentationScope(name="io.opentelemetry.filelog", attributes=[kv("scope.level", "scope")])
     first = ResourceLogs(
-        resource=Resource(attributes=[kv("host.name", "web-1"), kv("service.name", "checkout"),
-                                      kv("scope.level", "resource"), kv("k8s.pod.uid", "abc")]),
-        scope_logs=[ScopeLogs(scope=scope, log_records=records)])
+        resource=Resource(
+            attributes=[
+                kv("host.name", "web-1"),
+                kv("service.name", "checkout"),
+                kv("scope.level", "resource"),
+                kv("k8s.pod.uid", "abc"),
+            ]
+        ),
+        scope_logs=[ScopeLogs(scope=scope, log_records=records)],
+    )
     second = ResourceLogs(
         resource=Resource(attributes=[kv("service.name", "kernel")]),
-        scope_logs=[ScopeLogs(log_records=[LogRecord(
-            time_unix_nano=T0, severity_number=SeverityNumber.SEVERITY_NUMBER_TRACE,
-            body=AnyValue(array_value=ArrayValue(values=[AnyValue(int_value=1), AnyValue(string_value="x")])))])])
+        scope_logs=[
+            ScopeLogs(
+                log_records=[
+                    LogRecord(
+                        time_unix_nano=T0,
+                        severity_number=SeverityNumber.SEVERITY_NUMBER_TRACE,
+                        body=AnyValue(
+                            array_value=ArrayValue(values=[AnyValue(int_value=1), AnyValue(string_value="x")])
+                        ),
+                    )
+                ]
+            )
+        ],
+    )
     return ExportLogsServiceRequest(resource_logs=[first, second])
 
 
@@ -60,23 +85,45 @@ def test_each_log_record_is_one_record(encode):
     assert [r["level"] for r in records] == ["ERROR", "WARN", "DEBUG"]  # TRACE is stored as DEBUG
     assert [r["host"] for r in records] == ["web-1", "web-1", None]
     assert [r["service"] for r in records] == ["checkout", "checkout", "kernel"]
-    assert records[0]["time"] == datetime(2023, 11, 14, 22, 13, 20, 123456, tzinfo=timezone.utc)
-    assert records[1]["time"] == datetime(2023, 11, 14, 22, 13, 20, 123457, tzinfo=timezone.utc)
+    assert records[0]["time"] == datetime(2023, 11, 14, 22, 13, 20, 123456, tzinfo=UTC)
+    assert records[1]["time"] == datetime(2023, 11, 14, 22, 13, 20, 123457, tzinfo=UTC)
     # Flat: record over scope over resource.
-    assert records[0]["attributes"] == {"host.name": "web-1", "service.name": "checkout",
-                                        "scope.level": "scope", "k8s.pod.uid": "abc", "log.file.name": "app.log"}
+    assert records[0]["attributes"] == {
+        "host.name": "web-1",
+        "service.name": "checkout",
+        "scope.level": "scope",
+        "k8s.pod.uid": "abc",
+        "log.file.name": "app.log",
+    }
     assert records[1]["attributes"]["scope.level"] == "record"
     assert records[2]["attributes"] == {"service.name": "kernel"}
 
 
 def test_logs_data_and_the_collector_json_spelling():
     # The Collector writes trace ids as hex and may give severityNumber as a number and times as strings.
-    doc = {"resourceLogs": [{"resource": {"attributes": [{"key": "host.name", "value": {"stringValue": "h"}}]},
-                             "scopeLogs": [{"scope": {}, "logRecords": [{
-                                 "timeUnixNano": str(T0), "severityNumber": 9, "severityText": "notice",
-                                 "traceId": "5b8efff798038103d269b633813fc60c", "spanId": "eee19b7ec3c1b174",
-                                 "body": {"stringValue": "started"},
-                                 "attributes": [{"key": "n", "value": {"intValue": "42"}}]}]}]}]}
+    doc = {
+        "resourceLogs": [
+            {
+                "resource": {"attributes": [{"key": "host.name", "value": {"stringValue": "h"}}]},
+                "scopeLogs": [
+                    {
+                        "scope": {},
+                        "logRecords": [
+                            {
+                                "timeUnixNano": str(T0),
+                                "severityNumber": 9,
+                                "severityText": "notice",
+                                "traceId": "5b8efff798038103d269b633813fc60c",
+                                "spanId": "eee19b7ec3c1b174",
+                                "body": {"stringValue": "started"},
+                                "attributes": [{"key": "n", "value": {"intValue": "42"}}],
+                            }
+                        ],
+                    }
+                ],
+            }
+        ]
+    }
     [record] = decode_otlp(orjson.dumps(doc))
     assert record["message"] == "started"
     assert record["level"] == "INFO"  # the text wins when it is a level we know
@@ -85,17 +132,39 @@ def test_logs_data_and_the_collector_json_spelling():
 
 
 def test_unknown_severity_text_falls_back_to_the_number():
-    r = ExportLogsServiceRequest(resource_logs=[ResourceLogs(scope_logs=[ScopeLogs(log_records=[
-        LogRecord(severity_text="Sev-X", severity_number=SeverityNumber.SEVERITY_NUMBER_FATAL,
-                  body=AnyValue(string_value="boom"))])])])
+    r = ExportLogsServiceRequest(
+        resource_logs=[
+            ResourceLogs(
+                scope_logs=[
+                    ScopeLogs(
+                        log_records=[
+                            LogRecord(
+                                severity_text="Sev-X",
+                                severity_number=SeverityNumber.SEVERITY_NUMBER_FATAL,
+                                body=AnyValue(string_value="boom"),
+                            )
+                        ]
+                    )
+                ]
+            )
+        ]
+    )
     [record] = decode_otlp(r.SerializeToString())
     assert record["level"] == "FATAL" and record["time"] is None
 
 
-@pytest.mark.parametrize("value", [
-    b"", b"plain text line", b'{"message": "hello"}', b'{"message": "mentions \\"resourceLogs\\" only"}',
-    b"[1, 2]", "caf\u00e9 au lait".encode(), b"\xff\xfe not utf-8 and not protobuf",
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        b"",
+        b"plain text line",
+        b'{"message": "hello"}',
+        b'{"message": "mentions \\"resourceLogs\\" only"}',
+        b"[1, 2]",
+        "caf\u00e9 au lait".encode(),
+        b"\xff\xfe not utf-8 and not protobuf",
+    ],
+)
 def test_not_otlp_is_none(value):
     assert decode_otlp(value) is None
 

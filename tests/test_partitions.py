@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
@@ -16,7 +16,7 @@ from streamer.sink import PostgresSink
 from testkit.clients import query
 from tests.test_sink import Columns, event
 
-NOW = datetime.now(timezone.utc)
+NOW = datetime.now(UTC)
 
 
 def events_on(days_ago: list[int], start: int = 0):
@@ -49,9 +49,15 @@ def test_rows_land_in_their_days_partition_and_far_off_times_in_the_default(migr
     sink.close()
     day = lambda ago: f"_p{(NOW - timedelta(days=ago)).date():%Y%m%d}"  # noqa: E731
     assert where_rows_are(migrated_db_url, "log_entries") == {
-        f"log_entries{day(0)}": 2, f"log_entries{day(1)}": 1, "log_entries_default": 1}
+        f"log_entries{day(0)}": 2,
+        f"log_entries{day(1)}": 1,
+        "log_entries_default": 1,
+    }
     assert where_rows_are(migrated_db_url, "ml_predictions") == {
-        f"ml_predictions{day(0)}": 2, f"ml_predictions{day(1)}": 1, "ml_predictions_default": 1}
+        f"ml_predictions{day(0)}": 2,
+        f"ml_predictions{day(1)}": 1,
+        "ml_predictions_default": 1,
+    }
 
 
 def test_retention_drops_whole_days_of_both_tables_while_ingest_goes_on(migrated_db_url):
@@ -96,8 +102,9 @@ def test_retention_drops_whole_days_of_both_tables_while_ingest_goes_on(migrated
     assert took < 1.0, f"retention took {took:.2f}s"
     oldest = query(migrated_db_url, "SELECT min(event_time) FROM log_entries")[0][0]
     assert oldest >= NOW - timedelta(days=4)
-    entries, predictions = (query(migrated_db_url, f"SELECT count(*) FROM {t}")[0][0]
-                            for t in ("log_entries", "ml_predictions"))
+    entries, predictions = (
+        query(migrated_db_url, f"SELECT count(*) FROM {t}")[0][0] for t in ("log_entries", "ml_predictions")
+    )
     assert entries == predictions == 4 * 500 + written[0]
 
 
@@ -120,19 +127,33 @@ def test_upgrade_partitions_an_existing_database_in_place(db_url):
         migrate(conn, up_to=6)
     old = [(0, NOW - timedelta(days=2)), (1, NOW - timedelta(days=2)), (2, NOW), (3, None)]
     for offset, t in old:
-        query(db_url, "INSERT INTO log_entries (kafka_topic, kafka_partition, kafka_offset, event_time, message) "
-                      "VALUES ('raw', 0, %s, %s, 'old')", (offset, t))
-        query(db_url, "INSERT INTO ml_predictions (kafka_topic, kafka_partition, kafka_offset, model_version, "
-                      "severity) VALUES ('raw', 0, %s, 'm1', 'low')", (offset,))
-    query(db_url, "INSERT INTO anomaly_labels (kafka_topic, kafka_partition, kafka_offset, is_anomaly, labelled_by) "
-                  "VALUES ('raw', 0, 1, true, 'test')")
+        query(
+            db_url,
+            "INSERT INTO log_entries (kafka_topic, kafka_partition, kafka_offset, event_time, message) "
+            "VALUES ('raw', 0, %s, %s, 'old')",
+            (offset, t),
+        )
+        query(
+            db_url,
+            "INSERT INTO ml_predictions (kafka_topic, kafka_partition, kafka_offset, model_version, "
+            "severity) VALUES ('raw', 0, %s, 'm1', 'low')",
+            (offset,),
+        )
+    query(
+        db_url,
+        "INSERT INTO anomaly_labels (kafka_topic, kafka_partition, kafka_offset, is_anomaly, labelled_by) "
+        "VALUES ('raw', 0, 1, true, 'test')",
+    )
     with connect(db_url) as conn:
         assert 7 in migrate(conn)
     assert query(db_url, "SELECT relkind FROM pg_class WHERE oid = 'log_entries'::regclass") == [("p",)]
     assert query(db_url, "SELECT count(*), count(event_time) FROM log_entries") == [(4, 4)]
     # Each prediction carries its entry's event time; the row without one got the time it was stored.
-    assert query(db_url, "SELECT count(*) FROM ml_predictions p JOIN log_entries e "
-                         "USING (kafka_topic, kafka_partition, kafka_offset, record_index, event_time)") == [(4,)]
+    assert query(
+        db_url,
+        "SELECT count(*) FROM ml_predictions p JOIN log_entries e "
+        "USING (kafka_topic, kafka_partition, kafka_offset, record_index, event_time)",
+    ) == [(4,)]
     two_days_ago = f"log_entries_p{(NOW - timedelta(days=2)).date():%Y%m%d}"
     assert where_rows_are(db_url, "log_entries")[two_days_ago] == 2
     assert query(db_url, "SELECT count(*) FROM anomaly_labels") == [(1,)]

@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
-from testkit.pipeline import ROOT, StreamerProcess, caught_up, committed, end_offsets, mixed_values
 from testkit.clients import consume_all, produce, query, wait_for
+from testkit.pipeline import ROOT, StreamerProcess, caught_up, committed, end_offsets, mixed_values
 
 pytestmark = pytest.mark.integration
 
@@ -23,9 +23,15 @@ def small_model(out, seed: int) -> str:
     from streamer.ml.train import train
 
     events = generate(2000, seed=seed)
-    model = train([e["message"] for e in events], [e["labels"]["level"] for e in events],
-                  [e["labels"]["is_anomaly"] for e in events], [e["@timestamp"] for e in events],
-                  source=f"test: corpus seed {seed}", seed=seed, refit=False)
+    model = train(
+        [e["message"] for e in events],
+        [e["labels"]["level"] for e in events],
+        [e["labels"]["is_anomaly"] for e in events],
+        [e["@timestamp"] for e in events],
+        source=f"test: corpus seed {seed}",
+        seed=seed,
+        refit=False,
+    )
     return save_model(model, out)["model_version"]
 
 
@@ -37,8 +43,9 @@ def two_models(tmp_path_factory):
 
 
 def streamer_cli(env: dict, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "streamer", *args], env=env, cwd=ROOT, capture_output=True,
-                          text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "streamer", *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     if check:
         assert proc.returncode == 0, f"streamer {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}"
     return proc
@@ -69,8 +76,9 @@ def run_until_caught_up(start, bootstrap, topics, *args: str) -> None:
     assert proc.terminate() == 0, proc.output()[-3000:]
 
 
-def test_replay_to_earliest_scores_every_event_once_per_version(kafka_bootstrap, topics, migrated_db_url,
-                                                                 streamer_env, start, two_models):
+def test_replay_to_earliest_scores_every_event_once_per_version(
+    kafka_bootstrap, topics, migrated_db_url, streamer_env, start, two_models
+):
     (model_a, version_a), (model_b, version_b) = two_models
     assert version_a != version_b
     values, invalid = mixed_values(1200)
@@ -93,8 +101,11 @@ def test_replay_to_earliest_scores_every_event_once_per_version(kafka_bootstrap,
     assert len(entries) == len(valid) and set(entries) == valid, "the replay added or lost log entries"
     per_version = dict(query(migrated_db_url, "select model_version, count(*) from ml_predictions group by 1"))
     assert per_version == {version_a: len(valid), version_b: len(valid)}
-    per_event = query(migrated_db_url, "select kafka_partition, kafka_offset, array_agg(model_version order by "
-                      "model_version) from ml_predictions group by 1, 2")
+    per_event = query(
+        migrated_db_url,
+        "select kafka_partition, kafka_offset, array_agg(model_version order by "
+        "model_version) from ml_predictions group by 1, 2",
+    )
     assert {(p, o) for p, o, _ in per_event} == valid
     assert all(v == sorted([version_a, version_b]) for _, _, v in per_event), "not one row per event per version"
 
@@ -115,14 +126,21 @@ def test_replay_is_refused_while_the_group_is_active(kafka_bootstrap, topics, st
     values, _ = mixed_values(300, invalid_every=0)
     produce(kafka_bootstrap, topics.raw, values)
     proc = start("--models", str(two_models[0][0]))
-    wait_for(lambda: caught_up(kafka_bootstrap, topics.group, topics.raw, 6), timeout=120, interval=0.5,
-             what="the group to catch up")
+    wait_for(
+        lambda: caught_up(kafka_bootstrap, topics.group, topics.raw, 6),
+        timeout=120,
+        interval=0.5,
+        what="the group to catch up",
+    )
     before = committed(kafka_bootstrap, topics.group, topics.raw, 6)
 
     refused = streamer_cli(streamer_env, "replay", "--group", topics.group, "--to-earliest", check=False)
     assert refused.returncode == 2
-    assert re.match(rf"streamer replay: consumer group {re.escape(topics.group)} is active \(state [A-Z_]+, 1 "
-                    r"member\); stop every `streamer run`", refused.stderr.strip().splitlines()[-1])
+    assert re.match(
+        rf"streamer replay: consumer group {re.escape(topics.group)} is active \(state [A-Z_]+, 1 "
+        r"member\); stop every `streamer run`",
+        refused.stderr.strip().splitlines()[-1],
+    )
     assert "Nothing was changed" in refused.stderr
     dry = streamer_cli(streamer_env, "replay", "--group", topics.group, "--to-earliest", "--dry-run")
     assert "dry run: nothing changed" in dry.stdout and "a real run would be refused" in dry.stdout
@@ -159,15 +177,21 @@ def test_to_datetime_lands_on_the_first_offset_at_or_after_it(kafka_bootstrap, t
     out = streamer_cli(streamer_env, "replay", "--group", topics.group, "--to-datetime", target).stdout
     assert committed(kafka_bootstrap, topics.group, topics.raw, 6) == expected, out
     # The same instant written with another UTC offset lands on the same offsets.
-    plan = R.make_plan({"bootstrap.servers": kafka_bootstrap}, topics.group, [topics.raw],
-                       R.parse_reset(to_datetime="2024-06-01T14:00:04.500+02:00"))
+    plan = R.make_plan(
+        {"bootstrap.servers": kafka_bootstrap},
+        topics.group,
+        [topics.raw],
+        R.parse_reset(to_datetime="2024-06-01T14:00:04.500+02:00"),
+    )
     assert {p.partition: p.after for p in plan.partitions} == expected
 
     # shift-by and to-offset clamp to [earliest, latest], like kafka-consumer-groups.
     kafka = {"bootstrap.servers": kafka_bootstrap}
     plan = R.make_plan(kafka, topics.group, [f"{topics.raw}:0,5"], R.parse_reset(shift_by=-7))
     assert [(p.partition, p.before, p.after, p.note) for p in plan.partitions] == [
-        (0, 5, 0, "clamped from -2"), (5, 10, 3, "")]
+        (0, 5, 0, "clamped from -2"),
+        (5, 10, 3, ""),
+    ]
     R.apply(kafka, plan)
     plan = R.make_plan(kafka, topics.group, [], R.parse_reset(to_offset=[f"{topics.raw}:1:99", f"{topics.raw}:2:1"]))
     assert [(p.partition, p.after, p.note) for p in plan.partitions] == [(1, 10, "clamped from 99"), (2, 1, "")]
@@ -182,6 +206,8 @@ def test_to_datetime_lands_on_the_first_offset_at_or_after_it(kafka_bootstrap, t
 def test_shift_without_a_committed_offset_is_a_clear_error(kafka_bootstrap, topics, streamer_env):
     proc = streamer_cli(streamer_env, "replay", "--group", topics.group, "--shift-by", "-5", check=False)
     assert proc.returncode == 2 and proc.stdout == ""
-    assert proc.stderr.strip() == (f"streamer replay: cannot shift {topics.raw}[0]: group {topics.group} has no "
-                                   "committed offset there (reset it with --to-earliest, --to-datetime or "
-                                   "--to-offset first)")
+    assert proc.stderr.strip() == (
+        f"streamer replay: cannot shift {topics.raw}[0]: group {topics.group} has no "
+        "committed offset there (reset it with --to-earliest, --to-datetime or "
+        "--to-offset first)"
+    )

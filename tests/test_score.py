@@ -1,4 +1,4 @@
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -25,8 +25,22 @@ class Scorer:
 def batch_of(messages) -> Batch:
     b = Batch()
     for i, m in enumerate(messages):
-        b.add(Event("raw", i % 2, 100 + i, b"k", None, m, datetime.now(timezone.utc), None, None, None,
-                    f'{{"message": "{m}"}}', True))
+        b.add(
+            Event(
+                "raw",
+                i % 2,
+                100 + i,
+                b"k",
+                None,
+                m,
+                datetime.now(UTC),
+                None,
+                None,
+                None,
+                f'{{"message": "{m}"}}',
+                True,
+            )
+        )
     b.add(DeadLetter("raw", 0, 200, None, None, b"", "empty", "no value", "decode"))
     return b
 
@@ -46,7 +60,9 @@ def test_only_the_events_that_fail_become_dead_letters():
     assert [e.offset for e in kept.events] == [100 + i for i in range(40) if i not in (7, 31)]
     dead = [d for d in kept.dead_letters if d.stage == "score"]
     assert [(d.offset, d.error_class, d.value) for d in dead] == [
-        (107, "score_failed", b'{"message": "boom 7"}'), (131, "score_failed", b'{"message": "boom 31"}')]
+        (107, "score_failed", b'{"message": "boom 7"}'),
+        (131, "score_failed", b'{"message": "boom 31"}'),
+    ]
     assert dead[0].reason == "ValueError: cannot score 'boom'"
     # the decode-stage dead letter stays, and the commit still covers every record of the batch
     assert kept.dead_letters[0].stage == "decode" and len(kept) == len(b) == 41

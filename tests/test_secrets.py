@@ -11,8 +11,8 @@ import pytest
 
 from streamer.config import settings_from_args
 from streamer.errors import ConfigError
-from testkit.pipeline import ROOT, StreamerProcess, mixed_values
 from testkit.clients import consume_all, free_port, produce, query, scrape, wait_for
+from testkit.pipeline import ROOT, StreamerProcess, mixed_values
 from tests.test_security import assert_not_leaked, canary, sasl_env
 
 
@@ -37,7 +37,8 @@ def test_only_the_trailing_newline_is_stripped(tmp_path):
     secret = tmp_path / "pw"
     secret.write_text("  two words \n\n")
     assert settings_from_args(env={"STREAMER_KAFKA_SASL_PASSWORD_FILE": str(secret)}).kafka_config == {
-        "sasl.password": "  two words "}
+        "sasl.password": "  two words "
+    }
 
 
 def test_an_unreadable_file_is_a_clear_error_naming_the_variable(tmp_path):
@@ -50,18 +51,24 @@ def test_value_and_file_together_are_refused(tmp_path):
     secret = tmp_path / "pw"
     secret.write_text("a")
     with pytest.raises(ConfigError, match="both STREAMER_DATABASE_URL and STREAMER_DATABASE_URL_FILE"):
-        settings_from_args(env={"STREAMER_DATABASE_URL": "postgresql://x@y/z",
-                                "STREAMER_DATABASE_URL_FILE": str(secret)})
+        settings_from_args(
+            env={"STREAMER_DATABASE_URL": "postgresql://x@y/z", "STREAMER_DATABASE_URL_FILE": str(secret)}
+        )
 
 
 def test_help_prints_no_secret_from_the_environment(tmp_path):
     secret = canary()
     path = tmp_path / "pw"
     path.write_text(secret)
-    env = {"PATH": "/usr/bin:/bin", "STREAMER_KAFKA_SASL_PASSWORD": secret,
-           "STREAMER_DATABASE_URL_FILE": str(path)}
-    done = subprocess.run([sys.executable, "-m", "streamer", "run", "--help"], env=env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=60)
+    env = {"PATH": "/usr/bin:/bin", "STREAMER_KAFKA_SASL_PASSWORD": secret, "STREAMER_DATABASE_URL_FILE": str(path)}
+    done = subprocess.run(
+        [sys.executable, "-m", "streamer", "run", "--help"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     assert "STREAMER_METRICS_HOST" in done.stdout
     assert secret not in done.stdout + done.stderr
@@ -70,7 +77,8 @@ def test_help_prints_no_secret_from_the_environment(tmp_path):
 @pytest.mark.integration
 @pytest.mark.slow
 def test_a_sasl_password_from_a_file_authenticates_and_stays_out_of_ps(
-        kafka_sasl_config, streamer_env, topics, migrated_db_url, tmp_path):
+    kafka_sasl_config, streamer_env, topics, migrated_db_url, tmp_path
+):
     sasl = kafka_sasl_config
     password = sasl["sasl.password"]
     password_file = tmp_path / "sasl-password"
@@ -89,8 +97,11 @@ def test_a_sasl_password_from_a_file_authenticates_and_stays_out_of_ps(
     proc = StreamerProcess(env, tmp_path / "sasl-file.log")
     try:
         valid = len(values) - len(invalid)
-        wait_for(lambda: query(migrated_db_url, "SELECT count(*) FROM log_entries")[0][0] == valid, timeout=90,
-                 what=f"{valid} events stored by streamer run over SASL with the password from a file")
+        wait_for(
+            lambda: query(migrated_db_url, "SELECT count(*) FROM log_entries")[0][0] == valid,
+            timeout=90,
+            what=f"{valid} events stored by streamer run over SASL with the password from a file",
+        )
         assert len(consume_all(sasl["bootstrap.servers"], topics.scored, expected=valid, config=client)) == valid
         pid = proc.proc.pid
         cmdline = open(f"/proc/{pid}/cmdline", "rb").read().decode(errors="replace")

@@ -15,8 +15,8 @@ from urllib.parse import urlsplit, urlunsplit
 import orjson
 import pytest
 
-from testkit.pipeline import MODELS, ROOT, StreamerProcess, mixed_values
 from testkit.clients import consume_all, free_port, produce, query, scrape, wait_for
+from testkit.pipeline import MODELS, ROOT, StreamerProcess, mixed_values
 
 
 def canary() -> str:
@@ -33,10 +33,16 @@ def assert_not_leaked(secret: str, output: str, endpoints: dict[str, str]) -> No
 
 
 def sasl_env(streamer_env: dict, sasl: dict, password: str, metrics_port: int) -> dict:
-    return {**streamer_env, "STREAMER_BOOTSTRAP_SERVERS": sasl["bootstrap.servers"],
-            "STREAMER_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "STREAMER_KAFKA_SASL_MECHANISM": "PLAIN",
-            "STREAMER_KAFKA_SASL_USERNAME": sasl["sasl.username"], "STREAMER_KAFKA_SASL_PASSWORD": password,
-            "STREAMER_LOG_FORMAT": "json", "STREAMER_METRICS_PORT": str(metrics_port)}
+    return {
+        **streamer_env,
+        "STREAMER_BOOTSTRAP_SERVERS": sasl["bootstrap.servers"],
+        "STREAMER_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+        "STREAMER_KAFKA_SASL_MECHANISM": "PLAIN",
+        "STREAMER_KAFKA_SASL_USERNAME": sasl["sasl.username"],
+        "STREAMER_KAFKA_SASL_PASSWORD": password,
+        "STREAMER_LOG_FORMAT": "json",
+        "STREAMER_METRICS_PORT": str(metrics_port),
+    }
 
 
 def assert_json_lines(output: str) -> None:
@@ -49,10 +55,12 @@ def assert_json_lines(output: str) -> None:
 
 # --- (a) SASL ------------------------------------------------------------------------------------------------
 
+
 @pytest.mark.integration
 @pytest.mark.slow
 def test_pipeline_runs_through_the_sasl_listener_without_printing_the_password(
-        kafka_sasl_config, streamer_env, topics, migrated_db_url, tmp_path):
+    kafka_sasl_config, streamer_env, topics, migrated_db_url, tmp_path
+):
     sasl = kafka_sasl_config
     password = sasl["sasl.password"]
     client = {k: v for k, v in sasl.items() if k != "bootstrap.servers"}
@@ -62,8 +70,11 @@ def test_pipeline_runs_through_the_sasl_listener_without_printing_the_password(
     proc = StreamerProcess(sasl_env(streamer_env, sasl, password, port), tmp_path / "sasl.log")
     try:
         valid = len(values) - len(invalid)
-        wait_for(lambda: query(migrated_db_url, "SELECT count(*) FROM log_entries")[0][0] == valid, timeout=90,
-                 what=f"{valid} events stored by streamer run over SASL")
+        wait_for(
+            lambda: query(migrated_db_url, "SELECT count(*) FROM log_entries")[0][0] == valid,
+            timeout=90,
+            what=f"{valid} events stored by streamer run over SASL",
+        )
         scored = consume_all(sasl["bootstrap.servers"], topics.scored, expected=valid, config=client)
         assert len(scored) == valid
         endpoints = {path: scrape(port, path)[1] for path in ("/metrics", "/readyz", "/healthz")}
@@ -82,8 +93,9 @@ def test_a_refused_sasl_password_is_not_printed_or_exported(kafka_sasl_config, s
     port = free_port()
     proc = StreamerProcess(sasl_env(streamer_env, kafka_sasl_config, secret, port), tmp_path / "refused.log")
     try:
-        wait_for(lambda: "authentication" in proc.output().lower(), timeout=60,
-                 what="the broker refusing the SASL login")
+        wait_for(
+            lambda: "authentication" in proc.output().lower(), timeout=60, what="the broker refusing the SASL login"
+        )
         endpoints = {path: scrape(port, path)[1] for path in ("/metrics", "/readyz", "/healthz")}
         proc.terminate()
         output = proc.output()
@@ -94,9 +106,16 @@ def test_a_refused_sasl_password_is_not_printed_or_exported(kafka_sasl_config, s
 
 # --- (b) secrets in error messages -----------------------------------------------------------------------
 
+
 def streamer_run(args: list[str], env: dict, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "streamer", "run", *args], env=env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "streamer", "run", *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @pytest.mark.integration
@@ -110,16 +129,25 @@ def test_a_wrong_database_password_is_not_printed(database_url, streamer_env, tm
     else:
         query_string = f"{parts.query}&password={secret}" if parts.query else f"password={secret}"
         url = urlunsplit((parts.scheme, f"{parts.username}@{host}", parts.path, query_string, ""))
-    env = {**streamer_env, "STREAMER_DATABASE_URL": url, "STREAMER_LOG_FORMAT": log_format,
-           "STREAMER_MODELS_DIR": str(MODELS), "PYTHONUNBUFFERED": "1"}
+    env = {
+        **streamer_env,
+        "STREAMER_DATABASE_URL": url,
+        "STREAMER_LOG_FORMAT": log_format,
+        "STREAMER_MODELS_DIR": str(MODELS),
+        "PYTHONUNBUFFERED": "1",
+    }
     log_path = tmp_path / "run.log"
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "streamer", "run"], env=env, cwd=ROOT, stdout=log,
-                                stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamer", "run"], env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
+        )
         try:
             # start-up waits for the database; one refused attempt is enough, then stop it.
-            wait_for(lambda: "password authentication failed" in log_path.read_text(errors="replace"),
-                     timeout=60, what="the database refusing the password")
+            wait_for(
+                lambda: "password authentication failed" in log_path.read_text(errors="replace"),
+                timeout=60,
+                what="the database refusing the password",
+            )
             proc.send_signal(signal.SIGTERM)
             code = proc.wait(30)
         finally:
@@ -139,8 +167,7 @@ def test_a_wrong_database_password_is_not_printed(database_url, streamer_env, tm
 def test_an_unknown_kafka_property_error_does_not_print_the_password(streamer_env):
     secret = canary()
     env = {**streamer_env, "STREAMER_MODELS_DIR": str(MODELS), "STREAMER_KAFKA_SASL_PASSWORD": secret}
-    done = streamer_run(["--kafka-config", "no.such.property=1", "--kafka-config", f"ssl.key.password={secret}"],
-                        env)
+    done = streamer_run(["--kafka-config", "no.such.property=1", "--kafka-config", f"ssl.key.password={secret}"], env)
     assert done.returncode != 0
     assert secret not in done.stdout + done.stderr
 
@@ -166,6 +193,7 @@ def test_a_malformed_kafka_config_pair_does_not_print_the_password(pair):
 
 # --- (c) tampered model ----------------------------------------------------------------------------------
 
+
 def test_a_model_whose_sha256_does_not_match_refuses_to_load(tmp_path):
     models = tmp_path / "models"
     shutil.copytree(MODELS, models)
@@ -174,8 +202,11 @@ def test_a_model_whose_sha256_does_not_match_refuses_to_load(tmp_path):
     data[len(data) // 2] ^= 0xFF  # same size, different content: only the sha256 can tell
     target.write_bytes(bytes(data))
     # Nothing to connect to: the model is refused whatever the services do, and at once.
-    env = {"PATH": "/usr/bin:/bin", "STREAMER_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none",
-           "STREAMER_BOOTSTRAP_SERVERS": "127.0.0.1:1"}
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "STREAMER_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none",
+        "STREAMER_BOOTSTRAP_SERVERS": "127.0.0.1:1",
+    }
     started = time.monotonic()
     done = streamer_run(["--models", str(models)], env, timeout=60)
     assert done.returncode != 0
@@ -200,7 +231,7 @@ ALLOWED: dict[tuple[str, str], str] = {
 
 
 class _Scope:
-    def __init__(self, node: ast.AST, parent: "_Scope | None"):
+    def __init__(self, node: ast.AST, parent: _Scope | None):
         self.parent = parent
         self.bindings: dict[str, list[ast.expr | None]] = {}  # None: bound to something unknowable
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
@@ -213,8 +244,11 @@ class _Scope:
         if isinstance(target, ast.Name):
             self.bindings.setdefault(target.id, []).append(value)
         elif isinstance(target, (ast.Tuple, ast.List)):
-            values = value.elts if isinstance(value, (ast.Tuple, ast.List)) and len(value.elts) == len(
-                target.elts) else [None] * len(target.elts)
+            values = (
+                value.elts
+                if isinstance(value, (ast.Tuple, ast.List)) and len(value.elts) == len(target.elts)
+                else [None] * len(target.elts)
+            )
             for t, v in zip(target.elts, values):
                 self.bind(t, v)
 
@@ -250,8 +284,12 @@ def _collect(node: ast.AST, scope: _Scope, calls: list) -> None:
                 scope.bind(f.value, child.args[-1])  # what a list of SQL fragments is built from
             if f.attr in SQL_CALLS and child.args and (f.attr != "copy" or _looks_like_db(f.value)):
                 calls.append((child, scope))
-        elif isinstance(child, ast.Call) and isinstance(child.func, ast.Name) and child.func.id == "one" \
-                and len(child.args) >= 2:
+        elif (
+            isinstance(child, ast.Call)
+            and isinstance(child.func, ast.Name)
+            and child.func.id == "one"
+            and len(child.args) >= 2
+        ):
             calls.append((child, scope))  # streamer.db.one(conn, sql, params): its statement is checked here
         _collect(child, scope, calls)
 
@@ -271,8 +309,9 @@ def _constant(expr: ast.expr | None, scope: _Scope, seen: frozenset = frozenset(
     if isinstance(expr, ast.JoinedStr):
         return all(_constant(v, scope, seen) for v in expr.values)
     if isinstance(expr, ast.FormattedValue):
-        return _constant(expr.value, scope, seen) and (expr.format_spec is None
-                                                       or _constant(expr.format_spec, scope, seen))
+        return _constant(expr.value, scope, seen) and (
+            expr.format_spec is None or _constant(expr.format_spec, scope, seen)
+        )
     if isinstance(expr, ast.BinOp):
         return _constant(expr.left, scope, seen) and _constant(expr.right, scope, seen)
     if isinstance(expr, (ast.Tuple, ast.List, ast.Set)):
@@ -294,8 +333,11 @@ def _constant(expr: ast.expr | None, scope: _Scope, seen: frozenset = frozenset(
         if path.endswith("sql.SQL"):
             return all(_constant(a, scope, seen) for a in expr.args)
         if f.attr in ("join", "format", "strip", "upper", "lower"):
-            return _constant(f.value, scope, seen) and all(_constant(a, scope, seen) for a in expr.args) and all(
-                _constant(k.value, scope, seen) for k in expr.keywords)
+            return (
+                _constant(f.value, scope, seen)
+                and all(_constant(a, scope, seen) for a in expr.args)
+                and all(_constant(k.value, scope, seen) for k in expr.keywords)
+            )
     return False
 
 
@@ -321,24 +363,35 @@ def test_every_sql_statement_in_streamer_is_parameterised():
     for path in files:
         rel = path.relative_to(ROOT).as_posix()
         findings += unsafe_sql(path.read_text(), rel)
-    assert not findings, ("SQL text built from non-constant values (use %s parameters, COPY, or psycopg.sql "
-                          "Identifier/Literal; or add a justified entry to ALLOWED):\n" + "\n".join(findings))
+    assert not findings, (
+        "SQL text built from non-constant values (use %s parameters, COPY, or psycopg.sql "
+        "Identifier/Literal; or add a justified entry to ALLOWED):\n" + "\n".join(findings)
+    )
 
 
-@pytest.mark.parametrize("snippet, safe", [
-    ('cur.execute("SELECT 1 WHERE a = %s", [x])', True),
-    ('Q = "SELECT " + ", ".join(COLS)\nCOLS = ("a", "b")\ncur.execute(Q)', True),
-    ('def f(conn, since):\n    where = []\n    if since:\n        where.append("t >= %s")\n'
-     '    conn.execute(f"SELECT 1 WHERE {\' AND \'.join(where)}", [since])', True),
-    ('with conn.cursor() as cur:\n    with cur.copy(f"COPY t ({\', \'.join(COLS)}) FROM STDIN"): pass\n'
-     'COLS = ("a",)', True),
-    ('conn.execute(sql.SQL("DROP SCHEMA {}").format(sql.Identifier(name)))', True),
-    ('def f(cur, name):\n    cur.execute(f"SELECT * FROM t WHERE name = \'{name}\'")', False),
-    ('def f(cur, name):\n    cur.execute("SELECT * FROM t WHERE name = \'%s\'" % name)', False),
-    ('def f(cur, name):\n    cur.execute("SELECT * FROM {}".format(name))', False),
-    ('def f(cur, name):\n    q = "SELECT * FROM t WHERE x = " + name\n    cur.execute(q)', False),
-    ('def f(cur, parts):\n    where = []\n    where.append(parts)\n    cur.execute(" AND ".join(where))', False),
-    ('def f(conn, table):\n    conn.execute(sql.SQL(f"DROP TABLE {table}"))', False),
-])
+@pytest.mark.parametrize(
+    "snippet, safe",
+    [
+        ('cur.execute("SELECT 1 WHERE a = %s", [x])', True),
+        ('Q = "SELECT " + ", ".join(COLS)\nCOLS = ("a", "b")\ncur.execute(Q)', True),
+        (
+            'def f(conn, since):\n    where = []\n    if since:\n        where.append("t >= %s")\n'
+            "    conn.execute(f\"SELECT 1 WHERE {' AND '.join(where)}\", [since])",
+            True,
+        ),
+        (
+            "with conn.cursor() as cur:\n    with cur.copy(f\"COPY t ({', '.join(COLS)}) FROM STDIN\"): pass\n"
+            'COLS = ("a",)',
+            True,
+        ),
+        ('conn.execute(sql.SQL("DROP SCHEMA {}").format(sql.Identifier(name)))', True),
+        ("def f(cur, name):\n    cur.execute(f\"SELECT * FROM t WHERE name = '{name}'\")", False),
+        ("def f(cur, name):\n    cur.execute(\"SELECT * FROM t WHERE name = '%s'\" % name)", False),
+        ('def f(cur, name):\n    cur.execute("SELECT * FROM {}".format(name))', False),
+        ('def f(cur, name):\n    q = "SELECT * FROM t WHERE x = " + name\n    cur.execute(q)', False),
+        ('def f(cur, parts):\n    where = []\n    where.append(parts)\n    cur.execute(" AND ".join(where))', False),
+        ('def f(conn, table):\n    conn.execute(sql.SQL(f"DROP TABLE {table}"))', False),
+    ],
+)
 def test_the_sql_scanner_tells_constant_from_built_statements(snippet, safe):
     assert (unsafe_sql(snippet, "snippet.py") == []) == safe, snippet

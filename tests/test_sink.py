@@ -2,7 +2,7 @@
 is isolated while the rest of its batch lands."""
 
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import orjson
@@ -29,13 +29,27 @@ class Columns:
 
 
 def event(offset: int, message: str = "ok", raw_json: str | None = None) -> Event:
-    return Event("logs.raw", 0, offset, None, None, message, datetime(2024, 1, 1, tzinfo=timezone.utc), "INFO",
-                 "h", "svc", raw_json if raw_json is not None else '{"message": "ok"}', True)
+    return Event(
+        "logs.raw",
+        0,
+        offset,
+        None,
+        None,
+        message,
+        datetime(2024, 1, 1, tzinfo=UTC),
+        "INFO",
+        "h",
+        "svc",
+        raw_json if raw_json is not None else '{"message": "ok"}',
+        True,
+    )
 
 
 def counts(url: str) -> tuple[int, int]:
-    return (query(url, "select count(*) from log_entries")[0][0],
-            query(url, "select count(*) from ml_predictions")[0][0])
+    return (
+        query(url, "select count(*) from log_entries")[0][0],
+        query(url, "select count(*) from ml_predictions")[0][0],
+    )
 
 
 def test_redelivered_batch_adds_no_rows(migrated_db_url):
@@ -67,19 +81,43 @@ def test_poison_rows_are_isolated_and_the_rest_lands(migrated_db_url):
 
 def test_values_reach_the_tables_unchanged(migrated_db_url):
     # Binary COPY: no escaping, so what COPY's text format would escape must arrive byte for byte.
-    tricky = ["tab\there", "new\nline\r\n", "back\\slash \\N", "\\.", "emoji 🚀 ünïcödé ١٢٣", "x" * 100_000,
-              "ctrl \x01\x1b[0m"]
-    events = [Event("logs.raw", 3, i, None, None, m, datetime(1999, 12, 31, 23, 59, 59, 123456, tzinfo=timezone.utc),
-                    None, None if i % 2 else "h\tost", "svc", orjson.dumps({"message": m, "n": [i, None]}).decode(),
-                    True) for i, m in enumerate(tricky)]
+    tricky = [
+        "tab\there",
+        "new\nline\r\n",
+        "back\\slash \\N",
+        "\\.",
+        "emoji 🚀 ünïcödé ١٢٣",
+        "x" * 100_000,
+        "ctrl \x01\x1b[0m",
+    ]
+    events = [
+        Event(
+            "logs.raw",
+            3,
+            i,
+            None,
+            None,
+            m,
+            datetime(1999, 12, 31, 23, 59, 59, 123456, tzinfo=UTC),
+            None,
+            None if i % 2 else "h\tost",
+            "svc",
+            orjson.dumps({"message": m, "n": [i, None]}).decode(),
+            True,
+        )
+        for i, m in enumerate(tricky)
+    ]
     cols = Columns(len(events))
     cols.level_confidence[0], cols.anomaly_score[1], cols.is_anomaly[2] = 0.123456, 1.0, True
     sink = PostgresSink(migrated_db_url)
     assert sink.write(database_rows(events, cols)) == []
     sink.close()
-    rows = query(migrated_db_url, "select e.kafka_offset, e.message, e.event_time, e.level, e.host, e.raw, "
-                 "p.level_confidence, p.anomaly_score, p.is_anomaly from log_entries e join ml_predictions p "
-                 "using (kafka_topic, kafka_partition, kafka_offset) order by 1")
+    rows = query(
+        migrated_db_url,
+        "select e.kafka_offset, e.message, e.event_time, e.level, e.host, e.raw, "
+        "p.level_confidence, p.anomaly_score, p.is_anomaly from log_entries e join ml_predictions p "
+        "using (kafka_topic, kafka_partition, kafka_offset) order by 1",
+    )
     assert [r[1] for r in rows] == tricky
     assert {r[2] for r in rows} == {events[0].event_time} and {r[3] for r in rows} == {None}
     assert [r[4] for r in rows] == [e.host for e in events]
@@ -102,8 +140,9 @@ def test_kafka_sink_dead_letters_keep_bytes_or_coordinates(kafka_bootstrap, topi
     from streamer.sink import Deliveries, KafkaSink
     from testkit.clients import consume_all
 
-    sink = KafkaSink({"bootstrap.servers": kafka_bootstrap, "message.max.bytes": 4000}, topics.scored,
-                     topics.deadletter)
+    sink = KafkaSink(
+        {"bootstrap.servers": kafka_bootstrap, "message.max.bytes": 4000}, topics.scored, topics.deadletter
+    )
     small = DeadLetter("raw", 1, 7, b"k", [("trace", b"1")], b"\xff\xfe", "invalid_utf8", "not UTF-8", "decode")
     huge = DeadLetter("raw", 2, 9, None, None, b"x" * 10_000, "too_large", "10000 bytes", "decode")
     deliveries = Deliveries()
@@ -122,8 +161,11 @@ def test_kafka_sink_flush_fails_when_a_record_is_refused(kafka_bootstrap, topics
     from streamer.errors import TransientError
     from streamer.sink import Deliveries, KafkaSink
 
-    sink = KafkaSink({"bootstrap.servers": kafka_bootstrap, "message.timeout.ms": 2000},
-                     f"{topics.scored}-missing", topics.deadletter)  # topics are never auto-created
+    sink = KafkaSink(
+        {"bootstrap.servers": kafka_bootstrap, "message.timeout.ms": 2000},
+        f"{topics.scored}-missing",
+        topics.deadletter,
+    )  # topics are never auto-created
     ok, failing = Deliveries(), Deliveries()
     sink.publish_dead_letters([DeadLetter("raw", 0, 1, None, None, b"x", "empty", "", "decode")], ok)
     sink.publish_scored([(None, b'{"message": "m"}', [])], failing)
@@ -143,22 +185,30 @@ def test_records_of_one_message_are_rows_of_their_own_and_redelivery_adds_none(m
     assert sink.write(database_rows(records, Columns(4, "v-two"))) == []
     assert counts(migrated_db_url) == (4, 8)
     assert query(migrated_db_url, "select kafka_offset, record_index, message from log_entries order by 1, 2") == [
-        (5, 0, "record 0"), (5, 1, "record 1"), (5, 2, "record 2"), (6, 0, "ok")]
+        (5, 0, "record 0"),
+        (5, 1, "record 1"),
+        (5, 2, "record 2"),
+        (6, 0, "ok"),
+    ]
     sink.close()
 
 
 def _unique_text(n: int, seed: int = 1) -> str:
     import random
+
     rng = random.Random(seed)  # incompressible, so PostgreSQL cannot shrink it below the index row limit
     return "".join(rng.choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(n))
 
 
-@pytest.mark.parametrize("bad, sqlstate_class", [
-    (lambda e: replace(e, service=_unique_text(3000)), "54"),  # index row too big: OperationalError in psycopg
-    (lambda e: replace(e, message="NUL \x00 byte"), "22"),  # text cannot hold NUL (22021)
-    (lambda e: replace(e, raw_json='{"message": "\\u0000"}'), "22"),  # jsonb cannot hold \u0000
-    (lambda e: replace(e, service=_unique_text(300)), None),  # a long but fine service: control
-])
+@pytest.mark.parametrize(
+    "bad, sqlstate_class",
+    [
+        (lambda e: replace(e, service=_unique_text(3000)), "54"),  # index row too big: OperationalError in psycopg
+        (lambda e: replace(e, message="NUL \x00 byte"), "22"),  # text cannot hold NUL (22021)
+        (lambda e: replace(e, raw_json='{"message": "\\u0000"}'), "22"),  # jsonb cannot hold \u0000
+        (lambda e: replace(e, service=_unique_text(300)), None),  # a long but fine service: control
+    ],
+)
 def test_each_class_of_data_error_is_isolated_not_retried(migrated_db_url, bad, sqlstate_class):
     sink = PostgresSink(migrated_db_url)
     events = [event(i) for i in range(200)]
@@ -174,19 +224,20 @@ def test_each_class_of_data_error_is_isolated_not_retried(migrated_db_url, bad, 
 
 
 def test_an_integrity_violation_is_isolated(migrated_db_url):
-    # 23: a prediction for an entry that is not there (the foreign key), made by a row with no topic.
+    # 23: a row with no topic (NOT NULL).
     sink = PostgresSink(migrated_db_url)
     events = [event(i) for i in range(50)]
     rows = database_rows(events, Columns(50))
-    rows[7] = (None,) + tuple(rows[7][1:])  # NOT NULL kafka_topic: SQLSTATE 23502
+    rows[7] = (None, *rows[7][1:])  # NOT NULL kafka_topic: SQLSTATE 23502
     rejected = sink.write(rows)
     assert [(i, c) for i, c, _ in rejected] == [(7, "db_23502")]
     assert counts(migrated_db_url) == (49, 49)
     sink.close()
 
 
-def test_a_table_locked_by_another_session_is_a_bounded_transient_error_naming_the_blocker(migrated_db_url,
-                                                                                          monkeypatch):
+def test_a_table_locked_by_another_session_is_a_bounded_transient_error_naming_the_blocker(
+    migrated_db_url, monkeypatch
+):
     import psycopg
 
     from streamer import sink as sink_module
@@ -224,8 +275,9 @@ def test_a_dead_letter_the_broker_refuses_for_its_size_goes_out_truncated(kafka_
     sink = KafkaSink({"bootstrap.servers": kafka_bootstrap}, topics.scored, small_dlq)
     value = b"{" + random.Random(5).randbytes(1_000_000)  # incompressible: lz4 would shrink a run of x's
     deliveries = Deliveries()
-    sink.publish_dead_letters([DeadLetter("raw", 0, 42, b"k", None, value, "malformed_json", "bad", "decode")],
-                              deliveries)
+    sink.publish_dead_letters(
+        [DeadLetter("raw", 0, 42, b"k", None, value, "malformed_json", "bad", "decode")], deliveries
+    )
     sink.flush(30, deliveries)  # used to raise TransientError("Kafka refused 1 records") on every retry
     [got] = consume_all(kafka_bootstrap, small_dlq, expected=1)
     assert got.value == value[:TRUNCATED_BYTES] and got.key == b"k"
@@ -235,15 +287,18 @@ def test_a_dead_letter_the_broker_refuses_for_its_size_goes_out_truncated(kafka_
     assert got.header("source.offset") == b"42" and got.header("deadletter.error_class") == b"malformed_json"
 
 
-_ORPHANS = ("SELECT count(*) FROM ml_predictions p LEFT JOIN log_entries e "
-            "USING (kafka_topic, kafka_partition, kafka_offset, record_index) WHERE e.kafka_topic IS NULL")
+_ORPHANS = (
+    "SELECT count(*) FROM ml_predictions p LEFT JOIN log_entries e "
+    "USING (kafka_topic, kafka_partition, kafka_offset, record_index) WHERE e.kafka_topic IS NULL"
+)
 
 
 def test_no_prediction_is_ever_stored_without_its_entry(migrated_db_url):
     # Migration 5 dropped the foreign key that checked this per row; the sink's one transaction per batch must
     # keep it true through redelivery, poison rows and a second model version.
-    assert not query(migrated_db_url, "SELECT 1 FROM pg_constraint WHERE contype = 'f' "
-                                      "AND conrelid = 'ml_predictions'::regclass")
+    assert not query(
+        migrated_db_url, "SELECT 1 FROM pg_constraint WHERE contype = 'f' AND conrelid = 'ml_predictions'::regclass"
+    )
     sink = PostgresSink(migrated_db_url)
     events = [event(i) for i in range(300)]
     events[42] = event(42, message="NUL \x00 byte")

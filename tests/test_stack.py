@@ -17,8 +17,9 @@ pytestmark = pytest.mark.integration
 
 def test_produce_consume_round_trip(kafka_bootstrap, topics):
     values = [{"n": i, "message": f"event {i}"} for i in range(100)]
-    coords = produce(kafka_bootstrap, topics.raw, values, keys=[f"k{i % 7}" for i in range(100)],
-                     headers=[("source", b"test")])
+    coords = produce(
+        kafka_bootstrap, topics.raw, values, keys=[f"k{i % 7}" for i in range(100)], headers=[("source", b"test")]
+    )
     assert len(set(coords)) == 100
 
     got = consume_all(kafka_bootstrap, topics.raw, expected=100)
@@ -69,8 +70,12 @@ def test_migrate_twice_is_a_no_op(db_url):
     tables = {row[0] for row in query(db_url, "select tablename from pg_tables where schemaname = current_schema()")}
     assert {"log_entries", "ml_predictions", "schema_migrations"} <= tables
     indexes = {row[0] for row in query(db_url, "select indexname from pg_indexes where schemaname = current_schema()")}
-    assert {"ml_predictions_recent_anomalies", "ml_predictions_severity_time", "log_entries_service_time",
-            "log_entries_event_time"} <= indexes
+    assert {
+        "ml_predictions_recent_anomalies",
+        "ml_predictions_severity_time",
+        "log_entries_service_time",
+        "log_entries_event_time",
+    } <= indexes
 
 
 def test_concurrent_migrations_apply_each_version_once(db_url):
@@ -99,16 +104,20 @@ def test_concurrent_migrations_apply_each_version_once(db_url):
 def test_schema_enforces_levels_severities_and_keys(migrated_db_url):
     import psycopg
 
-    insert = ("insert into log_entries (kafka_topic, kafka_partition, kafka_offset, level, message) "
-              "values ('t', 0, %s, %s, 'm')")
+    insert = (
+        "insert into log_entries (kafka_topic, kafka_partition, kafka_offset, level, message) "
+        "values ('t', 0, %s, %s, 'm')"
+    )
     query(migrated_db_url, insert, (1, "WARN"))
     query(migrated_db_url, insert, (2, None))
     with pytest.raises(psycopg.errors.CheckViolation):
         query(migrated_db_url, insert, (3, "warning"))
     with pytest.raises(psycopg.errors.UniqueViolation):
         query(migrated_db_url, insert, (1, "INFO"))
-    pred = ("insert into ml_predictions (kafka_topic, kafka_partition, kafka_offset, model_version, severity) "
-            "values ('t', 0, %s, 'v1', %s)")
+    pred = (
+        "insert into ml_predictions (kafka_topic, kafka_partition, kafka_offset, model_version, severity) "
+        "values ('t', 0, %s, 'v1', %s)"
+    )
     query(migrated_db_url, pred, (1, "high"))
     with pytest.raises(psycopg.errors.CheckViolation):
         query(migrated_db_url, pred, (2, "urgent"))
@@ -125,8 +134,9 @@ def test_connect_failure_is_one_redacted_line():
 
 
 def _init(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "streamer", "init", *args], env=env, capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "streamer", "init", *args], env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_streamer_init_twice_is_a_no_op(kafka_bootstrap, db_url, request):

@@ -9,8 +9,8 @@ import random
 import pytest
 
 from streamer.kafka_admin import delete_topics, ensure_topics, topic_limit_warnings
-from testkit.pipeline import StreamerProcess, caught_up, valid_event
 from testkit.clients import consume_all, produce, query, wait_for
+from testkit.pipeline import StreamerProcess, caught_up, valid_event
 
 pytestmark = [pytest.mark.integration]
 
@@ -41,21 +41,28 @@ def test_topics_below_what_streamer_sends_are_named_with_what_happens(kafka_boot
     assert [w for w in topic_limit_warnings(config, scored, topics.deadletter, [topics.raw], 40_000)] == []
 
 
-def test_a_dead_letter_topic_too_small_is_warned_about_and_never_blocks(kafka_bootstrap, topics, small_topics,
-                                                                       streamer_env, migrated_db_url, tmp_path):
+def test_a_dead_letter_topic_too_small_is_warned_about_and_never_blocks(
+    kafka_bootstrap, topics, small_topics, streamer_env, migrated_db_url, tmp_path
+):
     _, dead = small_topics
     env = {**streamer_env, "STREAMER_DLQ_TOPIC": dead}
     proc = StreamerProcess(env, tmp_path / "streamer.log")
     try:
-        wait_for(lambda: f"topic {dead} accepts records up to 100,000 bytes" in proc.output(), timeout=60,
-                 what="the start-up warning about the dead-letter topic")
+        wait_for(
+            lambda: f"topic {dead} accepts records up to 100,000 bytes" in proc.output(),
+            timeout=60,
+            what="the start-up warning about the dead-letter topic",
+        )
         # A 1 MB malformed record (incompressible: lz4 would shrink a run of one byte below the limit).
         poison = b"{" + random.Random(4).randbytes(1_000_000)
         values = [valid_event(i, random.Random(i)) for i in range(20)]
         values.insert(10, poison)
         coords = produce(kafka_bootstrap, topics.raw, values, config={"message.max.bytes": 2_000_000})
-        wait_for(lambda: caught_up(kafka_bootstrap, topics.group, topics.raw, 6), timeout=60,
-                 what="the group to commit past the oversized dead letter")
+        wait_for(
+            lambda: caught_up(kafka_bootstrap, topics.group, topics.raw, 6),
+            timeout=60,
+            what="the group to commit past the oversized dead letter",
+        )
         assert proc.terminate() == 0, proc.output()[-3000:]
     finally:
         proc.close()
@@ -64,5 +71,5 @@ def test_a_dead_letter_topic_too_small_is_warned_about_and_never_blocks(kafka_bo
     assert letter.header("deadletter.truncated") == b"true"
     assert letter.header("deadletter.original_size") == b"1000001"
     assert letter.header("deadletter.original_sha256") == hashlib.sha256(poison).hexdigest().encode()
-    assert letter.value == poison[:16 * 1024]
+    assert letter.value == poison[: 16 * 1024]
     assert query(migrated_db_url, "select count(*) from log_entries")[0][0] == 20

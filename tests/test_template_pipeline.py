@@ -12,8 +12,8 @@ import orjson
 import pytest
 
 from streamer.templates import TemplateMiners
-from testkit.pipeline import StreamerProcess, caught_up
 from testkit.clients import consume_all, produce, query, wait_for
+from testkit.pipeline import StreamerProcess, caught_up
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -29,8 +29,9 @@ def _events(n: int, seed: int) -> list[dict]:
     out = []
     for i in range(n):
         service = rng.choice(sorted(TEXTS))
-        text = rng.choice(TEXTS[service]).format(u=rng.randrange(10**6), a=rng.randrange(255),
-                                                 b=rng.randrange(255), ms=rng.randrange(5000))
+        text = rng.choice(TEXTS[service]).format(
+            u=rng.randrange(10**6), a=rng.randrange(255), b=rng.randrange(255), ms=rng.randrange(5000)
+        )
         event = {"message": text, "log": {"level": "INFO"}, "seq": i}
         if service:
             event["service"] = {"name": service}
@@ -38,19 +39,25 @@ def _events(n: int, seed: int) -> list[dict]:
     return out
 
 
-def test_two_members_a_kill_and_a_restart_share_exact_template_counts(kafka_bootstrap, topics, streamer_env,
-                                                                      migrated_db_url, tmp_path):
+def test_two_members_a_kill_and_a_restart_share_exact_template_counts(
+    kafka_bootstrap, topics, streamer_env, migrated_db_url, tmp_path
+):
     events = _events(6000, seed=11)
-    expected = TemplateMiners().assign([e.get("service", {}).get("name") for e in events],
-                                       [e["message"] for e in events])
+    expected = TemplateMiners().assign(
+        [e.get("service", {}).get("name") for e in events], [e["message"] for e in events]
+    )
     expected_templates = set(expected.texts.values())
     assert len(expected_templates) == 5  # every variable part is masked: each text is one template
 
     procs: list[StreamerProcess] = []
 
     def start() -> StreamerProcess:
-        p = StreamerProcess({**streamer_env, "STREAMER_TEMPLATES": "on"}, tmp_path / f"member-{len(procs)}.log",
-                            "--batch-max-events", "200")
+        p = StreamerProcess(
+            {**streamer_env, "STREAMER_TEMPLATES": "on"},
+            tmp_path / f"member-{len(procs)}.log",
+            "--batch-max-events",
+            "200",
+        )
         procs.append(p)
         p.wait_ready()
         return p
@@ -59,16 +66,25 @@ def test_two_members_a_kill_and_a_restart_share_exact_template_counts(kafka_boot
         return query(migrated_db_url, "SELECT count(*) FROM log_entries")[0][0]
 
     try:
-        member_a, member_b = start(), start()
-        produce(kafka_bootstrap, topics.raw, [orjson.dumps(e) for e in events[:3000]],
-                keys=[b"%d" % i for i in range(3000)])
+        member_a, _member_b = start(), start()
+        produce(
+            kafka_bootstrap, topics.raw, [orjson.dumps(e) for e in events[:3000]], keys=[b"%d" % i for i in range(3000)]
+        )
         wait_for(lambda: stored() >= 1000, timeout=60, what="a first part stored")
         member_a.kill()  # its uncommitted batches are redelivered to the other member
-        produce(kafka_bootstrap, topics.raw, [orjson.dumps(e) for e in events[3000:]],
-                keys=[b"%d" % i for i in range(3000, 6000)])
+        produce(
+            kafka_bootstrap,
+            topics.raw,
+            [orjson.dumps(e) for e in events[3000:]],
+            keys=[b"%d" % i for i in range(3000, 6000)],
+        )
         start()  # member A again: a fresh process, its miners seeded from log_templates
-        wait_for(lambda: all(p.alive() for p in procs[1:]) and caught_up(kafka_bootstrap, topics.group, topics.raw, 6),
-                 timeout=120, interval=0.5, what="the group to commit the end of every partition")
+        wait_for(
+            lambda: all(p.alive() for p in procs[1:]) and caught_up(kafka_bootstrap, topics.group, topics.raw, 6),
+            timeout=120,
+            interval=0.5,
+            what="the group to commit the end of every partition",
+        )
         restarted = procs[2].output()
         for p in procs[1:]:
             assert p.terminate() == 0, p.output()[-3000:]
@@ -78,8 +94,9 @@ def test_two_members_a_kill_and_a_restart_share_exact_template_counts(kafka_boot
 
     assert stored() == 6000
     assert "learnt 5 template(s) from log_templates" in restarted  # what the others had mined, at its start
-    rows = query(migrated_db_url, "SELECT template_id, service, template, count, first_seen <= last_seen "
-                                  "FROM log_templates")
+    rows = query(
+        migrated_db_url, "SELECT template_id, service, template, count, first_seen <= last_seen FROM log_templates"
+    )
     assert {(service, template) for _, service, template, _, _ in rows} == expected_templates
     assert all(ordered for *_, ordered in rows)
     # exact: the count of each template is the number of stored events that carry it, and they add up
@@ -91,9 +108,13 @@ def test_two_members_a_kill_and_a_restart_share_exact_template_counts(kafka_boot
     assert sorted(new_rows) == sorted((tid, 1) for tid in per_template)
 
     # logs.scored: every record names the template its row names; one marked new is marked so in the row
-    by_source = {(t, p, o): (tid, new) for t, p, o, tid, new in query(
-        migrated_db_url, "SELECT kafka_topic, kafka_partition, kafka_offset, template_id, template_new "
-                         "FROM ml_predictions")}
+    by_source = {
+        (t, p, o): (tid, new)
+        for t, p, o, tid, new in query(
+            migrated_db_url,
+            "SELECT kafka_topic, kafka_partition, kafka_offset, template_id, template_new FROM ml_predictions",
+        )
+    }
     scored = [orjson.loads(r.value)["streamer"] for r in consume_all(kafka_bootstrap, topics.scored, timeout=60)]
     assert len(scored) >= 6000
     for s in scored:

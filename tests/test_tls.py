@@ -53,8 +53,7 @@ def kafka_env(kafka_config: dict[str, str], secret_dir) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("protocol", ["SSL", "SASL_SSL"])
-def test_pipeline_over_tls_end_to_end(protocol, private_kafka, private_topics, tls_db_url, private_postgres,
-                                      tmp_path):
+def test_pipeline_over_tls_end_to_end(protocol, private_kafka, private_topics, tls_db_url, private_postgres, tmp_path):
     kafka, topics = private_kafka, private_topics
     config = kafka.ssl_config() if protocol == "SSL" else kafka.sasl_ssl_config()
     env = streamer_env_for(topics, config["bootstrap.servers"], tls_db_url, **kafka_env(config, tmp_path))
@@ -66,8 +65,11 @@ def test_pipeline_over_tls_end_to_end(protocol, private_kafka, private_topics, t
         coords += produce(kafka.bootstrap, topics.raw, values[1000:])
         wait_caught_up(kafka.bootstrap, topics, [proc])
         # The member's own sessions are encrypted (pg_hba refuses any other host login anyway).
-        sessions = query(tls_db_url, "select s.ssl, s.version from pg_stat_ssl s join pg_stat_activity a "
-                         "using (pid) where a.usename = 'streamer' and a.pid <> pg_backend_pid()")
+        sessions = query(
+            tls_db_url,
+            "select s.ssl, s.version from pg_stat_ssl s join pg_stat_activity a "
+            "using (pid) where a.usename = 'streamer' and a.pid <> pg_backend_pid()",
+        )
         assert sessions and all(ssl for ssl, _ in sessions), sessions
         assert proc.terminate() == 0, proc.output()[-3000:]
     finally:
@@ -81,8 +83,14 @@ def refused_in_one_line(env: dict[str, str]) -> str:
     """Run `streamer run` to its end; it must stop soon (not retry for ever, nor wait out the start-up
     database wait) with exactly one `streamer run:` line and no traceback. Returns that line."""
     started = time.monotonic()
-    done = subprocess.run([sys.executable, "-m", "streamer", "run"], env={**env, "STREAMER_MODELS_DIR": "models"},
-                          capture_output=True, text=True, timeout=90, cwd=ROOT)
+    done = subprocess.run(
+        [sys.executable, "-m", "streamer", "run"],
+        env={**env, "STREAMER_MODELS_DIR": "models"},
+        capture_output=True,
+        text=True,
+        timeout=90,
+        cwd=ROOT,
+    )
     took = time.monotonic() - started
     assert done.returncode == 2 and took < 30, f"exit {done.returncode} after {took:.0f}s:\n{done.stderr[-3000:]}"
     lines = [line for line in done.stderr.splitlines() if line.startswith("streamer run:")]
@@ -100,8 +108,12 @@ def test_a_wrong_kafka_ca_is_one_clear_line(private_kafka, private_topics, tls_d
 def test_a_wrong_postgres_ca_is_one_clear_line(private_kafka, private_topics, private_postgres, tmp_path):
     other = TestCA(tmp_path / "other-ca", name="not the database's CA")
     config = private_kafka.ssl_config()
-    env = streamer_env_for(private_topics, config["bootstrap.servers"], private_postgres.url(other.cert_path),
-                           **kafka_env(config, tmp_path))
+    env = streamer_env_for(
+        private_topics,
+        config["bootstrap.servers"],
+        private_postgres.url(other.cert_path),
+        **kafka_env(config, tmp_path),
+    )
     assert "certificate verify failed" in refused_in_one_line(env)
 
 

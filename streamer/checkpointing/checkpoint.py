@@ -29,8 +29,11 @@ log = logging.getLogger(__name__)
 # Commit errors after which the partitions may belong to another member: the data is stored, the new owner
 # replays from the last commit, and the primary keys absorb the replay.
 _GENERATION_ERRORS = {
-    KafkaError.ILLEGAL_GENERATION, KafkaError.UNKNOWN_MEMBER_ID, KafkaError.REBALANCE_IN_PROGRESS,
-    KafkaError._ASSIGNMENT_LOST, KafkaError.FENCED_INSTANCE_ID,
+    KafkaError.ILLEGAL_GENERATION,
+    KafkaError.UNKNOWN_MEMBER_ID,
+    KafkaError.REBALANCE_IN_PROGRESS,
+    KafkaError._ASSIGNMENT_LOST,
+    KafkaError.FENCED_INSTANCE_ID,
 }
 
 
@@ -72,14 +75,17 @@ class Checkpoint:
             if events:
                 rejected = db.write(database_rows(events, scored.columns, scored.templates), scored.templates)
             scored.dead_letters = list(batch.dead_letters) + [
-                DeadLetter.of_event(events[i], error_class, reason, "store")
-                for i, error_class, reason in rejected]
+                DeadLetter.of_event(events[i], error_class, reason, "store") for i, error_class, reason in rejected
+            ]
             scored.stored = True
             scored.stage_seconds["store"] = time.perf_counter() - started
             scored.rejected_indexes = {i for i, _, _ in rejected}
             if rejected:
-                log.warning("the database rejected %d of %d events; they go to the dead-letter topic",
-                            len(rejected), len(events))
+                log.warning(
+                    "the database rejected %d of %d events; they go to the dead-letter topic",
+                    len(rejected),
+                    len(events),
+                )
 
         if not scored.published:
             started = time.perf_counter()
@@ -117,8 +123,11 @@ class Checkpoint:
                 return
             if kerr.code() in _GENERATION_ERRORS:
                 self.metrics.commit_failures.inc()
-                log.warning("offset commit refused after a rebalance (%s); the new owner replays, the "
-                            "database keeps one row per event", kerr.name())
+                log.warning(
+                    "offset commit refused after a rebalance (%s); the new owner replays, the "
+                    "database keeps one row per event",
+                    kerr.name(),
+                )
                 return
             self.metrics.commit_failures.inc()
             raise TransientError(f"offset commit failed: {kerr.str()}", TransientError.COMMIT) from None
@@ -127,9 +136,11 @@ class Checkpoint:
             self.metrics.commit_failures.inc()
             first = failed[0].error
             if first.code() in _GENERATION_ERRORS:
-                log.warning("offset commit refused for %d partition(s) after a rebalance (%s)",
-                            len(failed), first.name())
+                log.warning(
+                    "offset commit refused for %d partition(s) after a rebalance (%s)", len(failed), first.name()
+                )
                 return
-            raise TransientError(f"offset commit failed for {len(failed)} partition(s): {first.str()}",
-                                 TransientError.COMMIT)
+            raise TransientError(
+                f"offset commit failed for {len(failed)} partition(s): {first.str()}", TransientError.COMMIT
+            )
         self.metrics.commits.inc()

@@ -11,12 +11,22 @@ def configure(parser):
     add_connection_arguments(parser)
     add_topic_arguments(parser)
     g = parser.add_argument_group("init")
-    g.add_argument("--partitions", type=int, default=6, metavar="N",
-                   help="partitions of the input and output topics (default 6; the dead-letter topic has 1)")
+    g.add_argument(
+        "--partitions",
+        type=int,
+        default=6,
+        metavar="N",
+        help="partitions of the input and output topics (default 6; the dead-letter topic has 1)",
+    )
     g.add_argument("--skip-topics", action="store_true", help="only migrate the database")
     g.add_argument("--skip-db", action="store_true", help="only create the topics")
-    g.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",
-                   help="how long to wait for Kafka and PostgreSQL (default 30)")
+    g.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="how long to wait for Kafka and PostgreSQL (default 30)",
+    )
 
 
 def run(args) -> int:
@@ -32,8 +42,10 @@ def run(args) -> int:
 
         inputs = settings.input_topics()
         if any(t.startswith("^") for t in inputs):
-            raise ConfigError("init cannot create topics for a regex input topic; create them yourself or "
-                              "pass --input-topic with plain names")
+            raise ConfigError(
+                "init cannot create topics for a regex input topic; create them yourself or "
+                "pass --input-topic with plain names"
+            )
         wanted = {name: args.partitions for name in inputs}
         wanted[settings.output_topic] = args.partitions
         wanted[settings.dlq_topic] = 1
@@ -48,8 +60,10 @@ def run(args) -> int:
             applied = migrate(conn)
         where = redact_url(settings.database_url)
         if applied:
-            print(f"database {where}: applied migration{'s' if len(applied) > 1 else ''} "
-                  f"{', '.join(map(str, applied))} (schema version {latest_version()})")
+            print(
+                f"database {where}: applied migration{'s' if len(applied) > 1 else ''} "
+                f"{', '.join(map(str, applied))} (schema version {latest_version()})"
+            )
         else:
             print(f"database {where}: up to date (schema version {latest_version()})")
     return 0

@@ -14,27 +14,59 @@ def configure(parser) -> None:
     add_topic_arguments(parser)
     g = parser.add_argument_group("processing")
     g.add_argument("--group-id", help="consumer group (STREAMER_GROUP_ID, default streamer)")
-    g.add_argument("--models", "--models-dir", dest="models_dir", metavar="DIR",
-                   help="model directory (STREAMER_MODELS_DIR, default models)")
-    g.add_argument("--anomaly-threshold", type=float, metavar="P",
-                   help="anomaly decision threshold 0..1 (STREAMER_ANOMALY_THRESHOLD, default: the model's)")
-    g.add_argument("--batch-max-events", type=int, metavar="N",
-                   help="events per micro-batch at most (STREAMER_BATCH_MAX_EVENTS, default 5000)")
-    g.add_argument("--batch-max-ms", type=int, metavar="MS",
-                   help="age of a micro-batch at most (STREAMER_BATCH_MAX_MS, default 100)")
-    g.add_argument("--max-message-bytes", type=int, metavar="BYTES",
-                   help="larger values are dead-lettered (STREAMER_MAX_MESSAGE_BYTES, default 1 MiB)")
-    g.add_argument("--message-fields", metavar="A,B,..",
-                   help="JSON fields holding the message, first non-empty wins (STREAMER_MESSAGE_FIELDS, "
-                   "default message,msg,log,MESSAGE,short_message)")
+    g.add_argument(
+        "--models",
+        "--models-dir",
+        dest="models_dir",
+        metavar="DIR",
+        help="model directory (STREAMER_MODELS_DIR, default models)",
+    )
+    g.add_argument(
+        "--anomaly-threshold",
+        type=float,
+        metavar="P",
+        help="anomaly decision threshold 0..1 (STREAMER_ANOMALY_THRESHOLD, default: the model's)",
+    )
+    g.add_argument(
+        "--batch-max-events",
+        type=int,
+        metavar="N",
+        help="events per micro-batch at most (STREAMER_BATCH_MAX_EVENTS, default 5000)",
+    )
+    g.add_argument(
+        "--batch-max-ms",
+        type=int,
+        metavar="MS",
+        help="age of a micro-batch at most (STREAMER_BATCH_MAX_MS, default 100)",
+    )
+    g.add_argument(
+        "--max-message-bytes",
+        type=int,
+        metavar="BYTES",
+        help="larger values are dead-lettered (STREAMER_MAX_MESSAGE_BYTES, default 1 MiB)",
+    )
+    g.add_argument(
+        "--message-fields",
+        metavar="A,B,..",
+        help="JSON fields holding the message, first non-empty wins (STREAMER_MESSAGE_FIELDS, "
+        "default message,msg,log,MESSAGE,short_message)",
+    )
     o = parser.add_argument_group("operations")
-    o.add_argument("--metrics-port", type=int, metavar="PORT",
-                   help="serve /metrics, /healthz, /readyz on this port (STREAMER_METRICS_PORT; off when unset)")
-    o.add_argument("--metrics-host", metavar="ADDRESS",
-                   help="address the HTTP endpoints bind to (STREAMER_METRICS_HOST, default 127.0.0.1; "
-                   "0.0.0.0 for every interface)")
-    o.add_argument("--log-format", choices=("text", "json"),
-                   help="log lines as text or JSON (STREAMER_LOG_FORMAT, default text)")
+    o.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="PORT",
+        help="serve /metrics, /healthz, /readyz on this port (STREAMER_METRICS_PORT; off when unset)",
+    )
+    o.add_argument(
+        "--metrics-host",
+        metavar="ADDRESS",
+        help="address the HTTP endpoints bind to (STREAMER_METRICS_HOST, default 127.0.0.1; "
+        "0.0.0.0 for every interface)",
+    )
+    o.add_argument(
+        "--log-format", choices=("text", "json"), help="log lines as text or JSON (STREAMER_LOG_FORMAT, default text)"
+    )
 
 
 def run(args) -> int:
@@ -70,8 +102,9 @@ def run(args) -> int:
 
     check_kafka_config(settings)
     # In the background: a broker that is still starting must not hold up start-up.
-    threading.Thread(target=warn_about_topic_limits, args=(settings,), name="streamer-topic-limits",
-                     daemon=True).start()
+    threading.Thread(
+        target=warn_about_topic_limits, args=(settings,), name="streamer-topic-limits", daemon=True
+    ).start()
     # The model loads (mostly numpy/scipy imports) while the database is reached and migrated.
     with ThreadPoolExecutor(max_workers=1) as loader:
         loading = loader.submit(Scorer.load, settings.models_dir, anomaly_threshold=settings.anomaly_threshold)
@@ -127,9 +160,14 @@ def warn_about_topic_limits(settings) -> None:
     log = logging.getLogger("streamer.run")
     producer_max = int(producer_config(settings).get("message.max.bytes", PRODUCER_MAX_MESSAGE_BYTES))
     try:
-        warnings = topic_limit_warnings(settings.kafka_client_config(), settings.output_topic,
-                                        settings.dlq_topic, settings.input_topics(), settings.max_message_bytes,
-                                        producer_max)
+        warnings = topic_limit_warnings(
+            settings.kafka_client_config(),
+            settings.output_topic,
+            settings.dlq_topic,
+            settings.input_topics(),
+            settings.max_message_bytes,
+            producer_max,
+        )
     except StreamerError as err:
         log.warning("cannot check the topics' record size limits: %s", err)
         return

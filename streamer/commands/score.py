@@ -17,10 +17,10 @@ def run(args) -> int:
 
     import orjson
 
-    from streamer.errors import StreamerError
     from streamer.batch import Batch
     from streamer.decode import Decoder
     from streamer.enrich import scored_records
+    from streamer.errors import StreamerError
     from streamer.ml.cliargs import load_scorer
     from streamer.score import score_batch
 
@@ -34,9 +34,20 @@ def run(args) -> int:
             return
         batch, columns = score_batch(scorer, batch)
         for dead in batch.dead_letters:
-            print(orjson.dumps({"dead_letter": {"source": dead.topic, "line": dead.offset + 1,
-                                                "record_index": dead.record_index, "error_class": dead.error_class,
-                                                "reason": dead.reason}}).decode(), file=sys.stderr)
+            print(
+                orjson.dumps(
+                    {
+                        "dead_letter": {
+                            "source": dead.topic,
+                            "line": dead.offset + 1,
+                            "record_index": dead.record_index,
+                            "error_class": dead.error_class,
+                            "reason": dead.reason,
+                        }
+                    }
+                ).decode(),
+                file=sys.stderr,
+            )
         if columns is not None:
             out.write(b"\n".join(value for _, value, _ in scored_records(batch.events, columns)) + b"\n")
 
@@ -47,7 +58,7 @@ def run(args) -> int:
                     yield "-", number, line
                 continue
             try:
-                f = open(name, encoding="utf-8", errors="replace")
+                f = open(name, encoding="utf-8", errors="replace")  # noqa: SIM115 (a generator closes it below)
             except OSError as err:
                 raise StreamerError(f"{name}: {err.strerror}") from None
             with f:

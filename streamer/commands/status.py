@@ -25,16 +25,22 @@ def broker_report(settings) -> dict:
     from confluent_kafka.admin import AdminClient
 
     conf = settings.kafka_client_config()
-    report: dict = {"bootstrap_servers": settings.bootstrap_servers, "reachable": False, "group": settings.group_id,
-                    "missing_topics": [], "partitions": [], "total_lag": None, "error": None}
+    report: dict = {
+        "bootstrap_servers": settings.bootstrap_servers,
+        "reachable": False,
+        "group": settings.group_id,
+        "missing_topics": [],
+        "partitions": [],
+        "total_lag": None,
+        "error": None,
+    }
     try:
         admin = AdminClient({**conf, "socket.timeout.ms": int(TIMEOUT_S * 1000)})
         md = admin.list_topics(timeout=TIMEOUT_S)
     except Exception as err:  # KafkaException or config errors: report, don't fail
         report["error"] = one_line(err, 120)
         return report
-    report.update(reachable=True, brokers=len(md.brokers),
-                  topics=len([t for t in md.topics if not t.startswith("__")]))
+    report.update(reachable=True, brokers=len(md.brokers), topics=len([t for t in md.topics if not t.startswith("__")]))
     wanted = settings.input_topics()
     if wanted and wanted[0].startswith("^"):
         rx = re.compile(wanted[0])
@@ -44,21 +50,27 @@ def broker_report(settings) -> dict:
         report["missing_topics"] = [t for t in wanted if t not in md.topics]
     if not topics:
         return report
-    consumer = Consumer({**conf, "group.id": settings.group_id, "enable.auto.commit": False,
-                         "socket.timeout.ms": int(TIMEOUT_S * 1000)})
+    consumer = Consumer(
+        {**conf, "group.id": settings.group_id, "enable.auto.commit": False, "socket.timeout.ms": int(TIMEOUT_S * 1000)}
+    )
     try:
         parts = [TopicPartition(t, p) for t in topics for p in sorted(md.topics[t].partitions)]
         committed = consumer.committed(parts, timeout=TIMEOUT_S)
         total = 0
         for tp in committed:
-            low, high = consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition),
-                                                       timeout=TIMEOUT_S)
+            low, high = consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=TIMEOUT_S)
             # nothing committed: everything retained is still to be read
             lag = max(high - tp.offset, 0) if tp.offset >= 0 else max(high - low, 0)
             total += lag
-            report["partitions"].append({"topic": tp.topic, "partition": tp.partition,
-                                         "committed": tp.offset if tp.offset >= 0 else None,
-                                         "high_watermark": high, "lag": lag})
+            report["partitions"].append(
+                {
+                    "topic": tp.topic,
+                    "partition": tp.partition,
+                    "committed": tp.offset if tp.offset >= 0 else None,
+                    "high_watermark": high,
+                    "lag": lag,
+                }
+            )
         report["total_lag"] = total
     except Exception as err:
         report["lag_error"] = one_line(err, 120)
@@ -78,8 +90,9 @@ def _broker(settings) -> tuple[list[str], dict | None]:
         lines.append(f"consumer group {settings.group_id}:")
     for p in r["partitions"]:
         shown = "none" if p["committed"] is None else str(p["committed"])
-        lines.append(f"  {p['topic']}[{p['partition']}] committed {shown} high watermark {p['high_watermark']} "
-                     f"lag {p['lag']}")
+        lines.append(
+            f"  {p['topic']}[{p['partition']}] committed {shown} high watermark {p['high_watermark']} lag {p['lag']}"
+        )
     if "lag_error" in r:
         lines.append(f"  consumer group {settings.group_id}: lag unavailable ({r['lag_error']})")
     elif r["total_lag"] is not None:
@@ -106,8 +119,9 @@ def _database(settings) -> str:
                     extra += f" (this streamer needs {latest_version()}: run `streamer init`)"
                 else:
                     # Rows are records: a Kafka message may hold several (OTLP, JSON array, NDJSON).
-                    rows, later = one(conn, "SELECT count(*), count(*) FILTER (WHERE record_index > 0) "
-                                            "FROM ml_predictions")
+                    rows, later = one(
+                        conn, "SELECT count(*), count(*) FILTER (WHERE record_index > 0) FROM ml_predictions"
+                    )
                     extra += f", {rows} prediction rows ({later} from records after a message's first)"
         return f"database: {redact_url(settings.database_url)} reachable (PostgreSQL {version}{extra})"
     except Exception as err:
@@ -145,5 +159,8 @@ def _versions(settings, default_version) -> list[str]:
             rows = predictions_per_version(conn)
     except Exception:  # unreachable or not initialised: _database() already said so
         return []
-    return [f"  {version}: {n} prediction rows, {first:%Y-%m-%d %H:%M:%S} .. {last:%Y-%m-%d %H:%M:%S}"
-            f"{'  (the model above)' if version == default_version else ''}" for version, n, first, last in rows]
+    return [
+        f"  {version}: {n} prediction rows, {first:%Y-%m-%d %H:%M:%S} .. {last:%Y-%m-%d %H:%M:%S}"
+        f"{'  (the model above)' if version == default_version else ''}"
+        for version, n, first, last in rows
+    ]

@@ -12,12 +12,23 @@ def configure(parser) -> None:
 
     add_connection_arguments(parser)
     parser.add_argument("--topic", help="scored topic to follow (STREAMER_OUTPUT_TOPIC, default logs.scored)")
-    parser.add_argument("--min-severity", choices=SEVERITIES, default="high",
-                        help="print events at or above this severity (default high)")
-    parser.add_argument("--group-id", dest="tail_group", default="streamer-tail",
-                        help="this consumer's own group (default streamer-tail)")
-    parser.add_argument("--from-beginning", action="store_true",
-                        help="start at the oldest scored event when the group has no committed offset")
+    parser.add_argument(
+        "--min-severity",
+        choices=SEVERITIES,
+        default="high",
+        help="print events at or above this severity (default high)",
+    )
+    parser.add_argument(
+        "--group-id",
+        dest="tail_group",
+        default="streamer-tail",
+        help="this consumer's own group (default streamer-tail)",
+    )
+    parser.add_argument(
+        "--from-beginning",
+        action="store_true",
+        help="start at the oldest scored event when the group has no committed offset",
+    )
     parser.add_argument("--json", action="store_true", help="print each alert as one JSON line")
     parser.add_argument("--max-events", type=int, metavar="N", help="exit after printing N alerts")
 
@@ -34,12 +45,14 @@ def run(args) -> int:
     settings = settings_from_args(args)
     topic = args.topic or settings.output_topic
     threshold = SEVERITIES.index(args.min_severity)
-    consumer = Consumer({
-        **settings.kafka_client_config(),
-        "group.id": args.tail_group,
-        "auto.offset.reset": "earliest" if args.from_beginning else "latest",
-        "enable.auto.commit": True,  # an alert printer, not a sink: at-most-once display is fine
-    })
+    consumer = Consumer(
+        {
+            **settings.kafka_client_config(),
+            "group.id": args.tail_group,
+            "auto.offset.reset": "earliest" if args.from_beginning else "latest",
+            "enable.auto.commit": True,  # an alert printer, not a sink: at-most-once display is fine
+        }
+    )
     stopping = False
 
     def stop(*_):
@@ -67,12 +80,14 @@ def run(args) -> int:
                 sys.stdout.write(orjson.dumps(event).decode() + "\n")
             else:
                 src = scored.get("source", {})
-                message = next((event[k] for k in ("message", "msg", "log", "MESSAGE")
-                                if isinstance(event.get(k), str)), "")
+                message = next(
+                    (event[k] for k in ("message", "msg", "log", "MESSAGE") if isinstance(event.get(k), str)), ""
+                )
                 sys.stdout.write(
                     f"{scored['severity'].upper():8} {scored['predicted_level']:5} "
                     f"anomaly={scored['anomaly_score']:.2f} {src.get('topic')}[{src.get('partition')}]"
-                    f"@{src.get('offset')}  {message[:200]}\n")
+                    f"@{src.get('offset')}  {message[:200]}\n"
+                )
             sys.stdout.flush()
             printed += 1
             if args.max_events and printed >= args.max_events:

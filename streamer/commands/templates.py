@@ -34,11 +34,18 @@ def configure(parser):
     g = parser.add_argument_group("templates")
     which = g.add_mutually_exclusive_group()
     which.add_argument("--new", action="store_true", help="templates first seen within --since")
-    which.add_argument("--surging", action="store_true",
-                       help="templates seen within --since, by their rate then against their own earlier rate "
-                       "(hourly counts: the window starts on the hour)")
-    g.add_argument("--since", default="1h", metavar="AGE",
-                   help="window for --new/--surging, a PostgreSQL interval such as 1h, 30 min, 2 days (default 1h)")
+    which.add_argument(
+        "--surging",
+        action="store_true",
+        help="templates seen within --since, by their rate then against their own earlier rate "
+        "(hourly counts: the window starts on the hour)",
+    )
+    g.add_argument(
+        "--since",
+        default="1h",
+        metavar="AGE",
+        help="window for --new/--surging, a PostgreSQL interval such as 1h, 30 min, 2 days (default 1h)",
+    )
     g.add_argument("--limit", type=int, default=50, metavar="N", help="at most N templates (default 50)")
 
 
@@ -70,6 +77,8 @@ def run(args) -> int:
     for row in rows:
         tid, service, template, first_seen, last_seen, count = row[:6]
         rate = f" recent={row[6]:.1f}/h before={row[7]:.1f}/h surge={row[8]:.1f}x" if len(row) > 6 else ""
-        print(f"{tid} {service or '-'} count={count}{rate} first={first_seen.isoformat(timespec='seconds')} "
-              f"last={last_seen.isoformat(timespec='seconds')} {template}")
+        print(
+            f"{tid} {service or '-'} count={count}{rate} first={first_seen.isoformat(timespec='seconds')} "
+            f"last={last_seen.isoformat(timespec='seconds')} {template}"
+        )
     return 0

@@ -18,7 +18,10 @@ class Migration:
 
 
 MIGRATIONS: tuple[Migration, ...] = (
-    Migration(1, "log entries and ML predictions", """
+    Migration(
+        1,
+        "log entries and ML predictions",
+        """
 CREATE TABLE log_entries (
     kafka_topic     text        NOT NULL,
     kafka_partition integer     NOT NULL,
@@ -54,10 +57,14 @@ CREATE INDEX ml_predictions_recent_anomalies ON ml_predictions (predicted_at DES
 CREATE INDEX ml_predictions_severity_time ON ml_predictions (severity, predicted_at);
 CREATE INDEX log_entries_service_time ON log_entries (service, event_time);
 CREATE INDEX log_entries_event_time ON log_entries (event_time);
-"""),
+""",
+    ),
     # Human anomaly labels for `streamer train --from-postgres` (docs/rescoring.md). One current label per
     # event: relabelling is an upsert. Kept apart from log_entries so the pipeline's inserts never touch them.
-    Migration(2, "anomaly labels for training from history", """
+    Migration(
+        2,
+        "anomaly labels for training from history",
+        """
 CREATE TABLE anomaly_labels (
     kafka_topic     text        NOT NULL,
     kafka_partition integer     NOT NULL,
@@ -69,10 +76,14 @@ CREATE TABLE anomaly_labels (
     FOREIGN KEY (kafka_topic, kafka_partition, kafka_offset)
         REFERENCES log_entries (kafka_topic, kafka_partition, kafka_offset) ON DELETE CASCADE
 );
-"""),
+""",
+    ),
     # One Kafka message may carry many records (OTLP, a JSON array, NDJSON): the record's index inside its
     # message joins every key. In place: existing rows get 0, which is what a one-record message has.
-    Migration(3, "record_index: many records per Kafka message", """
+    Migration(
+        3,
+        "record_index: many records per Kafka message",
+        """
 ALTER TABLE ml_predictions DROP CONSTRAINT ml_predictions_kafka_topic_kafka_partition_kafka_offset_fkey;
 ALTER TABLE anomaly_labels DROP CONSTRAINT anomaly_labels_kafka_topic_kafka_partition_kafka_offset_fkey;
 
@@ -92,10 +103,14 @@ ALTER TABLE anomaly_labels ADD COLUMN record_index integer NOT NULL DEFAULT 0,
     ADD CONSTRAINT anomaly_labels_pkey PRIMARY KEY (kafka_topic, kafka_partition, kafka_offset, record_index),
     ADD CONSTRAINT anomaly_labels_log_entry_fkey FOREIGN KEY (kafka_topic, kafka_partition, kafka_offset, record_index)
         REFERENCES log_entries (kafka_topic, kafka_partition, kafka_offset, record_index) ON DELETE CASCADE;
-"""),
+""",
+    ),
     # Templates mined from the stream (streamer/templates.py), shared by every member of the group. Counts are
     # upserted in each batch's transaction from the rows it inserted, so a replayed batch counts nothing twice.
-    Migration(4, "log templates and the template each prediction saw", """
+    Migration(
+        4,
+        "log templates and the template each prediction saw",
+        """
 CREATE TABLE log_templates (
     template_id text        PRIMARY KEY,
     service     text        NOT NULL,
@@ -107,17 +122,25 @@ CREATE TABLE log_templates (
 CREATE INDEX log_templates_first_seen ON log_templates (first_seen);
 
 ALTER TABLE ml_predictions ADD COLUMN template_id text, ADD COLUMN template_new boolean;
-"""),
+""",
+    ),
     # The per-row foreign-key check cost PostgreSQL 5–6 µs of its ~23 µs per stored event and guaranteed
     # nothing the sink does not: a prediction is inserted only in the transaction that inserted (or found) its
     # entry. tests/test_sink.py proves no prediction is ever without its entry. Without ON DELETE CASCADE,
     # deleting history means deleting from both tables (retention drops both tables' partitions).
-    Migration(5, "no per-row foreign-key check on ml_predictions", """
+    Migration(
+        5,
+        "no per-row foreign-key check on ml_predictions",
+        """
 ALTER TABLE ml_predictions DROP CONSTRAINT IF EXISTS ml_predictions_log_entry_fkey;
-"""),
+""",
+    ),
     # Events per template per hour (streamer.sink, same transaction as log_templates): a surge is a recent
     # rate well above the template's own earlier rate, which lifetime counts alone cannot tell.
-    Migration(6, "hourly template counts, for surging templates", """
+    Migration(
+        6,
+        "hourly template counts, for surging templates",
+        """
 CREATE TABLE log_template_hours (
     template_id text        NOT NULL,
     hour        timestamptz NOT NULL,
@@ -125,13 +148,17 @@ CREATE TABLE log_template_hours (
     PRIMARY KEY (template_id, hour)
 );
 CREATE INDEX log_template_hours_hour ON log_template_hours (hour);
-"""),
+""",
+    ),
     # Daily partitions by event time (streamer/partitions.py creates them ahead and drops expired ones), plus a
     # default partition for times far off. The event time joins both keys: it is part of the record (or its
     # Kafka timestamp), so a redelivered event has the same key. ml_predictions carries its entry's event time
     # so retention drops the two tables' partitions together. In place: existing rows are copied into
     # partitions made for the days they cover (the last 400 days with data; older ones go to the default).
-    Migration(7, "daily partitions by event time", """
+    Migration(
+        7,
+        "daily partitions by event time",
+        """
 ALTER TABLE anomaly_labels DROP CONSTRAINT IF EXISTS anomaly_labels_log_entry_fkey;
 UPDATE log_entries SET event_time = ingested_at WHERE event_time IS NULL;
 
@@ -198,7 +225,8 @@ CREATE INDEX ml_predictions_recent_anomalies ON ml_predictions (predicted_at DES
 CREATE INDEX ml_predictions_severity_time ON ml_predictions (severity, predicted_at);
 CREATE INDEX log_entries_service_time ON log_entries (service, event_time);
 CREATE INDEX log_entries_event_time ON log_entries (event_time);
-"""),
+""",
+    ),
 )
 
 # Any constant shared by every streamer process; only ours take this lock.
@@ -229,25 +257,25 @@ def migrate(conn, up_to: int | None = None) -> list[int]:
     if conn.autocommit:
         raise ValueError("migrate() needs a connection with autocommit off")
     applied: list[int] = []
-    with conn.transaction():
-        with conn.cursor() as cur:
-            # Held until this transaction ends: a concurrent migrate() waits, then sees our versions.
-            cur.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
-            cur.execute("""
+    with conn.transaction(), conn.cursor() as cur:
+        # Held until this transaction ends: a concurrent migrate() waits, then sees our versions.
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+        cur.execute("""
                 CREATE TABLE IF NOT EXISTS schema_migrations (
                     version     integer PRIMARY KEY,
                     description text NOT NULL,
                     applied_at  timestamptz NOT NULL DEFAULT now()
                 )""")
-            cur.execute("SELECT version FROM schema_migrations")
-            done = {row[0] for row in cur.fetchall()}
-            for m in MIGRATIONS:
-                if m.version in done or (up_to is not None and m.version > up_to):
-                    continue
-                cur.execute(m.sql)
-                cur.execute("INSERT INTO schema_migrations (version, description) VALUES (%s, %s)",
-                            (m.version, m.description))
-                applied.append(m.version)
+        cur.execute("SELECT version FROM schema_migrations")
+        done = {row[0] for row in cur.fetchall()}
+        for m in MIGRATIONS:
+            if m.version in done or (up_to is not None and m.version > up_to):
+                continue
+            cur.execute(m.sql)
+            cur.execute(
+                "INSERT INTO schema_migrations (version, description) VALUES (%s, %s)", (m.version, m.description)
+            )
+            applied.append(m.version)
     conn.commit()
     return applied
 

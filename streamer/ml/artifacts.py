@@ -31,7 +31,7 @@ import os
 import platform
 import sys
 import zipfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -46,11 +46,22 @@ PICKLE_SUFFIXES = (".joblib", ".pkl", ".pickle")
 METADATA = "metadata.json"
 SCHEMA = 2
 # where each part's class must be defined, and the method the scorer calls on it
-_CLASSES = {"vectorizer": ("streamer.ml.features", "transform"), "level_model": ("streamer.ml.models", "predict"),
-            "anomaly_model": ("streamer.ml.models", "score")}
+_CLASSES = {
+    "vectorizer": ("streamer.ml.features", "transform"),
+    "level_model": ("streamer.ml.models", "predict"),
+    "anomaly_model": ("streamer.ml.models", "score"),
+}
 # metadata fields save_model writes itself (everything else is the model's own metadata)
-_DERIVED = ("schema", "model_version", "trained_at", "library_versions", "artifacts", "digest", "signature",
-            "anomaly_threshold")
+_DERIVED = (
+    "schema",
+    "model_version",
+    "trained_at",
+    "library_versions",
+    "artifacts",
+    "digest",
+    "signature",
+    "anomaly_threshold",
+)
 
 
 def library_versions() -> dict[str, str]:
@@ -58,8 +69,13 @@ def library_versions() -> dict[str, str]:
     # start-up time of `streamer run`.
     from importlib.metadata import version
 
-    return {"sklearn": version("scikit-learn"), "numpy": version("numpy"), "scipy": version("scipy"),
-            "joblib": version("joblib"), "python": platform.python_version()}
+    return {
+        "sklearn": version("scikit-learn"),
+        "numpy": version("numpy"),
+        "scipy": version("scipy"),
+        "joblib": version("joblib"),
+        "python": platform.python_version(),
+    }
 
 
 def _sha256(path: Path) -> str:
@@ -119,8 +135,7 @@ def check_integrity(meta: dict, path: Path, key: bytes | None = None) -> str:
     if content_digest(meta) != meta["digest"]:
         raise ModelError(f"{path}: TAMPERED: content digest differs (metadata edited after saving)")
     if meta["model_version"] != _version_of(meta["artifacts"], LEGACY_ARTIFACTS if is_legacy(meta) else ARTIFACTS):
-        raise ModelError(f"{path}: TAMPERED: model_version {meta['model_version']!r} is not derived from "
-                         f"the artifacts")
+        raise ModelError(f"{path}: TAMPERED: model_version {meta['model_version']!r} is not derived from the artifacts")
     sig = meta.get("signature")
     if key is None:
         return "unsigned" if sig is None else "signed (no key to check)"
@@ -164,7 +179,7 @@ def _replace_in(out: Path, name: str, write, content) -> dict:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def remove_legacy(d: Path) -> None:
@@ -184,8 +199,9 @@ def save_model(model, out_dir, *, trained_at: str | None = None, libraries: dict
         _class_of(part, type(obj).__name__, out / f"{part}.json")  # refuse now what could not be loaded
         arrays, params = obj.to_state()
         files[f"{part}.npz"] = _replace_in(out, f"{part}.npz", _write_npz, arrays)
-        files[f"{part}.json"] = _replace_in(out, f"{part}.json", _write_json,
-                                            {"class": type(obj).__name__, "params": params})
+        files[f"{part}.json"] = _replace_in(
+            out, f"{part}.json", _write_json, {"class": type(obj).__name__, "params": params}
+        )
     meta = {
         "schema": SCHEMA,
         "model_version": _version_of(files),
@@ -207,8 +223,11 @@ def save_model(model, out_dir, *, trained_at: str | None = None, libraries: dict
 
 def resave(meta: dict, objects: dict, out_dir, **kwargs) -> dict:
     """Save loaded parts ({part: object}) again with metadata's own fields (the derived ones are rewritten)."""
-    model = SimpleNamespace(**objects, metadata={k: v for k, v in meta.items() if k not in _DERIVED},
-                            anomaly_threshold=meta["anomaly_threshold"])
+    model = SimpleNamespace(
+        **objects,
+        metadata={k: v for k, v in meta.items() if k not in _DERIVED},
+        anomaly_threshold=meta["anomaly_threshold"],
+    )
     return save_model(model, out_dir, **kwargs)
 
 
@@ -237,8 +256,7 @@ def read_metadata(models_dir) -> dict:
     if not isinstance(arts, dict) or (sorted(arts) != sorted(ARTIFACTS) and not is_legacy(meta)):
         raise ModelError(f"{path}: must list exactly {', '.join(ARTIFACTS)}")
     for name, info in arts.items():
-        if not (isinstance(info, dict) and isinstance(info.get("sha256"), str)
-                and isinstance(info.get("bytes"), int)):
+        if not (isinstance(info, dict) and isinstance(info.get("sha256"), str) and isinstance(info.get("bytes"), int)):
             raise ModelError(f"{path}: entry for {name} needs sha256 and bytes")
     return meta
 
@@ -261,16 +279,22 @@ def check_versions(meta: dict, path: Path, current: dict[str, str] | None = None
         if lib not in want:
             raise ModelError(f"{path}: library_versions.{lib} is missing")
     if _major_minor(want["sklearn"]) != _major_minor(cur["sklearn"]):
-        raise ModelError(f"{path}: trained with scikit-learn {want['sklearn']}, this is {cur['sklearn']} "
-                         f"(major.minor must match; retrain with `streamer train`)")
+        raise ModelError(
+            f"{path}: trained with scikit-learn {want['sklearn']}, this is {cur['sklearn']} "
+            f"(major.minor must match; retrain with `streamer train`)"
+        )
     for lib in ("numpy", "scipy", "joblib"):
         if _major_minor(want[lib])[0] != _major_minor(cur[lib])[0]:
-            raise ModelError(f"{path}: trained with {lib} {want[lib]}, this is {cur[lib]} "
-                             f"(major version must match; retrain with `streamer train`)")
+            raise ModelError(
+                f"{path}: trained with {lib} {want[lib]}, this is {cur[lib]} "
+                f"(major version must match; retrain with `streamer train`)"
+            )
     w, c = _major_minor(want["python"]), _major_minor(cur["python"])
     if w[0] != c[0] or c < w:
-        raise ModelError(f"{path}: trained with Python {want['python']}, this is {cur['python']} "
-                         f"(needs Python {w[0]}.x >= {want['python']})")
+        raise ModelError(
+            f"{path}: trained with Python {want['python']}, this is {cur['python']} "
+            f"(needs Python {w[0]}.x >= {want['python']})"
+        )
 
 
 def refuse_pickles(d: Path, meta: dict | None = None) -> None:
@@ -278,16 +302,16 @@ def refuse_pickles(d: Path, meta: dict | None = None) -> None:
     found = sorted(e for e in os.listdir(d) if e.lower().endswith(PICKLE_SUFFIXES))
     if found or (meta is not None and is_legacy(meta)):
         what = ", ".join(found) or f"{METADATA} lists *.joblib"
-        raise ModelError(f"{d}: pickled artifacts are not loaded ({what}); retrain or convert with "
-                         f"`streamer models convert {d}`")
+        raise ModelError(
+            f"{d}: pickled artifacts are not loaded ({what}); retrain or convert with `streamer models convert {d}`"
+        )
 
 
 def _check_files(d: Path, meta: dict, names) -> None:
     listed = set(meta["artifacts"])
     for entry in sorted(os.listdir(d)):
         if entry != METADATA and entry not in listed and not _allowed_extra(entry):
-            raise ModelError(f"{d / entry}: not listed in {METADATA}; refusing a model directory with "
-                             f"unlisted files")
+            raise ModelError(f"{d / entry}: not listed in {METADATA}; refusing a model directory with unlisted files")
     for name in names:
         info = meta["artifacts"][name]
         path = d / name
@@ -326,8 +350,12 @@ def _class_of(part: str, name, where: Path):
     module_name, method = _CLASSES[part]
     module = importlib.import_module(module_name)
     cls = getattr(module, name, None) if isinstance(name, str) and not name.startswith("_") else None
-    if not (isinstance(cls, type) and cls.__module__ == module_name and callable(getattr(cls, "from_state", None))
-            and callable(getattr(cls, method, None))):
+    if not (
+        isinstance(cls, type)
+        and cls.__module__ == module_name
+        and callable(getattr(cls, "from_state", None))
+        and callable(getattr(cls, method, None))
+    ):
         raise ModelError(f"{where}: class {name!r} is not a {part.replace('_', ' ')} class of {module_name}")
     return cls
 
@@ -369,8 +397,11 @@ def load_model(models_dir) -> tuple[dict, dict]:
     return meta, objects
 
 
-_LEGACY_CLASSES = {"vectorizer": ("LogVectorizer",), "level_model": ("LevelModel", "ConstantLevel"),
-                   "anomaly_model": ("SupervisedAnomaly", "RarityAnomaly")}
+_LEGACY_CLASSES = {
+    "vectorizer": ("LogVectorizer",),
+    "level_model": ("LevelModel", "ConstantLevel"),
+    "anomaly_model": ("SupervisedAnomaly", "RarityAnomaly"),
+}
 
 
 def convert(src, out=None, trust_unsigned: bool = False) -> dict:
@@ -388,8 +419,10 @@ def convert(src, out=None, trust_unsigned: bool = False) -> dict:
         raise ModelError(f"{d}: already in the .npz/.json format; nothing to convert")
     status = check_integrity(meta, d / METADATA, model_key())
     if status != "ok" and not trust_unsigned:
-        raise ModelError(f"{d}: {status}; converting unpickles it, which runs whatever code its author put in "
-                         f"(sign it with STREAMER_MODEL_KEY, or pass --trust-unsigned for a directory you made)")
+        raise ModelError(
+            f"{d}: {status}; converting unpickles it, which runs whatever code its author put in "
+            f"(sign it with STREAMER_MODEL_KEY, or pass --trust-unsigned for a directory you made)"
+        )
     _check_files(d, meta, LEGACY_ARTIFACTS)
     check_versions(meta, d / METADATA)
     objects = {}

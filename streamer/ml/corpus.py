@@ -18,16 +18,20 @@ Each event:
 from __future__ import annotations
 
 import random
-from datetime import datetime, timezone
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 
 ANOMALY_TYPES: tuple[str, ...] = (
-    "system_failure", "security_breach", "performance_degradation", "data_corruption",
-    "resource_exhaustion", "network_anomaly",
+    "system_failure",
+    "security_breach",
+    "performance_degradation",
+    "data_corruption",
+    "resource_exhaustion",
+    "network_anomaly",
 )
 FAMILIES: tuple[str, ...] = ("web", "app", "db", "auth", "kernel", "k8s", "sap")
 
-_START = datetime(2024, 3, 1, tzinfo=timezone.utc).timestamp()
+_START = datetime(2024, 3, 1, tzinfo=UTC).timestamp()
 
 # How each family spells its declared level (all understood by streamer.levels.normalise).
 _SPELLING = {
@@ -78,8 +82,11 @@ class _G:
 
     def path(self) -> str:
         p = self.pick
-        return (f"/{p(_SEGS)}/{p(_SEGS)}/{self.num(1, 99999)}" if self.r.random() < 0.5
-                else f"/{p(_SEGS)}/{p(_SEGS)}/{p(_SEGS)}")
+        return (
+            f"/{p(_SEGS)}/{p(_SEGS)}/{self.num(1, 99999)}"
+            if self.r.random() < 0.5
+            else f"/{p(_SEGS)}/{p(_SEGS)}/{p(_SEGS)}"
+        )
 
     def user(self) -> str:
         return self.pick(_USERS) + (str(self.num(1, 999)) if self.r.random() < 0.4 else "")
@@ -88,22 +95,101 @@ class _G:
         return self.pick(_TABLES)
 
 
-_SEGS = ("api", "v1", "v2", "users", "orders", "cart", "items", "search", "catalog", "account", "payments",
-         "invoices", "static", "img", "reports", "admin", "health", "session", "products", "export")
-_USERS = ("alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy", "mallory",
-          "oscar", "peggy", "trent", "victor", "walter", "svc_batch", "deploy", "backup", "jenkins")
-_TABLES = ("orders", "customers", "invoices", "line_items", "payments", "sessions", "audit_log", "inventory",
-           "shipments", "accounts", "events", "products")
-_CLASSES = ("OrderService", "PaymentGateway", "InventoryClient", "UserRepository", "CheckoutController",
-            "InvoiceExporter", "SessionManager", "PricingEngine", "NotificationWorker", "ReportScheduler")
+_SEGS = (
+    "api",
+    "v1",
+    "v2",
+    "users",
+    "orders",
+    "cart",
+    "items",
+    "search",
+    "catalog",
+    "account",
+    "payments",
+    "invoices",
+    "static",
+    "img",
+    "reports",
+    "admin",
+    "health",
+    "session",
+    "products",
+    "export",
+)
+_USERS = (
+    "alice",
+    "bob",
+    "carol",
+    "dave",
+    "erin",
+    "frank",
+    "grace",
+    "heidi",
+    "ivan",
+    "judy",
+    "mallory",
+    "oscar",
+    "peggy",
+    "trent",
+    "victor",
+    "walter",
+    "svc_batch",
+    "deploy",
+    "backup",
+    "jenkins",
+)
+_TABLES = (
+    "orders",
+    "customers",
+    "invoices",
+    "line_items",
+    "payments",
+    "sessions",
+    "audit_log",
+    "inventory",
+    "shipments",
+    "accounts",
+    "events",
+    "products",
+)
+_CLASSES = (
+    "OrderService",
+    "PaymentGateway",
+    "InventoryClient",
+    "UserRepository",
+    "CheckoutController",
+    "InvoiceExporter",
+    "SessionManager",
+    "PricingEngine",
+    "NotificationWorker",
+    "ReportScheduler",
+)
 _PKGS = ("com.acme.shop", "com.acme.billing", "io.corp.platform", "org.example.core", "net.retail.api")
-_EXC = ("java.lang.NullPointerException", "java.lang.IllegalStateException", "java.io.IOException",
-        "java.util.concurrent.TimeoutException", "java.sql.SQLTransientConnectionException",
-        "java.lang.IllegalArgumentException", "org.springframework.dao.DataIntegrityViolationException",
-        "ValueError", "KeyError", "TypeError", "ConnectionError")
+_EXC = (
+    "java.lang.NullPointerException",
+    "java.lang.IllegalStateException",
+    "java.io.IOException",
+    "java.util.concurrent.TimeoutException",
+    "java.sql.SQLTransientConnectionException",
+    "java.lang.IllegalArgumentException",
+    "org.springframework.dao.DataIntegrityViolationException",
+    "ValueError",
+    "KeyError",
+    "TypeError",
+    "ConnectionError",
+)
 _METHODS = ("GET", "GET", "GET", "POST", "PUT", "DELETE", "PATCH")
-_DOWNSTREAM = ("payments-api", "inventory-svc", "pricing", "auth-service", "search-backend", "mailer",
-               "ledger", "shipping-api")
+_DOWNSTREAM = (
+    "payments-api",
+    "inventory-svc",
+    "pricing",
+    "auth-service",
+    "search-backend",
+    "mailer",
+    "ledger",
+    "shipping-api",
+)
 _IFACES = ("eth0", "eth1", "ens3", "bond0", "enp0s31f6")
 _DEVS = ("sda", "sdb", "nvme0n1", "nvme1n1", "vda")
 _PODS = ("checkout", "cart", "frontend", "payments", "search", "recommendation", "worker", "gateway")
@@ -139,76 +225,120 @@ def _web(g: _G) -> tuple[str, str]:
     if r < 0.90:
         return (f"upstream response time {g.ms(1200, 4000)} for {meth} {path} exceeded warn threshold", "WARN")
     if r < 0.94:
-        return (f"client {ip} closed connection while waiting for request, client: {ip}, server: "
-                f"shop.example.com", "INFO")
+        return (
+            f"client {ip} closed connection while waiting for request, client: {ip}, server: shop.example.com",
+            "INFO",
+        )
     if r < 0.97:
         return (f"worker process {g.num(100, 65000)} started, {g.num(1, 64)} connections in use", "DEBUG")
-    return (f"upstream {g.pick(_DOWNSTREAM)} at {g.priv_ip()}:8080 marked down after {g.num(2, 5)} failed "
-            f"health checks", g.pick(("ERROR", "ERROR", "WARN")))
+    return (
+        f"upstream {g.pick(_DOWNSTREAM)} at {g.priv_ip()}:8080 marked down after {g.num(2, 5)} failed health checks",
+        g.pick(("ERROR", "ERROR", "WARN")),
+    )
 
 
 def _stack(g: _G, exc: str) -> str:
     pkg, cls = g.pick(_PKGS), g.pick(_CLASSES)
-    lines = [f"\n\tat {pkg}.{cls}.{g.pick(('handle', 'process', 'load', 'save', 'call', 'run'))}"
-             f"({cls}.java:{g.num(20, 900)})" for _ in range(g.num(1, 3))]
-    return "".join(lines) if exc.startswith(("java", "org")) else (
-        f'\nTraceback (most recent call last):\n  File "/srv/app/{g.pick(_SEGS)}.py", line {g.num(10, 800)}, '
-        f"in {g.pick(('handle', 'process', 'load', 'save'))}")
+    lines = [
+        f"\n\tat {pkg}.{cls}.{g.pick(('handle', 'process', 'load', 'save', 'call', 'run'))}"
+        f"({cls}.java:{g.num(20, 900)})"
+        for _ in range(g.num(1, 3))
+    ]
+    return (
+        "".join(lines)
+        if exc.startswith(("java", "org"))
+        else (
+            f'\nTraceback (most recent call last):\n  File "/srv/app/{g.pick(_SEGS)}.py", line {g.num(10, 800)}, '
+            f"in {g.pick(('handle', 'process', 'load', 'save'))}"
+        )
+    )
 
 
 def _app(g: _G) -> tuple[str, str]:
     r = g.r.random()
     cls, ds = g.pick(_CLASSES), g.pick(_DOWNSTREAM)
     if r < 0.20:
-        return (f"{cls}: order {g.num(100000, 999999)} created for customer {g.num(1000, 99999)} total "
-                f"{g.r.uniform(1, 900):.2f} EUR", "INFO")
+        return (
+            f"{cls}: order {g.num(100000, 999999)} created for customer {g.num(1000, 99999)} total "
+            f"{g.r.uniform(1, 900):.2f} EUR",
+            "INFO",
+        )
     if r < 0.30:
-        return (f"{cls}: cache lookup key=user:{g.num(1, 99999)} hit={g.pick(('true', 'false'))} "
-                f"took {g.ms(0.1, 3)}", "DEBUG")
+        return (
+            f"{cls}: cache lookup key=user:{g.num(1, 99999)} hit={g.pick(('true', 'false'))} took {g.ms(0.1, 3)}",
+            "DEBUG",
+        )
     if r < 0.37:
-        return (f"{cls}: entering {g.pick(('validate', 'apply', 'compute', 'persist'))}"
-                f"(id={g.hexid(8)}, attempt={g.num(1, 3)})", "DEBUG")
+        return (
+            f"{cls}: entering {g.pick(('validate', 'apply', 'compute', 'persist'))}"
+            f"(id={g.hexid(8)}, attempt={g.num(1, 3)})",
+            "DEBUG",
+        )
     if r < 0.47:
         n = g.num(3, 5)
         k = g.num(1, n)
         if k < n:
-            return (f"{cls}: call to {ds} failed ({g.pick(('timeout', 'connection refused', 'HTTP 503'))}), "
-                    f"retrying in {g.ms(100, 2000)} (attempt {k}/{n})", g.pick(("WARN",) * 6 + ("INFO",)))
-        return (f"{cls}: call to {ds} failed after {n} attempts, giving up: "
-                f"{g.pick(('timeout', 'connection refused', 'HTTP 503'))}", "ERROR")
+            return (
+                f"{cls}: call to {ds} failed ({g.pick(('timeout', 'connection refused', 'HTTP 503'))}), "
+                f"retrying in {g.ms(100, 2000)} (attempt {k}/{n})",
+                g.pick(("WARN",) * 6 + ("INFO",)),
+            )
+        return (
+            f"{cls}: call to {ds} failed after {n} attempts, giving up: "
+            f"{g.pick(('timeout', 'connection refused', 'HTTP 503'))}",
+            "ERROR",
+        )
     if r < 0.55:
         exc = g.pick(_EXC)
-        return (f"{cls}: unhandled exception while processing request {g.uuid()}: {exc}: "
-                f"{g.pick(('value was null', 'unexpected state', 'read timed out', 'invalid id'))}"
-                f"{_stack(g, exc)}", "ERROR")
+        return (
+            f"{cls}: unhandled exception while processing request {g.uuid()}: {exc}: "
+            f"{g.pick(('value was null', 'unexpected state', 'read timed out', 'invalid id'))}"
+            f"{_stack(g, exc)}",
+            "ERROR",
+        )
     if r < 0.61:
         exc = g.pick(_EXC)
         return (f"{cls}: {exc} from {ds}, falling back to cached response (age {g.ms(1000, 50000)})", "WARN")
     if r < 0.68:
         return (f"{cls}: request {g.uuid()} completed in {g.ms(3, 300)} status=200", "INFO")
     if r < 0.73:
-        return (f"{cls}: validation failed for field '{g.pick(('email', 'zip', 'qty', 'iban'))}': "
-                f"{g.pick(('must not be empty', 'invalid format', 'out of range'))}",
-                g.pick(("INFO", "WARN", "WARN")))
+        return (
+            f"{cls}: validation failed for field '{g.pick(('email', 'zip', 'qty', 'iban'))}': "
+            f"{g.pick(('must not be empty', 'invalid format', 'out of range'))}",
+            g.pick(("INFO", "WARN", "WARN")),
+        )
     if r < 0.78:
-        return (f"{cls}: scheduled job {g.pick(('cleanup', 'reindex', 'digest', 'sync'))} finished, "
-                f"{g.num(0, 5000)} items processed, {g.num(0, 3)} errors", "INFO")
+        return (
+            f"{cls}: scheduled job {g.pick(('cleanup', 'reindex', 'digest', 'sync'))} finished, "
+            f"{g.num(0, 5000)} items processed, {g.num(0, 3)} errors",
+            "INFO",
+        )
     if r < 0.83:
-        return (f"Started {cls} in {g.r.uniform(2, 40):.3f} seconds (JVM running for "
-                f"{g.r.uniform(3, 60):.3f})", "INFO")
+        return (f"Started {cls} in {g.r.uniform(2, 40):.3f} seconds (JVM running for {g.r.uniform(3, 60):.3f})", "INFO")
     if r < 0.87:
-        return (f"{cls}: configuration property '{g.pick(('pool.size', 'timeout.ms', 'feature.x'))}' is "
-                f"deprecated and will be removed", "WARN")
+        return (
+            f"{cls}: configuration property '{g.pick(('pool.size', 'timeout.ms', 'feature.x'))}' is "
+            f"deprecated and will be removed",
+            "WARN",
+        )
     if r < 0.92:
-        return (f"HikariPool-1 - Connection is not available, request timed out after {g.ms(3000, 30000)} "
-                f"(total={g.num(10, 50)}, active={g.num(10, 50)}, idle=0, waiting={g.num(1, 20)})", "ERROR")
+        return (
+            f"HikariPool-1 - Connection is not available, request timed out after {g.ms(3000, 30000)} "
+            f"(total={g.num(10, 50)}, active={g.num(10, 50)}, idle=0, waiting={g.num(1, 20)})",
+            "ERROR",
+        )
     if r < 0.96:
-        return (f"{cls}: feature flag {g.pick(('new-checkout', 'fast-search', 'beta-ui'))} evaluated to "
-                f"{g.pick(('on', 'off'))} for tenant {g.num(1, 500)}", "DEBUG")
+        return (
+            f"{cls}: feature flag {g.pick(('new-checkout', 'fast-search', 'beta-ui'))} evaluated to "
+            f"{g.pick(('on', 'off'))} for tenant {g.num(1, 500)}",
+            "DEBUG",
+        )
     if r < 0.985:
         return (f"{cls}: application shutting down: {g.pick(('SIGTERM received', 'context closed'))}", "INFO")
-    return (f"{cls}: application failed to start: {g.pick(('port 8080 already in use', 'missing secret DB_URL', 'schema validation failed'))}",
-            "FATAL")
+    return (
+        f"{cls}: application failed to start: {g.pick(('port 8080 already in use', 'missing secret DB_URL', 'schema validation failed'))}",
+        "FATAL",
+    )
 
 
 def _db(g: _G) -> tuple[str, str]:
@@ -220,25 +350,39 @@ def _db(g: _G) -> tuple[str, str]:
     if r < 0.30:
         # mostly 1-9 s; sometimes as slow as a degraded database, yet expected (a nightly report)
         d = g.r.uniform(1000, 9000) if g.r.random() < 0.9 else g.r.uniform(15000, 40000)
-        return (f"duration: {d:.3f} ms  statement: UPDATE {t} SET status = 'done' WHERE id = {g.num()}",
-                g.pick(("WARN", "WARN", "INFO")))
+        return (
+            f"duration: {d:.3f} ms  statement: UPDATE {t} SET status = 'done' WHERE id = {g.num()}",
+            g.pick(("WARN", "WARN", "INFO")),
+        )
     if r < 0.42:
-        return (f"checkpoint complete: wrote {g.num(10, 90000)} buffers ({g.r.uniform(0, 40):.1f}%); "
-                f"0 WAL file(s) added, {g.num(0, 9)} removed, {g.num(0, 9)} recycled; "
-                f"write={g.r.uniform(0, 300):.3f} s", "INFO")
+        return (
+            f"checkpoint complete: wrote {g.num(10, 90000)} buffers ({g.r.uniform(0, 40):.1f}%); "
+            f"0 WAL file(s) added, {g.num(0, 9)} removed, {g.num(0, 9)} recycled; "
+            f"write={g.r.uniform(0, 300):.3f} s",
+            "INFO",
+        )
     if r < 0.50:
         return ("checkpoint starting: time", "INFO")
     if r < 0.60:
-        return (f"connection authorized: user={g.user()} database={g.pick(('shop', 'billing', 'analytics'))} "
-                f"application_name={g.pick(('psql', 'app', 'pgbouncer'))}", g.pick(("INFO", "DEBUG")))
+        return (
+            f"connection authorized: user={g.user()} database={g.pick(('shop', 'billing', 'analytics'))} "
+            f"application_name={g.pick(('psql', 'app', 'pgbouncer'))}",
+            g.pick(("INFO", "DEBUG")),
+        )
     if r < 0.68:
         return (f'duplicate key value violates unique constraint "{t}_pkey"', g.pick(("ERROR", "ERROR", "WARN")))
     if r < 0.73:
-        return (f"deadlock detected: Process {g.num(1000, 99999)} waits for ShareLock on transaction "
-                f"{g.num(1000, 999999)}; blocked by process {g.num(1000, 99999)}", "ERROR")
+        return (
+            f"deadlock detected: Process {g.num(1000, 99999)} waits for ShareLock on transaction "
+            f"{g.num(1000, 999999)}; blocked by process {g.num(1000, 99999)}",
+            "ERROR",
+        )
     if r < 0.78:
-        return (f"automatic vacuum of table \"shop.public.{t}\": index scans: {g.num(0, 3)}, pages: "
-                f"{g.num(0, 900)} removed, {g.num(100, 90000)} remain", "INFO")
+        return (
+            f'automatic vacuum of table "shop.public.{t}": index scans: {g.num(0, 3)}, pages: '
+            f"{g.num(0, 900)} removed, {g.num(100, 90000)} remain",
+            "INFO",
+        )
     if r < 0.84:
         return ("could not receive data from client: Connection reset by peer", g.pick(("INFO", "WARN")))
     if r < 0.88:
@@ -246,12 +390,14 @@ def _db(g: _G) -> tuple[str, str]:
     if r < 0.93:
         return (f"replication lag on standby {g.priv_ip()} is {g.ms(10, 900)}", "DEBUG")
     if r < 0.955:
-        return (f"FATAL:  password authentication failed for user \"{g.user()}\"", "FATAL")
+        return (f'FATAL:  password authentication failed for user "{g.user()}"', "FATAL")
     if r < 0.965:
         return ("FATAL:  the database system is starting up", g.pick(("FATAL", "FATAL", "INFO")))
     if r < 0.97:
-        return (f"temporary file: path \"base/pgsql_tmp/pgsql_tmp{g.num()}.{g.num(0, 9)}\", size "
-                f"{g.num(1000, 9999999)}", g.pick(("INFO", "WARN")))
+        return (
+            f'temporary file: path "base/pgsql_tmp/pgsql_tmp{g.num()}.{g.num(0, 9)}", size {g.num(1000, 9999999)}',
+            g.pick(("INFO", "WARN")),
+        )
     return ("database system is ready to accept connections", "INFO")
 
 
@@ -269,8 +415,11 @@ def _auth(g: _G) -> tuple[str, str]:
     if r < 0.58:
         return (f"Invalid user {u} from {ip} port {port}", g.pick(("INFO", "WARN")))
     if r < 0.66:
-        return (f"sudo: {u} : TTY=pts/{g.num(0, 9)} ; PWD=/home/{u} ; USER=root ; COMMAND=/usr/bin/"
-                f"{g.pick(('systemctl', 'journalctl', 'apt', 'tail'))}", "INFO")
+        return (
+            f"sudo: {u} : TTY=pts/{g.num(0, 9)} ; PWD=/home/{u} ; USER=root ; COMMAND=/usr/bin/"
+            f"{g.pick(('systemctl', 'journalctl', 'apt', 'tail'))}",
+            "INFO",
+        )
     if r < 0.72:
         return (f"token for client {g.hexid(16)} refreshed, expires in {g.num(300, 3600)} seconds", "DEBUG")
     if r < 0.80:
@@ -278,11 +427,16 @@ def _auth(g: _G) -> tuple[str, str]:
     if r < 0.86:
         return (f"Received disconnect from {ip} port {port}:11: disconnected by user", "INFO")
     if r < 0.91:
-        return (f"oauth2 access token validation failed for client {g.hexid(16)}: token expired",
-                g.pick(("WARN", "INFO")))
+        return (
+            f"oauth2 access token validation failed for client {g.hexid(16)}: token expired",
+            g.pick(("WARN", "INFO")),
+        )
     if r < 0.96:
-        return (f"pam_unix(sudo:auth): authentication failure; logname={u} uid={g.num(1000, 2000)} "
-                f"euid=0 tty=/dev/pts/{g.num(0, 9)} ruser={u} rhost=  user={u}", "WARN")
+        return (
+            f"pam_unix(sudo:auth): authentication failure; logname={u} uid={g.num(1000, 2000)} "
+            f"euid=0 tty=/dev/pts/{g.num(0, 9)} ruser={u} rhost=  user={u}",
+            "WARN",
+        )
     return (f"Connection closed by authenticating user {u} {ip} port {port} [preauth]", "INFO")
 
 
@@ -290,38 +444,55 @@ def _kernel(g: _G) -> tuple[str, str]:
     r = g.r.random()
     iface, dev = g.pick(_IFACES), g.pick(_DEVS)
     if r < 0.15:
-        return (f"{iface}: Link is Up - {g.pick(('1000', '10000', '25000'))}Mbps Full Duplex, Flow Control: "
-                f"RX/TX", "INFO")
+        return (
+            f"{iface}: Link is Up - {g.pick(('1000', '10000', '25000'))}Mbps Full Duplex, Flow Control: RX/TX",
+            "INFO",
+        )
     if r < 0.22:
         return (f"{iface}: Link is Down", g.pick(("WARN", "WARN", "ERROR")))
     if r < 0.32:
-        return (f"[{g.r.uniform(0, 99999):.6f}] audit: type=1400 apparmor=\"ALLOWED\" operation=\"open\" "
-                f"profile=\"/usr/sbin/{g.pick(('nginx', 'mysqld', 'cupsd'))}\" name=\"{g.path()}\" "
-                f"pid={g.num(100, 65000)}", "DEBUG")
+        return (
+            f'[{g.r.uniform(0, 99999):.6f}] audit: type=1400 apparmor="ALLOWED" operation="open" '
+            f'profile="/usr/sbin/{g.pick(("nginx", "mysqld", "cupsd"))}" name="{g.path()}" '
+            f"pid={g.num(100, 65000)}",
+            "DEBUG",
+        )
     if r < 0.42:
-        return (f"systemd[1]: Started {g.pick(('Daily apt upgrade', 'Session', 'Cleanup of Temporary Dirs'))}"
-                f" {g.num(1, 9999)}.", "INFO")
+        return (
+            f"systemd[1]: Started {g.pick(('Daily apt upgrade', 'Session', 'Cleanup of Temporary Dirs'))}"
+            f" {g.num(1, 9999)}.",
+            "INFO",
+        )
     if r < 0.50:
-        return (f"systemd[1]: {g.pick(('nginx', 'postgresql', 'kubelet', 'cron'))}.service: Main process "
-                f"exited, code=exited, status={g.num(1, 3)}/FAILURE", "ERROR")
+        return (
+            f"systemd[1]: {g.pick(('nginx', 'postgresql', 'kubelet', 'cron'))}.service: Main process "
+            f"exited, code=exited, status={g.num(1, 3)}/FAILURE",
+            "ERROR",
+        )
     if r < 0.58:
-        return (f"CPU{g.num(0, 63)}: Core temperature above threshold, cpu clock throttled (total events = "
-                f"{g.num(1, 9999)})", "WARN")
+        return (
+            f"CPU{g.num(0, 63)}: Core temperature above threshold, cpu clock throttled (total events = "
+            f"{g.num(1, 9999)})",
+            "WARN",
+        )
     if r < 0.63:
         return (f"CPU{g.num(0, 63)}: Core temperature/speed normal", "INFO")
     if r < 0.72:
-        return (f"EXT4-fs ({dev}{g.num(1, 4)}): mounted filesystem with ordered data mode. Opts: (null)",
-                "INFO")
+        return (f"EXT4-fs ({dev}{g.num(1, 4)}): mounted filesystem with ordered data mode. Opts: (null)", "INFO")
     if r < 0.78:
         return (f"{dev}: {g.pick(('Write cache', 'Read cache'))}: enabled, supports DPO and FUA", "DEBUG")
     if r < 0.84:
         return (f"ata{g.num(1, 8)}: hard resetting link", g.pick(("WARN", "INFO")))
     if r < 0.90:
-        return (f"TCP: request_sock_TCP: Possible SYN flooding on port {g.num(80, 9000)}. Sending cookies.",
-                g.pick(("WARN", "INFO")))
+        return (
+            f"TCP: request_sock_TCP: Possible SYN flooding on port {g.num(80, 9000)}. Sending cookies.",
+            g.pick(("WARN", "INFO")),
+        )
     if r < 0.95:
-        return (f"usb {g.num(1, 4)}-{g.num(1, 9)}: new high-speed USB device number {g.num(1, 30)} using "
-                f"xhci_hcd", "INFO")
+        return (
+            f"usb {g.num(1, 4)}-{g.num(1, 9)}: new high-speed USB device number {g.num(1, 30)} using xhci_hcd",
+            "INFO",
+        )
     return (f"NFS: server {g.priv_ip()} not responding, still trying", "WARN")
 
 
@@ -332,28 +503,37 @@ def _k8s(g: _G) -> tuple[str, str]:
     if r < 0.20:
         return (f"Successfully assigned {ns}/{pod} to node-{g.num(1, 40)}", "INFO")
     if r < 0.32:
-        return (f'Container image "registry.local/{g.pick(_PODS)}:{g.num(1, 9)}.{g.num(0, 30)}.{g.num(0, 99)}"'
-                f" already present on machine", "INFO")
+        return (
+            f'Container image "registry.local/{g.pick(_PODS)}:{g.num(1, 9)}.{g.num(0, 30)}.{g.num(0, 99)}"'
+            f" already present on machine",
+            "INFO",
+        )
     if r < 0.42:
         return (f"Started container {g.pick(_PODS)} in pod {ns}/{pod}", "INFO")
     if r < 0.52:
-        return (f"Readiness probe failed: Get \"http://{g.priv_ip()}:8080/health\": context deadline "
-                f"exceeded", "WARN")
+        return (f'Readiness probe failed: Get "http://{g.priv_ip()}:8080/health": context deadline exceeded', "WARN")
     if r < 0.60:
         return (f"Back-off restarting failed container {g.pick(_PODS)} in pod {ns}/{pod}", "WARN")
     if r < 0.66:
-        return (f"Liveness probe failed: HTTP probe failed with statuscode: {g.pick((500, 503))}",
-                g.pick(("WARN", "ERROR")))
+        return (
+            f"Liveness probe failed: HTTP probe failed with statuscode: {g.pick((500, 503))}",
+            g.pick(("WARN", "ERROR")),
+        )
     if r < 0.72:
         return (f"Scaled up replica set {g.pick(_PODS)}-{g.hexid(10)} to {g.num(1, 20)}", "INFO")
     if r < 0.78:
-        return (f"0/{g.num(3, 40)} nodes are available: {g.num(1, 9)} Insufficient cpu. preemption: not "
-                f"helpful", "WARN")
+        return (
+            f"0/{g.num(3, 40)} nodes are available: {g.num(1, 9)} Insufficient cpu. preemption: not helpful",
+            "WARN",
+        )
     if r < 0.84:
-        return (f"Pulling image \"registry.local/{g.pick(_PODS)}:{g.num(1, 9)}.{g.num(0, 30)}\"", "DEBUG")
+        return (f'Pulling image "registry.local/{g.pick(_PODS)}:{g.num(1, 9)}.{g.num(0, 30)}"', "DEBUG")
     if r < 0.90:
-        return (f"Failed to pull image \"registry.local/{g.pick(_PODS)}:{g.num(1, 9)}.{g.num(0, 30)}\": "
-                f"rpc error: code = NotFound", "ERROR")
+        return (
+            f'Failed to pull image "registry.local/{g.pick(_PODS)}:{g.num(1, 9)}.{g.num(0, 30)}": '
+            f"rpc error: code = NotFound",
+            "ERROR",
+        )
     if r < 0.95:
         return (f"Updated lease for node node-{g.num(1, 40)} (renew time {g.ms(2, 90)})", "DEBUG")
     return (f"Killing container with id containerd://{g.hexid(16)}: Need to kill Pod", "INFO")
@@ -368,47 +548,92 @@ def _sap(g: _G) -> tuple[str, str]:
     if r < 0.35:
         return (f"Transaction {tc} user {u}: document {doc} saved as draft, {g.num(1, 40)} items", "INFO")
     if r < 0.45:
-        return (f"Background job {g.pick(('RSBTCDEL', 'SAP_REORG_JOBS', 'ZBILLING_RUN'))} "
-                f"({g.num(10000000, 99999999)}) finished, runtime {g.num(1, 900)} s", "INFO")
+        return (
+            f"Background job {g.pick(('RSBTCDEL', 'SAP_REORG_JOBS', 'ZBILLING_RUN'))} "
+            f"({g.num(10000000, 99999999)}) finished, runtime {g.num(1, 900)} s",
+            "INFO",
+        )
     if r < 0.53:
-        return (f"Transaction {tc} user {u}: material {g.num(100000, 999999)} not maintained in plant "
-                f"{g.num(1000, 1999)}", "WARN")
+        return (
+            f"Transaction {tc} user {u}: material {g.num(100000, 999999)} not maintained in plant {g.num(1000, 1999)}",
+            "WARN",
+        )
     if r < 0.60:
-        return (f"Update task for document {doc} terminated: ABAP runtime error "
-                f"{g.pick(('CONVT_NO_NUMBER', 'MESSAGE_TYPE_X', 'COMPUTE_INT_ZERODIVIDE'))}", "ERROR")
+        return (
+            f"Update task for document {doc} terminated: ABAP runtime error "
+            f"{g.pick(('CONVT_NO_NUMBER', 'MESSAGE_TYPE_X', 'COMPUTE_INT_ZERODIVIDE'))}",
+            "ERROR",
+        )
     if r < 0.66:
-        return (f"RFC call to {g.pick(('ERP_PRD', 'CRM_PRD', 'BW_PRD'))} function "
-                f"{g.pick(('BAPI_PO_CREATE1', 'RFC_READ_TABLE', 'BAPI_SALESORDER_CREATEFROMDAT2'))} returned "
-                f"in {g.ms(5, 400)}", "DEBUG")
+        return (
+            f"RFC call to {g.pick(('ERP_PRD', 'CRM_PRD', 'BW_PRD'))} function "
+            f"{g.pick(('BAPI_PO_CREATE1', 'RFC_READ_TABLE', 'BAPI_SALESORDER_CREATEFROMDAT2'))} returned "
+            f"in {g.ms(5, 400)}",
+            "DEBUG",
+        )
     if r < 0.72:
-        return (f"Credit limit check for customer {g.num(100000, 999999)}: exposure {g.r.uniform(50, 99):.1f}% "
-                f"of limit", g.pick(("INFO", "WARN")))
+        return (
+            f"Credit limit check for customer {g.num(100000, 999999)}: exposure {g.r.uniform(50, 99):.1f}% of limit",
+            g.pick(("INFO", "WARN")),
+        )
     if r < 0.78:
         return (f"IDoc {g.num(100000000, 999999999)} status 53: application document posted", "INFO")
     if r < 0.84:
-        return (f"IDoc {g.num(100000000, 999999999)} status 51: application document not posted, "
-                f"{g.pick(('vendor blocked', 'price missing', 'period closed'))}", "ERROR")
+        return (
+            f"IDoc {g.num(100000000, 999999999)} status 51: application document not posted, "
+            f"{g.pick(('vendor blocked', 'price missing', 'period closed'))}",
+            "ERROR",
+        )
     if r < 0.90:
         return (f"User {u} logged on to client {g.num(100, 999)} from terminal {g.ip()}", "INFO")
     if r < 0.95:
-        return (f"Enqueue: lock {g.pick(('EVVBAKE', 'EMEKKOE', 'EFKKOP'))} for document {doc} held by "
-                f"{g.user().upper()}, waiting", "WARN")
-    return (f"Work process {g.num(0, 40)} restarted after {g.pick(('PRIV mode', 'memory limit'))}",
-            g.pick(("WARN", "ERROR")))
+        return (
+            f"Enqueue: lock {g.pick(('EVVBAKE', 'EMEKKOE', 'EFKKOP'))} for document {doc} held by "
+            f"{g.user().upper()}, waiting",
+            "WARN",
+        )
+    return (
+        f"Work process {g.num(0, 40)} restarted after {g.pick(('PRIV mode', 'memory limit'))}",
+        g.pick(("WARN", "ERROR")),
+    )
 
 
 _EMITTERS: dict[str, Emit] = {
-    "web": _web, "app": _app, "db": _db, "auth": _auth, "kernel": _kernel, "k8s": _k8s, "sap": _sap,
+    "web": _web,
+    "app": _app,
+    "db": _db,
+    "auth": _auth,
+    "kernel": _kernel,
+    "k8s": _k8s,
+    "sap": _sap,
 }
-_FAMILY_WEIGHTS = (("web", 0.24), ("app", 0.22), ("db", 0.13), ("auth", 0.12), ("kernel", 0.10),
-                   ("k8s", 0.11), ("sap", 0.08))
+_FAMILY_WEIGHTS = (
+    ("web", 0.24),
+    ("app", 0.22),
+    ("db", 0.13),
+    ("auth", 0.12),
+    ("kernel", 0.10),
+    ("k8s", 0.11),
+    ("sap", 0.08),
+)
 _SERVICES = {
-    "web": ("nginx", "haproxy", "envoy"), "app": ("checkout", "billing", "catalog", "notifications"),
-    "db": ("postgresql", "mysql"), "auth": ("sshd", "sudo", "keycloak"), "kernel": ("kernel", "systemd"),
-    "k8s": ("kubelet", "kube-scheduler", "kube-controller-manager"), "sap": ("sap-erp", "sap-crm"),
+    "web": ("nginx", "haproxy", "envoy"),
+    "app": ("checkout", "billing", "catalog", "notifications"),
+    "db": ("postgresql", "mysql"),
+    "auth": ("sshd", "sudo", "keycloak"),
+    "kernel": ("kernel", "systemd"),
+    "k8s": ("kubelet", "kube-scheduler", "kube-controller-manager"),
+    "sap": ("sap-erp", "sap-crm"),
 }
-_HOSTS = {"web": "web", "app": "app", "db": "db", "auth": "bastion", "kernel": "node", "k8s": "k8s-node",
-          "sap": "sap-prd"}
+_HOSTS = {
+    "web": "web",
+    "app": "app",
+    "db": "db",
+    "auth": "bastion",
+    "kernel": "node",
+    "k8s": "k8s-node",
+    "sap": "sap-prd",
+}
 
 # ---------------------------------------------------------------------------------------------------------
 # anomalies: each returns (message, level, family)
@@ -419,139 +644,238 @@ def _a_system_failure(g: _G) -> tuple[str, str, str]:
     if r < 0.2:
         return ("Kernel panic - not syncing: Fatal exception in interrupt", "FATAL", "kernel")
     if r < 0.4:
-        return (f"{g.pick(_CLASSES)}: process crashed with signal 11 (SIGSEGV), core dumped to "
-                f"/var/crash/core.{g.num()}", g.pick(("FATAL", "ERROR")), "app")
+        return (
+            f"{g.pick(_CLASSES)}: process crashed with signal 11 (SIGSEGV), core dumped to /var/crash/core.{g.num()}",
+            g.pick(("FATAL", "ERROR")),
+            "app",
+        )
     if r < 0.55:
-        return (f"Node node-{g.num(1, 40)} status is now: NodeNotReady, kubelet stopped posting node status",
-                "ERROR", "k8s")
+        return (
+            f"Node node-{g.num(1, 40)} status is now: NodeNotReady, kubelet stopped posting node status",
+            "ERROR",
+            "k8s",
+        )
     if r < 0.7:
-        return (f"PANIC: could not write to file \"pg_wal/{g.hexid(24).upper()}\": Input/output error",
-                "FATAL", "db")
+        return (f'PANIC: could not write to file "pg_wal/{g.hexid(24).upper()}": Input/output error', "FATAL", "db")
     if r < 0.85:
-        return (f"Short dump SYSTEM_CORE_DUMPED in work process {g.num(0, 40)}, update system deactivated",
-                "FATAL", "sap")
-    return (f"all {g.num(2, 6)} replicas of {g.pick(_DOWNSTREAM)} are unavailable, cluster quorum lost",
-            g.pick(("FATAL", "ERROR")), "app")
+        return (
+            f"Short dump SYSTEM_CORE_DUMPED in work process {g.num(0, 40)}, update system deactivated",
+            "FATAL",
+            "sap",
+        )
+    return (
+        f"all {g.num(2, 6)} replicas of {g.pick(_DOWNSTREAM)} are unavailable, cluster quorum lost",
+        g.pick(("FATAL", "ERROR")),
+        "app",
+    )
 
 
 def _a_security(g: _G) -> tuple[str, str, str]:
     r = g.r.random()
     ip = g.ip()
     if r < 0.1:
-        return (f"Failed password for root from {ip} port {g.num(1024, 65535)} ssh2 ({g.num(50, 900)} "
-                f"failures from this address in the last {g.num(1, 5)} min)", "WARN", "auth")
+        return (
+            f"Failed password for root from {ip} port {g.num(1024, 65535)} ssh2 ({g.num(50, 900)} "
+            f"failures from this address in the last {g.num(1, 5)} min)",
+            "WARN",
+            "auth",
+        )
     if r < 0.2:  # one line of a brute force looks like any failed login: only the rate tells (hard case)
-        return (f"Failed password for {g.pick(('root', 'admin', 'oracle', 'test'))} from {ip} port "
-                f"{g.num(1024, 65535)} ssh2", "WARN", "auth")
+        return (
+            f"Failed password for {g.pick(('root', 'admin', 'oracle', 'test'))} from {ip} port "
+            f"{g.num(1024, 65535)} ssh2",
+            "WARN",
+            "auth",
+        )
     if r < 0.35:
-        return (f"possible SQL injection blocked in parameter '{g.pick(('id', 'q', 'sort'))}' from {ip}: "
-                f"' OR 1=1 --", g.pick(("WARN", "ERROR")), "web")
+        return (
+            f"possible SQL injection blocked in parameter '{g.pick(('id', 'q', 'sort'))}' from {ip}: ' OR 1=1 --",
+            g.pick(("WARN", "ERROR")),
+            "web",
+        )
     if r < 0.5:
-        return (f"reverse mapping checking getaddrinfo for host-{g.num()}.example.net [{ip}] failed - "
-                f"POSSIBLE BREAK-IN ATTEMPT!", g.pick(("WARN", "INFO")), "auth")
+        return (
+            f"reverse mapping checking getaddrinfo for host-{g.num()}.example.net [{ip}] failed - "
+            f"POSSIBLE BREAK-IN ATTEMPT!",
+            g.pick(("WARN", "INFO")),
+            "auth",
+        )
     if r < 0.65:
-        return (f"privilege escalation: user www-data executed /bin/sh via sudo on {g.pick(('web', 'app'))}-"
-                f"{g.num(1, 30):02d}", "ERROR", "auth")
+        return (
+            f"privilege escalation: user www-data executed /bin/sh via sudo on {g.pick(('web', 'app'))}-"
+            f"{g.num(1, 30):02d}",
+            "ERROR",
+            "auth",
+        )
     if r < 0.8:
-        return (f'{ip} - - "GET /{g.pick(("../../etc/passwd", ".env", "wp-admin/setup.php", ".git/config"))}'
-                f' HTTP/1.1" {g.pick((200, 403, 404))} {g.num(0, 9000)} "-" "sqlmap/1.7"',
-                g.pick(("WARN", "INFO")), "web")
-    return (f"User {g.user().upper()} granted profile SAP_ALL outside change window by {g.user().upper()}",
-            g.pick(("WARN", "ERROR")), "sap")
+        return (
+            f'{ip} - - "GET /{g.pick(("../../etc/passwd", ".env", "wp-admin/setup.php", ".git/config"))}'
+            f' HTTP/1.1" {g.pick((200, 403, 404))} {g.num(0, 9000)} "-" "sqlmap/1.7"',
+            g.pick(("WARN", "INFO")),
+            "web",
+        )
+    return (
+        f"User {g.user().upper()} granted profile SAP_ALL outside change window by {g.user().upper()}",
+        g.pick(("WARN", "ERROR")),
+        "sap",
+    )
 
 
 def _a_performance(g: _G) -> tuple[str, str, str]:
     r = g.r.random()
     if r < 0.25:
-        return (f"p99 latency for {g.pick(_DOWNSTREAM)} is {g.ms(3000, 20000)}, SLO is 500ms "
-                f"(burn rate {g.r.uniform(5, 40):.1f}x)", "WARN", "app")
+        return (
+            f"p99 latency for {g.pick(_DOWNSTREAM)} is {g.ms(3000, 20000)}, SLO is 500ms "
+            f"(burn rate {g.r.uniform(5, 40):.1f}x)",
+            "WARN",
+            "app",
+        )
     if r < 0.45:
-        return (f"duration: {g.r.uniform(15000, 120000):.3f} ms  statement: SELECT * FROM {g.table()} "
-                f"JOIN {g.table()} USING (id) WHERE created_at > now() - interval '1 day'",
-                g.pick(("WARN", "WARN", "INFO")), "db")
+        return (
+            f"duration: {g.r.uniform(15000, 120000):.3f} ms  statement: SELECT * FROM {g.table()} "
+            f"JOIN {g.table()} USING (id) WHERE created_at > now() - interval '1 day'",
+            g.pick(("WARN", "WARN", "INFO")),
+            "db",
+        )
     if r < 0.6:
-        return (f"GC pause (G1 Evacuation Pause) {g.ms(2500, 15000)}, heap {g.num(90, 99)}% after collection",
-                "WARN", "app")
+        return (
+            f"GC pause (G1 Evacuation Pause) {g.ms(2500, 15000)}, heap {g.num(90, 99)}% after collection",
+            "WARN",
+            "app",
+        )
     if r < 0.75:
-        return (f"request queue depth {g.num(2000, 50000)} exceeds limit, thread pool saturated "
-                f"({g.num(200, 400)}/{g.num(200, 400)} busy)", g.pick(("WARN", "ERROR")), "app")
+        return (
+            f"request queue depth {g.num(2000, 50000)} exceeds limit, thread pool saturated "
+            f"({g.num(200, 400)}/{g.num(200, 400)} busy)",
+            g.pick(("WARN", "ERROR")),
+            "app",
+        )
     if r < 0.88:
-        return (f"Dialog response time {g.ms(5000, 30000)} above threshold for transaction "
-                f"{g.pick(_TCODES)}", "WARN", "sap")
-    return (f"upstream response time {g.ms(20000, 60000)} for GET {g.path()}, {g.num(50, 500)} requests "
-            f"waiting", "WARN", "web")
+        return (
+            f"Dialog response time {g.ms(5000, 30000)} above threshold for transaction {g.pick(_TCODES)}",
+            "WARN",
+            "sap",
+        )
+    return (
+        f"upstream response time {g.ms(20000, 60000)} for GET {g.path()}, {g.num(50, 500)} requests waiting",
+        "WARN",
+        "web",
+    )
 
 
 def _a_corruption(g: _G) -> tuple[str, str, str]:
     r = g.r.random()
     if r < 0.25:
-        return (f"invalid page in block {g.num(1, 999999)} of relation base/{g.num(10000, 99999)}/"
-                f"{g.num(10000, 99999)}", "ERROR", "db")
+        return (
+            f"invalid page in block {g.num(1, 999999)} of relation base/{g.num(10000, 99999)}/{g.num(10000, 99999)}",
+            "ERROR",
+            "db",
+        )
     if r < 0.45:
-        return (f"EXT4-fs error (device {g.pick(_DEVS)}{g.num(1, 4)}): ext4_validate_block_bitmap: "
-                f"bad block bitmap checksum for group {g.num(0, 9999)}", "ERROR", "kernel")
+        return (
+            f"EXT4-fs error (device {g.pick(_DEVS)}{g.num(1, 4)}): ext4_validate_block_bitmap: "
+            f"bad block bitmap checksum for group {g.num(0, 9999)}",
+            "ERROR",
+            "kernel",
+        )
     if r < 0.65:
-        return (f"checksum mismatch for object {g.hexid(40)}: expected {g.hexid(8)} got {g.hexid(8)}",
-                "ERROR", "app")
+        return (f"checksum mismatch for object {g.hexid(40)}: expected {g.hexid(8)} got {g.hexid(8)}", "ERROR", "app")
     if r < 0.8:
-        return (f"Document {g.num(4500000000, 4599999999)} inconsistent: sum of line items "
-                f"{g.r.uniform(10, 9000):.2f} differs from header total {g.r.uniform(10, 9000):.2f}",
-                g.pick(("ERROR", "WARN")), "sap")
-    return (f"could not read block {g.num(0, 99999)} in file \"base/{g.num(10000, 99999)}/{g.num()}\": "
-            f"read only 0 of 8192 bytes", g.pick(("ERROR", "FATAL")), "db")
+        return (
+            f"Document {g.num(4500000000, 4599999999)} inconsistent: sum of line items "
+            f"{g.r.uniform(10, 9000):.2f} differs from header total {g.r.uniform(10, 9000):.2f}",
+            g.pick(("ERROR", "WARN")),
+            "sap",
+        )
+    return (
+        f'could not read block {g.num(0, 99999)} in file "base/{g.num(10000, 99999)}/{g.num()}": '
+        f"read only 0 of 8192 bytes",
+        g.pick(("ERROR", "FATAL")),
+        "db",
+    )
 
 
 def _a_exhaustion(g: _G) -> tuple[str, str, str]:
     r = g.r.random()
     if r < 0.2:
-        return (f"Out of memory: Killed process {g.num(100, 65000)} ({g.pick(('java', 'postgres', 'python3'))}"
-                f") total-vm:{g.num(1000000, 9000000)}kB, anon-rss:{g.num(1000000, 9000000)}kB",
-                g.pick(("ERROR", "FATAL")), "kernel")
+        return (
+            f"Out of memory: Killed process {g.num(100, 65000)} ({g.pick(('java', 'postgres', 'python3'))}"
+            f") total-vm:{g.num(1000000, 9000000)}kB, anon-rss:{g.num(1000000, 9000000)}kB",
+            g.pick(("ERROR", "FATAL")),
+            "kernel",
+        )
     if r < 0.35:
         return (f"write {g.path()}: No space left on device", "ERROR", "app")
     if r < 0.5:
         return ("accept4() failed (24: Too many open files)", "ERROR", "web")
     if r < 0.62:
-        return (f"Container {g.pick(_PODS)} in pod {g.pick(('prod', 'payments'))}/{g.pick(_PODS)}-"
-                f"{g.hexid(10)} was OOMKilled (limit {g.num(256, 4096)}Mi)", "ERROR", "k8s")
+        return (
+            f"Container {g.pick(_PODS)} in pod {g.pick(('prod', 'payments'))}/{g.pick(_PODS)}-"
+            f"{g.hexid(10)} was OOMKilled (limit {g.num(256, 4096)}Mi)",
+            "ERROR",
+            "k8s",
+        )
     if r < 0.75:
-        return (f"filesystem /var/lib/{g.pick(('postgresql', 'docker', 'kafka'))} usage at "
-                f"{g.r.uniform(95, 100):.1f}%, {g.num(10, 900)}MB free", g.pick(("WARN", "ERROR")), "kernel")
+        return (
+            f"filesystem /var/lib/{g.pick(('postgresql', 'docker', 'kafka'))} usage at "
+            f"{g.r.uniform(95, 100):.1f}%, {g.num(10, 900)}MB free",
+            g.pick(("WARN", "ERROR")),
+            "kernel",
+        )
     if r < 0.88:
         return (f"FATAL:  sorry, too many clients already ({g.num(100, 500)} connections)", "FATAL", "db")
-    return (f"Lock table overflow: {g.num(50000, 99999)} entries in use, enqueue requests rejected",
-            "ERROR", "sap")
+    return (f"Lock table overflow: {g.num(50000, 99999)} entries in use, enqueue requests rejected", "ERROR", "sap")
 
 
 def _a_network(g: _G) -> tuple[str, str, str]:
     r = g.r.random()
     if r < 0.2:
-        return (f"packet loss {g.r.uniform(20, 80):.0f}% to {g.priv_ip()} over last {g.num(1, 10)} min, "
-                f"rtt {g.ms(400, 3000)}", g.pick(("WARN", "ERROR")), "kernel")
+        return (
+            f"packet loss {g.r.uniform(20, 80):.0f}% to {g.priv_ip()} over last {g.num(1, 10)} min, "
+            f"rtt {g.ms(400, 3000)}",
+            g.pick(("WARN", "ERROR")),
+            "kernel",
+        )
     if r < 0.35:
-        return (f"{g.pick(_IFACES)}: link flapping detected ({g.num(5, 60)} state changes in "
-                f"{g.num(1, 5)} min)", "ERROR", "kernel")
+        return (
+            f"{g.pick(_IFACES)}: link flapping detected ({g.num(5, 60)} state changes in {g.num(1, 5)} min)",
+            "ERROR",
+            "kernel",
+        )
     if r < 0.55:
-        return (f"DNS resolution failed for {g.pick(_DOWNSTREAM)}.svc.cluster.local: SERVFAIL from "
-                f"{g.priv_ip()}", g.pick(("ERROR", "WARN")), "k8s")
+        return (
+            f"DNS resolution failed for {g.pick(_DOWNSTREAM)}.svc.cluster.local: SERVFAIL from {g.priv_ip()}",
+            g.pick(("ERROR", "WARN")),
+            "k8s",
+        )
     if r < 0.7:
-        return (f"upstream connection reset by peer while reading response header, {g.num(100, 2000)} "
-                f"resets in the last minute", "ERROR", "web")
+        return (
+            f"upstream connection reset by peer while reading response header, {g.num(100, 2000)} "
+            f"resets in the last minute",
+            "ERROR",
+            "web",
+        )
     if r < 0.85:
-        return (f"TCP retransmission rate {g.r.uniform(8, 40):.1f}% on {g.pick(_IFACES)} exceeds threshold",
-                "WARN", "kernel")
+        return (
+            f"TCP retransmission rate {g.r.uniform(8, 40):.1f}% on {g.pick(_IFACES)} exceeds threshold",
+            "WARN",
+            "kernel",
+        )
     return (f"BGP session to {g.priv_ip()} went down: hold timer expired", "ERROR", "kernel")
 
 
 _ANOMALY_EMITTERS = {
-    "system_failure": _a_system_failure, "security_breach": _a_security,
-    "performance_degradation": _a_performance, "data_corruption": _a_corruption,
-    "resource_exhaustion": _a_exhaustion, "network_anomaly": _a_network,
+    "system_failure": _a_system_failure,
+    "security_breach": _a_security,
+    "performance_degradation": _a_performance,
+    "data_corruption": _a_corruption,
+    "resource_exhaustion": _a_exhaustion,
+    "network_anomaly": _a_network,
 }
 
-_BASE_ANOMALY_RATE = 0.02   # scattered anomalies
-_INCIDENT_START = 0.0015    # per event: an incident begins
-_INCIDENT_RATE = 0.35       # share of anomalous events during an incident
+_BASE_ANOMALY_RATE = 0.02  # scattered anomalies
+_INCIDENT_START = 0.0015  # per event: an incident begins
+_INCIDENT_RATE = 0.35  # share of anomalous events during an incident
 
 
 def iter_events(seed: int = 0, start: float = _START) -> Iterator[dict]:
@@ -566,7 +890,7 @@ def iter_events(seed: int = 0, start: float = _START) -> Iterator[dict]:
     t = start
     incident_left, incident_type = 0, ""
     fromts = datetime.fromtimestamp
-    utc = timezone.utc
+    utc = UTC
     while True:
         t += r.expovariate(50.0)
         if incident_left:
@@ -591,8 +915,7 @@ def iter_events(seed: int = 0, start: float = _START) -> Iterator[dict]:
             "message": message,
             "host.name": f"{_HOSTS[family]}-{r.randint(1, 12):02d}",
             "service.name": g.pick(_SERVICES[family]),
-            "labels": {"level": level, "is_anomaly": anomaly is not None, "anomaly_type": anomaly,
-                       "family": family},
+            "labels": {"level": level, "is_anomaly": anomaly is not None, "anomaly_type": anomaly, "family": family},
         }
         if r.random() < 0.8:
             event["log.level"] = _SPELLING[family][level]

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from itertools import repeat
+from itertools import pairwise, repeat
 
 import numpy as np
 import scipy.sparse as sp
@@ -30,9 +30,23 @@ _SEP = "\n\x01\n"
 _SEP_TOKEN = "\x01"
 
 _DUR_UNITS = {
-    "ns": 1e-6, "us": 1e-3, "µs": 1e-3, "ms": 1.0, "msec": 1.0, "msecs": 1.0, "millis": 1.0,
-    "milliseconds": 1.0, "s": 1e3, "sec": 1e3, "secs": 1e3, "second": 1e3, "seconds": 1e3,
-    "min": 6e4, "mins": 6e4, "minute": 6e4, "minutes": 6e4,
+    "ns": 1e-6,
+    "us": 1e-3,
+    "µs": 1e-3,
+    "ms": 1.0,
+    "msec": 1.0,
+    "msecs": 1.0,
+    "millis": 1.0,
+    "milliseconds": 1.0,
+    "s": 1e3,
+    "sec": 1e3,
+    "secs": 1e3,
+    "second": 1e3,
+    "seconds": 1e3,
+    "min": 6e4,
+    "mins": 6e4,
+    "minute": 6e4,
+    "minutes": 6e4,
 }
 
 # One regex pass. Its first item is one character class, so the engine jumps between candidate characters in C;
@@ -101,11 +115,33 @@ _DUR_SPLIT = re.compile(r"(\d+(?:\.\d+)?)[ \t]?(\D+)")
 
 # Placeholder words the masks produce; they say a value was there, not what the message is about, so they
 # don't count as known words when measuring familiarity.
-PLACEHOLDERS = frozenset({
-    "xurl", "xemail", "xuuid", "xmac", "xip", "xhex", "xpath", "xdur", "xdur_fast", "xdur_ms", "xdur_s",
-    "xdur_10s", "xdur_min", "xpct_hi", "xpct_mid", "xpct_lo", "xsize", "xnum", "xs_info", "xs_ok",
-    "xs_redirect", "xs_client", "xs_server",
-})
+PLACEHOLDERS = frozenset(
+    {
+        "xurl",
+        "xemail",
+        "xuuid",
+        "xmac",
+        "xip",
+        "xhex",
+        "xpath",
+        "xdur",
+        "xdur_fast",
+        "xdur_ms",
+        "xdur_s",
+        "xdur_10s",
+        "xdur_min",
+        "xpct_hi",
+        "xpct_mid",
+        "xpct_lo",
+        "xsize",
+        "xnum",
+        "xs_info",
+        "xs_ok",
+        "xs_redirect",
+        "xs_client",
+        "xs_server",
+    }
+)
 
 # Words of two or more letters/underscores, or the document separator. Digits split words (j12 -> j).
 _TOKEN = re.compile(r"[^\W\d][^\W\d]+|\x01")
@@ -197,7 +233,7 @@ def _stream(messages):
     # bigrams over the flat stream; those touching a separator are dropped with it
     if len(uni) > 1:
         pair_ok = ~(is_sep[:-1] | is_sep[1:])
-        bi = [a + " " + b for a, b in zip(uni, uni[1:])]
+        bi = [a + " " + b for a, b in pairwise(uni)]
         bi_arr = np.array(bi, dtype=object)[pair_ok]
         bi_doc = doc_of[:-1][pair_ok]
     else:
@@ -274,7 +310,7 @@ class LogVectorizer:
     def n_features(self) -> int:
         return len(self.vocabulary_)
 
-    def fit(self, messages) -> "LogVectorizer":
+    def fit(self, messages) -> LogVectorizer:
         messages = list(messages)
         tokens, docs = _stream(messages)
         # document frequency of every distinct token
@@ -323,9 +359,10 @@ class LogVectorizer:
         familiarity = (known_n / np.maximum(total, 1)).astype(np.float32)
         # counts per (row, column): unique keys come out sorted by row, then column = CSR order
         known = col >= 0
-        keys, counts = np.unique(np.concatenate([doc[known] * F + col[known],
-                                                 pair_doc[known_pair] * F + pair_col[known_pair]]),
-                                 return_counts=True)
+        keys, counts = np.unique(
+            np.concatenate([doc[known] * F + col[known], pair_doc[known_pair] * F + pair_col[known_pair]]),
+            return_counts=True,
+        )
         indptr = np.zeros(n + 1, dtype=np.int64)
         np.cumsum(np.bincount(keys // F, minlength=n), out=indptr[1:])
         X = sp.csr_matrix((counts.astype(np.float64), (keys % F).astype(np.int32), indptr), shape=(n, F))
@@ -334,7 +371,7 @@ class LogVectorizer:
         X.data += 1.0
         X.data *= self.idf_[X.indices]
         row_nnz = np.diff(X.indptr)
-        norms = np.sqrt(np.bincount(np.repeat(np.arange(n), row_nnz), weights=X.data ** 2, minlength=n))
+        norms = np.sqrt(np.bincount(np.repeat(np.arange(n), row_nnz), weights=X.data**2, minlength=n))
         norms[norms == 0] = 1.0
         X.data /= np.repeat(norms, row_nnz)
         return Features(X, familiarity)
@@ -348,13 +385,14 @@ class LogVectorizer:
         tokens = sorted(self.vocabulary_, key=self.vocabulary_.__getitem__)
         if [self.vocabulary_[t] for t in tokens] != list(range(len(tokens))):
             raise ValueError("vocabulary columns are not 0..n-1")
-        arrays = {"idf": np.asarray(self.idf_, dtype=np.float64),
-                  "placeholder": np.asarray(self.placeholder_, dtype=bool)}
-        return (arrays,
-                {"min_df": int(self.min_df), "max_features": int(self.max_features), "vocabulary": tokens})
+        arrays = {
+            "idf": np.asarray(self.idf_, dtype=np.float64),
+            "placeholder": np.asarray(self.placeholder_, dtype=bool),
+        }
+        return (arrays, {"min_df": int(self.min_df), "max_features": int(self.max_features), "vocabulary": tokens})
 
     @classmethod
-    def from_state(cls, arrays: dict, params: dict) -> "LogVectorizer":
+    def from_state(cls, arrays: dict, params: dict) -> LogVectorizer:
         vec = cls(min_df=int(params["min_df"]), max_features=int(params["max_features"]))
         tokens = params["vocabulary"]
         if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
@@ -362,7 +400,10 @@ class LogVectorizer:
         vec.vocabulary_ = {t: j for j, t in enumerate(tokens)}
         vec.idf_ = np.asarray(arrays["idf"], dtype=np.float64)
         vec.placeholder_ = np.asarray(arrays["placeholder"], dtype=bool)
-        if vec.idf_.shape != (len(tokens),) or vec.placeholder_.shape != (len(tokens),) \
-                or len(vec.vocabulary_) != len(tokens):
+        if (
+            vec.idf_.shape != (len(tokens),)
+            or vec.placeholder_.shape != (len(tokens),)
+            or len(vec.vocabulary_) != len(tokens)
+        ):
             raise ValueError("vocabulary, idf and placeholder lengths differ (or repeated words)")
         return vec

@@ -28,7 +28,7 @@ class LinearWeights:
     keep this instead of the scikit-learn estimator, so loading them does not import scikit-learn (most of a
     cold start)."""
 
-    __slots__ = ("coef_", "intercept_", "classes_")
+    __slots__ = ("classes_", "coef_", "intercept_")
 
     def __init__(self, estimator):
         self.coef_ = np.ascontiguousarray(estimator.coef_)
@@ -43,12 +43,17 @@ class LinearWeights:
 
     def to_state(self) -> tuple[dict[str, np.ndarray], dict]:
         classes = np.asarray(self.classes_)
-        return ({"coef": np.asarray(self.coef_, dtype=np.float64),
-                 "intercept": np.asarray(self.intercept_, dtype=np.float64),
-                 "classes": classes.astype(str) if classes.dtype == object else classes}, {})
+        return (
+            {
+                "coef": np.asarray(self.coef_, dtype=np.float64),
+                "intercept": np.asarray(self.intercept_, dtype=np.float64),
+                "classes": classes.astype(str) if classes.dtype == object else classes,
+            },
+            {},
+        )
 
     @classmethod
-    def from_state(cls, arrays: dict, params: dict | None = None) -> "LinearWeights":
+    def from_state(cls, arrays: dict, params: dict | None = None) -> LinearWeights:
         w = cls.__new__(cls)
         w.coef_ = np.ascontiguousarray(arrays["coef"], dtype=np.float64)
         w.intercept_ = np.asarray(arrays["intercept"], dtype=np.float64)
@@ -88,8 +93,9 @@ def _fit_temperature(logits: np.ndarray, y_index: np.ndarray, loss: str = "nll")
     def brier(log_t: float) -> float:
         return float(((_softmax(logits / np.exp(log_t)) - onehot) ** 2).sum(axis=1).mean())
 
-    res = minimize_scalar(brier if loss == "brier" else nll, bounds=(-3.0, 3.0), method="bounded",
-                          options={"xatol": 1e-4})
+    res = minimize_scalar(
+        brier if loss == "brier" else nll, bounds=(-3.0, 3.0), method="bounded", options={"xatol": 1e-4}
+    )
     return float(np.exp(res.x))
 
 
@@ -110,7 +116,7 @@ class LevelModel:
         self.prior_: np.ndarray = np.array([])
         self.clf = None
 
-    def fit(self, X, y, X_cal=None, y_cal=None, temperature: float | None = None) -> "LevelModel":
+    def fit(self, X, y, X_cal=None, y_cal=None, temperature: float | None = None) -> LevelModel:
         self.clf = LinearWeights(_logistic(self.seed, self.C).fit(X, y))
         self.classes_ = self.clf.classes_
         counts = np.array([np.sum(np.asarray(y) == c) for c in self.classes_], dtype=np.float64)
@@ -151,11 +157,13 @@ class LevelModel:
     def to_state(self) -> tuple[dict[str, np.ndarray], dict]:
         """Plain arrays and JSON values (streamer.ml.artifacts saves them as .npz/.json, never pickled)."""
         arrays, _ = LinearWeights(self.clf).to_state()  # also takes an estimator pickled by an older model
-        return ({**arrays, "prior": np.asarray(self.prior_, dtype=np.float64)},
-                {"C": float(self.C), "seed": int(self.seed), "temperature": float(self.temperature)})
+        return (
+            {**arrays, "prior": np.asarray(self.prior_, dtype=np.float64)},
+            {"C": float(self.C), "seed": int(self.seed), "temperature": float(self.temperature)},
+        )
 
     @classmethod
-    def from_state(cls, arrays: dict, params: dict) -> "LevelModel":
+    def from_state(cls, arrays: dict, params: dict) -> LevelModel:
         m = cls(C=float(params["C"]), seed=int(params["seed"]))
         m.temperature = float(params["temperature"])
         m.clf = LinearWeights.from_state(arrays)
@@ -184,7 +192,7 @@ class ConstantLevel:
         return {}, {"level": str(self.classes_[0]), "temperature": float(self.temperature)}
 
     @classmethod
-    def from_state(cls, arrays: dict, params: dict) -> "ConstantLevel":
+    def from_state(cls, arrays: dict, params: dict) -> ConstantLevel:
         m = cls(str(params["level"]))
         m.temperature = float(params["temperature"])
         return m
@@ -200,14 +208,15 @@ class SupervisedAnomaly:
         self.temperature = 1.0
         self.clf = None
 
-    def fit(self, X, y, X_cal=None, y_cal=None, temperature: float | None = None) -> "SupervisedAnomaly":
+    def fit(self, X, y, X_cal=None, y_cal=None, temperature: float | None = None) -> SupervisedAnomaly:
         self.clf = LinearWeights(_logistic(self.seed, self.C).fit(X, np.asarray(y, dtype=bool)))
         if temperature is not None:
             self.temperature = temperature
         elif X_cal is not None and X_cal.shape[0] and np.unique(y_cal).size == 2:
             z = _decision(self.clf, X_cal)[:, 0]
-            self.temperature = _fit_temperature(np.column_stack([np.zeros_like(z), z]),
-                                                np.asarray(y_cal, dtype=np.int64))
+            self.temperature = _fit_temperature(
+                np.column_stack([np.zeros_like(z), z]), np.asarray(y_cal, dtype=np.int64)
+            )
         return self
 
     def score(self, features: Features) -> np.ndarray:
@@ -219,7 +228,7 @@ class SupervisedAnomaly:
         return arrays, {"C": float(self.C), "seed": int(self.seed), "temperature": float(self.temperature)}
 
     @classmethod
-    def from_state(cls, arrays: dict, params: dict) -> "SupervisedAnomaly":
+    def from_state(cls, arrays: dict, params: dict) -> SupervisedAnomaly:
         m = cls(C=float(params["C"]), seed=int(params["seed"]))
         m.temperature = float(params["temperature"])
         m.clf = LinearWeights.from_state(arrays)
@@ -240,10 +249,12 @@ class RarityAnomaly:
     @staticmethod
     def _keys(X) -> list[bytes]:
         ind, ptr = X.indices, X.indptr
-        return [hashlib.blake2b(np.sort(ind[ptr[i]:ptr[i + 1]]).tobytes(), digest_size=8).digest()
-                for i in range(X.shape[0])]
+        return [
+            hashlib.blake2b(np.sort(ind[ptr[i] : ptr[i + 1]]).tobytes(), digest_size=8).digest()
+            for i in range(X.shape[0])
+        ]
 
-    def fit(self, features: Features) -> "RarityAnomaly":
+    def fit(self, features: Features) -> RarityAnomaly:
         counts: dict[bytes, int] = {}
         for key in self._keys(features.X):
             counts[key] = counts.get(key, 0) + 1
@@ -252,18 +263,21 @@ class RarityAnomaly:
 
     def score(self, features: Features) -> np.ndarray:
         get = self.counts.get
-        c = np.fromiter((get(k, 0) for k in self._keys(features.X)), dtype=np.float64,
-                        count=features.X.shape[0])
+        c = np.fromiter((get(k, 0) for k in self._keys(features.X)), dtype=np.float64, count=features.X.shape[0])
         return (1.0 - features.familiarity * (c / (c + self.k))).astype(np.float32)
 
     def to_state(self) -> tuple[dict[str, np.ndarray], dict]:
         keys = list(self.counts)  # 8-byte digests as rows of uint8 (an "S8" array would drop trailing NULs)
-        return ({"keys": np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(len(keys), 8),
-                 "counts": np.array([self.counts[k] for k in keys], dtype=np.int64)},
-                {"k": float(self.k), "temperature": float(self.temperature)})
+        return (
+            {
+                "keys": np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(len(keys), 8),
+                "counts": np.array([self.counts[k] for k in keys], dtype=np.int64),
+            },
+            {"k": float(self.k), "temperature": float(self.temperature)},
+        )
 
     @classmethod
-    def from_state(cls, arrays: dict, params: dict) -> "RarityAnomaly":
+    def from_state(cls, arrays: dict, params: dict) -> RarityAnomaly:
         m = cls(k=float(params["k"]))
         m.temperature = float(params["temperature"])
         keys = np.ascontiguousarray(arrays["keys"], dtype=np.uint8)
@@ -271,7 +285,7 @@ class RarityAnomaly:
         if keys.ndim != 2 or keys.shape[1] != 8 or counts.shape != (keys.shape[0],):
             raise ValueError("keys and counts shapes do not fit together")
         raw = keys.tobytes()
-        m.counts = {raw[8 * i:8 * i + 8]: c for i, c in enumerate(counts.tolist())}
+        m.counts = {raw[8 * i : 8 * i + 8]: c for i, c in enumerate(counts.tolist())}
         return m
 
 
@@ -297,8 +311,12 @@ def _text_key(message: str) -> int:
     return zlib.crc32(b) | (zlib.adler32(b) << 32)
 
 
-def template_keys(X, services: Sequence[str | None] | None = None, messages: Sequence[str] | None = None,
-                  familiarity: np.ndarray | None = None) -> np.ndarray:
+def template_keys(
+    X,
+    services: Sequence[str | None] | None = None,
+    messages: Sequence[str] | None = None,
+    familiarity: np.ndarray | None = None,
+) -> np.ndarray:
     """One uint64 per row: its template, per service. A row whose words the vocabulary all knows is keyed by
     the set of its words and word pairs; one holding unknown words (given messages and familiarity) by its
     text without digit-bearing tokens, so new text gets its own key and can become familiar in the stream."""
@@ -314,8 +332,10 @@ def template_keys(X, services: Sequence[str | None] | None = None, messages: Seq
     if services is not None:
         ids: dict = {}
         svc = np.fromiter((ids.setdefault(s or "", len(ids)) for s in services), dtype=np.int64, count=n)
-        salts = np.array([int.from_bytes(hashlib.blake2b(s.encode(), digest_size=8).digest(), "little")
-                          for s in ids], dtype=np.uint64)
+        salts = np.array(
+            [int.from_bytes(hashlib.blake2b(s.encode(), digest_size=8).digest(), "little") for s in ids],
+            dtype=np.uint64,
+        )
         with np.errstate(over="ignore"):
             keys = keys + salts[svc] * (svc > 0)  # "" (no service) keeps the unsalted key
     return keys
@@ -346,14 +366,14 @@ class TemplateRarity:
 
     kind = "template rarity x level prior (unsupervised, learns from the stream)"
     supervised = False
-    MAX_KEYS = 2_000_000   # bounds memory on a stream of unique lines: rare keys are pruned beyond it
+    MAX_KEYS = 2_000_000  # bounds memory on a stream of unique lines: rare keys are pruned beyond it
 
     def __init__(self, k: float = 5.0, alert_rate: float = DEFAULT_ALERT_RATE):
         self.k = float(k)
         self.alert_rate = float(alert_rate)
         self.threshold = MIN_CUT
         self.temperature = 1.0
-        self.counts: dict[int, int] = {}             # text key -> sightings (messages with unknown words)
+        self.counts: dict[int, int] = {}  # text key -> sightings (messages with unknown words)
         self.feature_counts: np.ndarray | None = None  # per vocabulary column: rows holding it
         self.seen = 0
         self.train_quantiles = np.full(len(_RATE_GRID), MIN_CUT)
@@ -393,7 +413,7 @@ class TemplateRarity:
     def _score(self, c: np.ndarray, prior: np.ndarray) -> np.ndarray:
         return prior * (self.k / (self.k + c))
 
-    def fit(self, features: Features, levels=None, services=None, messages=None) -> "TemplateRarity":
+    def fit(self, features: Features, levels=None, services=None, messages=None) -> TemplateRarity:
         keys = template_keys(features.X, services, messages, features.familiarity)
         unknown = features.familiarity < 1.0
         uniq, inverse, counts = np.unique(keys[unknown], return_inverse=True, return_counts=True)
@@ -403,8 +423,9 @@ class TemplateRarity:
         loo = self._rarest(features.X, self.feature_counts) - 1.0
         loo[unknown] = counts[inverse] - 1.0
         train = self._score(np.maximum(loo, 0.0), self.level_prior(levels, len(keys)))
-        self.train_quantiles = np.quantile(train, 1.0 - _RATE_GRID, method="higher") if len(train) \
-            else np.full(len(_RATE_GRID), MIN_CUT)
+        self.train_quantiles = (
+            np.quantile(train, 1.0 - _RATE_GRID, method="higher") if len(train) else np.full(len(_RATE_GRID), MIN_CUT)
+        )
         self.threshold = self.threshold_for(self.alert_rate)
         return self
 
@@ -416,8 +437,7 @@ class TemplateRarity:
         q = float(np.interp(np.log(r), np.log(_RATE_GRID), self.train_quantiles))
         return max(MIN_CUT, q)
 
-    def score(self, features: Features, levels=None, services=None, messages=None,
-              learn: bool = False) -> np.ndarray:
+    def score(self, features: Features, levels=None, services=None, messages=None, learn: bool = False) -> np.ndarray:
         """Scores with the counts so far; learn=True then counts the batch (keys computed once)."""
         n = features.X.shape[0]
         keys = template_keys(features.X, services, messages, features.familiarity)
@@ -437,9 +457,9 @@ class TemplateRarity:
             if self.feature_counts is None or len(self.feature_counts) < len(per_feature):
                 grown = np.zeros(len(per_feature))
                 if self.feature_counts is not None:
-                    grown[:len(self.feature_counts)] = self.feature_counts
+                    grown[: len(self.feature_counts)] = self.feature_counts
                 self.feature_counts = grown
-            self.feature_counts[:len(per_feature)] += per_feature
+            self.feature_counts[: len(per_feature)] += per_feature
             get = self.counts.get
             fresh = {k: get(k, 0) + c for k, c in zip(uniq.tolist(), counts.tolist(), strict=True)}
             self.counts.update(fresh)
@@ -455,12 +475,18 @@ class TemplateRarity:
         counts = np.fromiter(self.counts.values(), dtype=np.int64, count=len(self.counts))
         order = np.argsort(keys)
         features = np.zeros(0) if self.feature_counts is None else self.feature_counts
-        return ({"keys": keys[order], "counts": counts[order], "feature_counts": np.asarray(features, np.float64),
-                 "train_quantiles": np.asarray(self.train_quantiles, dtype=np.float64)},
-                {"k": self.k, "alert_rate": self.alert_rate, "threshold": self.threshold, "seen": int(self.seen)})
+        return (
+            {
+                "keys": keys[order],
+                "counts": counts[order],
+                "feature_counts": np.asarray(features, np.float64),
+                "train_quantiles": np.asarray(self.train_quantiles, dtype=np.float64),
+            },
+            {"k": self.k, "alert_rate": self.alert_rate, "threshold": self.threshold, "seen": int(self.seen)},
+        )
 
     @classmethod
-    def from_state(cls, arrays: dict, params: dict) -> "TemplateRarity":
+    def from_state(cls, arrays: dict, params: dict) -> TemplateRarity:
         model = cls(k=float(params["k"]), alert_rate=float(params["alert_rate"]))
         keys = np.asarray(arrays["keys"], dtype=np.uint64)
         counts = np.asarray(arrays["counts"], dtype=np.int64)

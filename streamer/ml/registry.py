@@ -24,7 +24,7 @@ import shutil
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from streamer.errors import ModelError, StreamerError
@@ -83,7 +83,7 @@ def save_version(model, models_dir, out: str | os.PathLike | None = None) -> tup
 
 @dataclass
 class Promotion:
-    lines: list[str]            # what to print: both metrics and the outcome
+    lines: list[str]  # what to print: both metrics and the outcome
     promoted: bool
     candidate_version: str
     previous_version: str | None
@@ -120,8 +120,10 @@ def _describe(meta: dict | None, where: Path, status: str) -> str:
     f1 = level_f1(meta)
     lv = (meta.get("metrics") or {}).get("level") or {}
     held = f" on {lv['samples']} held-out rows" if isinstance(lv, dict) and "samples" in lv else ""
-    return (f"{meta.get('model_version')} ({where}): level macro-F1 "
-            f"{'n/a' if f1 is None else f'{f1:.4f}'}{held}; check: {status}")
+    return (
+        f"{meta.get('model_version')} ({where}): level macro-F1 "
+        f"{'n/a' if f1 is None else f'{f1:.4f}'}{held}; check: {status}"
+    )
 
 
 def promote(candidate, models_dir, margin: float = DEFAULT_MARGIN, force: bool = False) -> Promotion:
@@ -134,12 +136,14 @@ def promote(candidate, models_dir, margin: float = DEFAULT_MARGIN, force: bool =
         raise ModelError(f"candidate refused: {err}") from None
     cur_meta, cur_status = status_of(default) if (default / METADATA).exists() else (None, "")
     cur_problem = cur_status if cur_meta is None and (default / METADATA).exists() else None
-    lines = [f"candidate: {_describe(cand_meta, cand, status_of(cand)[1])}",
-             f"current:   {_describe(cur_meta, default, cur_status)}"]
+    lines = [
+        f"candidate: {_describe(cand_meta, cand, status_of(cand)[1])}",
+        f"current:   {_describe(cur_meta, default, cur_status)}",
+    ]
     version = cand_meta["model_version"]
     previous = cur_meta.get("model_version") if cur_meta else None
     if previous == version:
-        return Promotion(lines + [f"{version} is already the default; nothing changed"], False, version, previous)
+        return Promotion([*lines, f"{version} is already the default; nothing changed"], False, version, previous)
 
     cand_f1, cur_f1 = level_f1(cand_meta), level_f1(cur_meta)
     reason = None
@@ -148,8 +152,10 @@ def promote(candidate, models_dir, margin: float = DEFAULT_MARGIN, force: bool =
     elif cur_meta is not None and cand_f1 is None:
         reason = "the candidate has no held-out level macro-F1 (trained without level labels?)"
     elif cur_meta is not None and cand_f1 is not None and cur_f1 is not None and cand_f1 < cur_f1 - margin - 1e-9:
-        reason = (f"the candidate's level macro-F1 {cand_f1:.4f} is {cur_f1 - cand_f1:.4f} below the current "
-                  f"default's {cur_f1:.4f} (margin {margin:g})")
+        reason = (
+            f"the candidate's level macro-F1 {cand_f1:.4f} is {cur_f1 - cand_f1:.4f} below the current "
+            f"default's {cur_f1:.4f} (margin {margin:g})"
+        )
     if reason is not None and not force:
         raise PromotionRefused(f"refused: {reason}; pass --force to promote anyway", lines)
     if reason is not None:
@@ -176,14 +182,27 @@ def promote(candidate, models_dir, margin: float = DEFAULT_MARGIN, force: bool =
             _archive_copy(default, root / version)  # every default also exists as a version
         if archived is not None:
             _set_previous(root, archived)
-        _log(root, {"at": datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
-                    "promoted": version, "from": str(cand), "previous": previous, "forced": reason is not None,
-                    "candidate_macro_f1": cand_f1, "previous_macro_f1": cur_f1, "margin": margin})
-    lines.append(f"promoted: {default} now holds {version}; running `streamer run` members switch to it "
-                 f"between batches")
+        _log(
+            root,
+            {
+                "at": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+                "promoted": version,
+                "from": str(cand),
+                "previous": previous,
+                "forced": reason is not None,
+                "candidate_macro_f1": cand_f1,
+                "previous_macro_f1": cur_f1,
+                "margin": margin,
+            },
+        )
+    lines.append(
+        f"promoted: {default} now holds {version}; running `streamer run` members switch to it between batches"
+    )
     if archived is not None:
-        lines.append(f"previous default {previous} kept in {archived} (roll back: "
-                     f"`streamer models promote {root / PREVIOUS} --force`)")
+        lines.append(
+            f"previous default {previous} kept in {archived} (roll back: "
+            f"`streamer models promote {root / PREVIOUS} --force`)"
+        )
     return Promotion(lines, True, version, previous)
 
 
@@ -240,8 +259,8 @@ class Listed:
     trained_at: str | None
     rows: int | None
     macro_f1: float | None
-    status: str                  # ok | the verification error
-    tags: list[str]              # default, previous
+    status: str  # ok | the verification error
+    tags: list[str]  # default, previous
 
 
 def list_versions(models_dir) -> list[Listed]:
@@ -249,8 +268,11 @@ def list_versions(models_dir) -> list[Listed]:
     default = Path(models_dir)
     root = versions_dir(default)
     prev = (root / PREVIOUS).resolve().name if (root / PREVIOUS).is_symlink() else None
-    dirs = [default] + (sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
-                               and not p.is_symlink()) if root.is_dir() else [])
+    dirs = [default] + (
+        sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and not p.is_symlink())
+        if root.is_dir()
+        else []
+    )
     default_version = None
     out = []
     for d in dirs:
@@ -265,6 +287,7 @@ def list_versions(models_dir) -> list[Listed]:
             tags.append("default")
         if d != default and d.name == prev:
             tags.append(PREVIOUS)
-        out.append(Listed(d, version, meta.get("trained_at"), meta.get("num_training_samples"), level_f1(meta),
-                          status, tags))
+        out.append(
+            Listed(d, version, meta.get("trained_at"), meta.get("num_training_samples"), level_f1(meta), status, tags)
+        )
     return out

@@ -30,8 +30,9 @@ def _stamp(models_dir: Path) -> tuple | None:
 
 
 class ModelWatcher:
-    def __init__(self, models_dir, scorer, interval: float = 5.0, anomaly_threshold: float | None = None,
-                 clock=time.monotonic):
+    def __init__(
+        self, models_dir, scorer, interval: float = 5.0, anomaly_threshold: float | None = None, clock=time.monotonic
+    ):
         self.models_dir = Path(models_dir)
         self.scorer = scorer
         self.interval = interval

@@ -11,18 +11,21 @@ def metrics_lines(metrics: dict) -> list[str]:
     lines = []
     lv = metrics.get("level")
     if lv:
-        lines.append(f"level: accuracy {_f(lv['accuracy'])}  macro-F1 {_f(lv['macro_f1'])}  "
-                     f"({lv['samples']} rows)")
+        lines.append(f"level: accuracy {_f(lv['accuracy'])}  macro-F1 {_f(lv['macro_f1'])}  ({lv['samples']} rows)")
         for name, c in lv["per_class"].items():
-            lines.append(f"  {name:<6} precision {_f(c['precision'])}  recall {_f(c['recall'])}  "
-                         f"F1 {_f(c['f1'])}  support {c['support']}")
+            lines.append(
+                f"  {name:<6} precision {_f(c['precision'])}  recall {_f(c['recall'])}  "
+                f"F1 {_f(c['f1'])}  support {c['support']}"
+            )
     else:
         lines.append("level: no level labels")
     an = metrics.get("anomaly")
     if an:
-        lines.append(f"anomaly: precision {_f(an['precision'])}  recall {_f(an['recall'])}  F1 {_f(an['f1'])}"
-                     f"  ROC-AUC {_f(an['roc_auc'])}  ({an['positives']}/{an['samples']} positive, "
-                     f"threshold {an['threshold']})")
+        lines.append(
+            f"anomaly: precision {_f(an['precision'])}  recall {_f(an['recall'])}  F1 {_f(an['f1'])}"
+            f"  ROC-AUC {_f(an['roc_auc'])}  ({an['positives']}/{an['samples']} positive, "
+            f"threshold {an['threshold']})"
+        )
     else:
         lines.append("anomaly: no anomaly labels (no metrics)")
     return lines

@@ -10,9 +10,9 @@ lock), so one thread may score while others do I/O (or score too).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -35,25 +35,28 @@ FALLBACK_CUT = 0.5
 class ScoreColumns:
     """Column-oriented predictions; every column has one entry per input message."""
 
-    predicted_level: list[str]        # one of streamer.levels.LEVELS
-    level_confidence: np.ndarray      # float32, 0..1
-    is_anomaly: np.ndarray            # bool
-    anomaly_score: np.ndarray         # float32, 0..1
-    severity: list[str]               # critical/high/medium/low
+    predicted_level: list[str]  # one of streamer.levels.LEVELS
+    level_confidence: np.ndarray  # float32, 0..1
+    is_anomaly: np.ndarray  # bool
+    anomaly_score: np.ndarray  # float32, 0..1
+    severity: list[str]  # critical/high/medium/low
     model_version: str
-    familiarity: np.ndarray           # float32, 0..1: share of the message's words/pairs the model knows
+    familiarity: np.ndarray  # float32, 0..1: share of the message's words/pairs the model knows
 
     def __len__(self) -> int:
         return len(self.predicted_level)
 
     def row(self, i: int) -> dict:
         """Row i as plain JSON-able values (for printing and tests)."""
-        return {"predicted_level": self.predicted_level[i],
-                "level_confidence": round(float(self.level_confidence[i]), 4),
-                "is_anomaly": bool(self.is_anomaly[i]),
-                "anomaly_score": round(float(self.anomaly_score[i]), 4),
-                "severity": self.severity[i], "model_version": self.model_version,
-                "familiarity": round(float(self.familiarity[i]), 4)}
+        return {
+            "predicted_level": self.predicted_level[i],
+            "level_confidence": round(float(self.level_confidence[i]), 4),
+            "is_anomaly": bool(self.is_anomaly[i]),
+            "anomaly_score": round(float(self.anomaly_score[i]), 4),
+            "severity": self.severity[i],
+            "model_version": self.model_version,
+            "familiarity": round(float(self.familiarity[i]), 4),
+        }
 
 
 class Scorer:
@@ -61,8 +64,15 @@ class Scorer:
     metadata: dict
     anomaly_threshold: float
 
-    def __init__(self, vectorizer, level_model, anomaly_model, metadata: dict,
-                 anomaly_threshold: float | None = None, alert_rate: float | None = None):
+    def __init__(
+        self,
+        vectorizer,
+        level_model,
+        anomaly_model,
+        metadata: dict,
+        anomaly_threshold: float | None = None,
+        alert_rate: float | None = None,
+    ):
         self._vectorizer = vectorizer
         self._level_model = level_model
         self._anomaly_model = anomaly_model
@@ -80,8 +90,9 @@ class Scorer:
         self.anomaly_threshold = float(threshold)
 
     @classmethod
-    def load(cls, models_dir: str | Path, anomaly_threshold: float | None = None,
-             alert_rate: float | None = None) -> "Scorer":
+    def load(
+        cls, models_dir: str | Path, anomaly_threshold: float | None = None, alert_rate: float | None = None
+    ) -> Scorer:
         """Verify (digest, sha256s, sizes; no pickles) and load a model directory; raises ModelError.
 
         anomaly_threshold overrides the one in metadata.json (the value calibrated at training time);
@@ -90,11 +101,15 @@ class Scorer:
         from streamer.ml.artifacts import load_model
 
         meta, objs = load_model(models_dir)
-        return cls(objs["vectorizer"], objs["level_model"], objs["anomaly_model"], meta,
-                   anomaly_threshold, alert_rate)
+        return cls(objs["vectorizer"], objs["level_model"], objs["anomaly_model"], meta, anomaly_threshold, alert_rate)
 
-    def score(self, messages: Sequence[str], declared_levels: Sequence[str | None] | None = None,
-              services: Sequence[str | None] | None = None, learn: bool = True) -> ScoreColumns:
+    def score(
+        self,
+        messages: Sequence[str],
+        declared_levels: Sequence[str | None] | None = None,
+        services: Sequence[str | None] | None = None,
+        learn: bool = True,
+    ) -> ScoreColumns:
         """Score a batch.
 
         predicted_level / level_confidence come from the level model. Its temperature-calibrated
@@ -118,8 +133,15 @@ class Scorer:
         if declared_levels is not None and len(declared_levels) != n:
             raise ValueError(f"{len(declared_levels)} declared levels for {n} messages")
         if n == 0:
-            return ScoreColumns([], np.zeros(0, np.float32), np.zeros(0, bool), np.zeros(0, np.float32), [],
-                                self.model_version, np.zeros(0, np.float32))
+            return ScoreColumns(
+                [],
+                np.zeros(0, np.float32),
+                np.zeros(0, bool),
+                np.zeros(0, np.float32),
+                [],
+                self.model_version,
+                np.zeros(0, np.float32),
+            )
         if services is not None and len(services) != n:
             raise ValueError(f"{len(services)} services for {n} messages")
         features = self._vectorizer.transform(msgs)
@@ -127,8 +149,10 @@ class Scorer:
         if declared_levels is None:
             effective = predicted
         else:
-            effective = [p if d is None else (d if d in LEVELS else (normalise(d) or p))
-                         for d, p in zip(declared_levels, predicted)]
+            effective = [
+                p if d is None else (d if d in LEVELS else (normalise(d) or p))
+                for d, p in zip(declared_levels, predicted)
+            ]
         if self.learns:
             scores = self._anomaly_model.score(features, effective, services, msgs, learn=learn)
             is_anomaly = scores >= self.anomaly_threshold
@@ -142,12 +166,23 @@ class Scorer:
                 part = Features(features.X[gated], features.familiarity[gated])
                 part_msgs = [msgs[i] for i in gated.tolist()]
                 part_svc = None if services is None else [services[i] for i in gated.tolist()]
-                declared = None if declared_levels is None else [
-                    None if d is None else (d if d in LEVELS else normalise(d))
-                    for d in (declared_levels[i] for i in gated.tolist())]
+                declared = (
+                    None
+                    if declared_levels is None
+                    else [
+                        None if d is None else (d if d in LEVELS else normalise(d))
+                        for d in (declared_levels[i] for i in gated.tolist())
+                    ]
+                )
                 scores = scores.copy()
                 scores[gated] = self._fallback.score(part, declared, part_svc, part_msgs, learn=learn)
                 is_anomaly[gated] = scores[gated] >= FALLBACK_CUT
-        return ScoreColumns(predicted, np.clip(confidence, 0, 1).astype(np.float32), is_anomaly,
-                            np.clip(scores, 0, 1).astype(np.float32), severity(effective, is_anomaly),
-                            self.model_version, features.familiarity.astype(np.float32))
+        return ScoreColumns(
+            predicted,
+            np.clip(confidence, 0, 1).astype(np.float32),
+            is_anomaly,
+            np.clip(scores, 0, 1).astype(np.float32),
+            severity(effective, is_anomaly),
+            self.model_version,
+            features.familiarity.astype(np.float32),
+        )

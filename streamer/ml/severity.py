@@ -1,13 +1,13 @@
 """Severity from a level and the anomaly flag, for a whole batch at once.
 
-    level ERROR/FATAL and anomaly -> critical      level ERROR/FATAL -> high
-    level WARN and anomaly        -> high          level WARN        -> medium
-    any other level and anomaly   -> medium        otherwise         -> low
+level ERROR/FATAL and anomaly -> critical      level ERROR/FATAL -> high
+level WARN and anomaly        -> high          level WARN        -> medium
+any other level and anomaly   -> medium        otherwise         -> low
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -24,6 +24,7 @@ def severity(levels: Sequence[str | None], is_anomaly) -> list[str]:
         return []
     high = (lv == "ERROR") | (lv == "FATAL")
     warn = lv == "WARN"
-    out = np.select([high & anom, high, warn & anom, warn, anom],
-                    ["critical", "high", "high", "medium", "medium"], default="low")
+    out = np.select(
+        [high & anom, high, warn & anom, warn, anom], ["critical", "high", "high", "medium", "medium"], default="low"
+    )
     return out.tolist()

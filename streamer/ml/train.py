@@ -17,8 +17,8 @@ hold-out is replayed through it batch by batch as the stream would be, and the a
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 
@@ -28,10 +28,10 @@ from streamer.ml.features import LogVectorizer
 from streamer.ml.models import DEFAULT_ALERT_RATE, ConstantLevel, LevelModel, SupervisedAnomaly, TemplateRarity
 
 HOLDOUT = 0.2
-CALIBRATION = 0.125          # share of the training part, taken from its end
-STREAM_BATCH = 500           # hold-out rows per batch when replaying them through a learning detector
+CALIBRATION = 0.125  # share of the training part, taken from its end
+STREAM_BATCH = 500  # hold-out rows per batch when replaying them through a learning detector
 DEFAULT_CORPUS_SIZE = 60000
-SMALL_DATA = 20000           # below this many rows, keep words seen once  # built-in corpus rows for the default model
+SMALL_DATA = 20000  # below this many rows, keep words seen once  # built-in corpus rows for the default model
 
 
 @dataclass
@@ -80,7 +80,7 @@ def _to_bool(v) -> bool | None:
 def _fit(vec_msgs, levels, anomalies, seed, temps=None, alert_rate=DEFAULT_ALERT_RATE):
     """Fit all three parts on the given rows; calibrate on their tail unless temps/threshold are given."""
     n = len(vec_msgs)
-    cut = n if temps is not None else int(round(n * (1 - CALIBRATION)))
+    cut = n if temps is not None else round(n * (1 - CALIBRATION))
     # singletons matter on small data (one example of a rare level); on large data they are mostly noise.
     # Calibrating, the vocabulary comes from the fitted rows only: the calibration slice then has the
     # unfamiliar words new data has, and the temperature and cut are fitted to what scoring will see.
@@ -106,8 +106,7 @@ def _fit(vec_msgs, levels, anomalies, seed, temps=None, alert_rate=DEFAULT_ALERT
         if anomalies[fr].all() or not anomalies[fr].any():
             fr, cr = np.arange(n), np.array([], dtype=np.int64)
         anomaly_model = SupervisedAnomaly(seed=seed)
-        anomaly_model.fit(X[fr], anomalies[fr], X[cr], anomalies[cr],
-                          temperature=None if temps is None else temps[1])
+        anomaly_model.fit(X[fr], anomalies[fr], X[cr], anomalies[cr], temperature=None if temps is None else temps[1])
         if temps is not None:
             threshold = temps[2]
         elif len(cr) and anomalies[cr].any():
@@ -117,7 +116,8 @@ def _fit(vec_msgs, levels, anomalies, seed, temps=None, alert_rate=DEFAULT_ALERT
     else:
         # label-free, so the cut is recomputed on whatever rows are fitted (refit included)
         anomaly_model = TemplateRarity(alert_rate=alert_rate).fit(
-            feats, effective_levels(levels, level_model, feats), messages=vec_msgs)
+            feats, effective_levels(levels, level_model, feats), messages=vec_msgs
+        )
         threshold = anomaly_model.threshold
     return vec, level_model, anomaly_model, threshold
 
@@ -138,8 +138,11 @@ def score_stream(anomaly_model, feats, levels, messages, batch: int = STREAM_BAT
     out = []
     for start in range(0, feats.X.shape[0], batch):
         part = _rows(feats, np.arange(start, min(start + batch, feats.X.shape[0])))
-        out.append(anomaly_model.score(part, levels[start:start + batch], messages=messages[start:start + batch],
-                                       learn=True))
+        out.append(
+            anomaly_model.score(
+                part, levels[start : start + batch], messages=messages[start : start + batch], learn=True
+            )
+        )
     return np.concatenate(out) if out else np.zeros(0, np.float32)
 
 
@@ -177,9 +180,15 @@ def evaluate_predictions(true_levels, pred_levels, true_anomaly, anomaly_score, 
             "samples": int(lab.sum()),
             "accuracy": round(float(np.mean(yt == yp)), 4),
             "macro_f1": round(float(f1_score(yt, yp, labels=present, average="macro", zero_division=0)), 4),
-            "per_class": {lv: {"precision": round(float(p[i]), 4), "recall": round(float(r[i]), 4),
-                               "f1": round(float(f[i]), 4), "support": int(s[i])}
-                          for i, lv in enumerate(present)},
+            "per_class": {
+                lv: {
+                    "precision": round(float(p[i]), 4),
+                    "recall": round(float(r[i]), 4),
+                    "f1": round(float(f[i]), 4),
+                    "support": int(s[i]),
+                }
+                for i, lv in enumerate(present)
+            },
         }
     if true_anomaly is not None:
         truth = np.asarray(true_anomaly, dtype=bool)
@@ -189,8 +198,10 @@ def evaluate_predictions(true_levels, pred_levels, true_anomaly, anomaly_score, 
         prec = tp / max(int(pred.sum()), 1)
         rec = tp / max(int(truth.sum()), 1)
         out["anomaly"] = {
-            "samples": int(len(truth)), "positives": int(truth.sum()),
-            "precision": round(prec, 4), "recall": round(rec, 4),
+            "samples": len(truth),
+            "positives": int(truth.sum()),
+            "precision": round(prec, 4),
+            "recall": round(rec, 4),
             "f1": round(2 * prec * rec / (prec + rec), 4) if prec + rec else 0.0,
             "roc_auc": round(float(roc_auc_score(truth, score)), 4) if 0 < truth.sum() < len(truth) else None,
             "threshold": threshold,
@@ -198,9 +209,16 @@ def evaluate_predictions(true_levels, pred_levels, true_anomaly, anomaly_score, 
     return out
 
 
-def train(messages: Sequence[str], levels: Sequence | None = None, is_anomaly: Sequence | None = None,
-          timestamps: Sequence | None = None, source: str = "unspecified", seed: int = 0,
-          refit: bool = True, alert_rate: float = DEFAULT_ALERT_RATE) -> TrainedModel:
+def train(
+    messages: Sequence[str],
+    levels: Sequence | None = None,
+    is_anomaly: Sequence | None = None,
+    timestamps: Sequence | None = None,
+    source: str = "unspecified",
+    seed: int = 0,
+    refit: bool = True,
+    alert_rate: float = DEFAULT_ALERT_RATE,
+) -> TrainedModel:
     """Fit the vectorizer and both models; evaluate on a chronological 20 % hold-out (see module doc).
 
     alert_rate: the unsupervised detector's target share of alerts (its cut is that quantile of the training
@@ -220,23 +238,28 @@ def train(messages: Sequence[str], levels: Sequence | None = None, is_anomaly: S
         lv = lv[order]
         anomalies = anomalies[order] if anomalies is not None else None
 
-    split = int(round(n * (1 - HOLDOUT)))
+    split = round(n * (1 - HOLDOUT))
     vec, level_model, anomaly_model, threshold = _fit(
-        messages[:split], lv[:split], anomalies[:split] if anomalies is not None else None, seed,
-        alert_rate=alert_rate)
+        messages[:split], lv[:split], anomalies[:split] if anomalies is not None else None, seed, alert_rate=alert_rate
+    )
     test_msgs = messages[split:]
     feats = vec.transform(test_msgs)
     pred_levels, _ = level_model.predict(feats)
     detector = anomaly_model if refit else copy.deepcopy(anomaly_model)  # the hold-out replay teaches it
     scores = score_stream(detector, feats, effective_levels(lv[split:], level_model, feats), test_msgs)
-    metrics = evaluate_predictions(lv[split:], pred_levels,
-                                   anomalies[split:] if anomalies is not None and anomaly_model.supervised
-                                   else None, scores, threshold)
+    metrics = evaluate_predictions(
+        lv[split:],
+        pred_levels,
+        anomalies[split:] if anomalies is not None and anomaly_model.supervised else None,
+        scores,
+        threshold,
+    )
 
     if refit:
         temps = (level_model.temperature, anomaly_model.temperature, threshold)
-        vec, level_model, anomaly_model, threshold = _fit(messages, lv, anomalies, seed, temps=temps,
-                                                          alert_rate=alert_rate)
+        vec, level_model, anomaly_model, threshold = _fit(
+            messages, lv, anomalies, seed, temps=temps, alert_rate=alert_rate
+        )
 
     counts = {lvl: int(np.sum(lv == lvl)) for lvl in LEVELS}
     metadata = {
@@ -252,24 +275,40 @@ def train(messages: Sequence[str], levels: Sequence | None = None, is_anomaly: S
         },
         "evaluation": {
             "method": "chronological hold-out: fitted on the first 80% of rows (temperature and anomaly "
-                      "threshold calibrated on the last 12.5% of that part), scored on the last 20%",
-            "train_rows": split, "test_rows": n - split,
-            "shipped_model": ("refitted on 100% of the rows with the hold-out run's temperatures and "
-                              + ("threshold" if anomaly_model.supervised else "the cut recomputed at the alert rate")
-                              if refit else "the hold-out model itself (fitted on the first 80%)"),
+            "threshold calibrated on the last 12.5% of that part), scored on the last 20%",
+            "train_rows": split,
+            "test_rows": n - split,
+            "shipped_model": (
+                "refitted on 100% of the rows with the hold-out run's temperatures and "
+                + ("threshold" if anomaly_model.supervised else "the cut recomputed at the alert rate")
+                if refit
+                else "the hold-out model itself (fitted on the first 80%)"
+            ),
         },
         "metrics": metrics,
         "levels": [str(c) for c in level_model.classes_],
         "anomaly_threshold": threshold,
         "feature_count": vec.n_features,
-        "vectorizer": {"kind": "masked word unigrams+bigrams, sublinear TF-IDF, L2",
-                       "min_df": vec.min_df, "max_features": vec.max_features},
-        "level_model": {"kind": level_model.kind, "temperature": round(float(level_model.temperature), 6),
-                        "confidence": "calibrated top probability x share of known words"},
-        "anomaly_model": {"kind": anomaly_model.kind, "supervised": anomaly_model.supervised,
-                          "temperature": round(float(anomaly_model.temperature), 6),
-                          **({} if anomaly_model.supervised else
-                             {"alert_rate": alert_rate, "cut": "training-score quantile at 1 - alert_rate"})},
+        "vectorizer": {
+            "kind": "masked word unigrams+bigrams, sublinear TF-IDF, L2",
+            "min_df": vec.min_df,
+            "max_features": vec.max_features,
+        },
+        "level_model": {
+            "kind": level_model.kind,
+            "temperature": round(float(level_model.temperature), 6),
+            "confidence": "calibrated top probability x share of known words",
+        },
+        "anomaly_model": {
+            "kind": anomaly_model.kind,
+            "supervised": anomaly_model.supervised,
+            "temperature": round(float(anomaly_model.temperature), 6),
+            **(
+                {}
+                if anomaly_model.supervised
+                else {"alert_rate": alert_rate, "cut": "training-score quantile at 1 - alert_rate"}
+            ),
+        },
         "seed": seed,
     }
     return TrainedModel(vec, level_model, anomaly_model, threshold, metadata)
@@ -280,9 +319,14 @@ def train_corpus(n: int = DEFAULT_CORPUS_SIZE, seed: int = 0) -> TrainedModel:
     from streamer.ml.corpus import generate
 
     events = generate(n, seed)
-    return train([e["message"] for e in events], [e["labels"]["level"] for e in events],
-                 [e["labels"]["is_anomaly"] for e in events], [e["@timestamp"] for e in events],
-                 source=f"built-in corpus (streamer.ml.corpus.generate(n={n}, seed={seed}))", seed=seed)
+    return train(
+        [e["message"] for e in events],
+        [e["labels"]["level"] for e in events],
+        [e["labels"]["is_anomaly"] for e in events],
+        [e["@timestamp"] for e in events],
+        source=f"built-in corpus (streamer.ml.corpus.generate(n={n}, seed={seed}))",
+        seed=seed,
+    )
 
 
 def save(model: TrainedModel, out_dir) -> dict:

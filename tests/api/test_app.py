@@ -13,8 +13,8 @@ from fastapi.testclient import TestClient
 
 from streamer.commands.serve import build
 from streamer.config import settings_from_args
-from testkit.pipeline import MODELS, ROOT
 from testkit.clients import query
+from testkit.pipeline import MODELS, ROOT
 
 pytestmark = pytest.mark.integration
 

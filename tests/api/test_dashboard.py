@@ -13,9 +13,9 @@ import pytest
 from confluent_kafka import Producer
 
 from bench.workload import workload
-from tests.api.support import Serve, serve_env
-from testkit.pipeline import MODELS, StreamerProcess, caught_up
 from testkit.clients import query
+from testkit.pipeline import MODELS, StreamerProcess, caught_up
+from tests.api.support import Serve, serve_env
 from tests.test_replay import small_model, streamer_cli
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

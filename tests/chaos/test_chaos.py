@@ -31,11 +31,27 @@ def test_chaos_drill_loses_nothing_and_duplicates_no_row(kafka_bootstrap, databa
 
     # 3,000 events at 60/s: about 50 s of stream for 3 kills, 2 restarts (~15 s), a rebalance, and the outages
     # (PostgreSQL 15 s, the broker 12 s: twice the members' 6 s session timeout, the database slow for 8 s).
-    params = Params(events=3000, kills=3, broker_restarts=broker_faults, db_restarts=1, rebalance=True,
-                    db_outages=1, db_outage_seconds=15, broker_outages=broker_faults, broker_outage_seconds=12,
-                    slow_db=1, slow_db_seconds=8, slow_db_latency=0.3, poison_every=150,
-                    rate=60, max_lag=1000, timeout=300, stall_timeout=60, bootstrap=kafka_bootstrap,
-                    database_url=database_url)
+    params = Params(
+        events=3000,
+        kills=3,
+        broker_restarts=broker_faults,
+        db_restarts=1,
+        rebalance=True,
+        db_outages=1,
+        db_outage_seconds=15,
+        broker_outages=broker_faults,
+        broker_outage_seconds=12,
+        slow_db=1,
+        slow_db_seconds=8,
+        slow_db_latency=0.3,
+        poison_every=150,
+        rate=60,
+        max_lag=1000,
+        timeout=300,
+        stall_timeout=60,
+        bootstrap=kafka_bootstrap,
+        database_url=database_url,
+    )
     result = run_drill(params, log=print)
     report = render_text(result)
     print(report)

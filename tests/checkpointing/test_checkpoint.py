@@ -4,7 +4,7 @@ committed when any step before it fails."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import pytest
@@ -80,8 +80,22 @@ def batch_of(n_events, partitions=(0, 1)):
     b = Batch()
     for i in range(n_events):
         p = partitions[i % len(partitions)]
-        b.add(Event("raw", p, 100 + i, None, None, f"m{i}", datetime.now(timezone.utc), None, None, None,
-                    f'{{"message":"m{i}"}}', True))
+        b.add(
+            Event(
+                "raw",
+                p,
+                100 + i,
+                None,
+                None,
+                f"m{i}",
+                datetime.now(UTC),
+                None,
+                None,
+                None,
+                f'{{"message":"m{i}"}}',
+                True,
+            )
+        )
     b.add(DeadLetter("raw", partitions[0], 100 + n_events, None, None, b"\xff", "invalid_utf8", "x", "decode"))
     return b
 
@@ -94,11 +108,16 @@ def make(journal, owned=(("raw", 0), ("raw", 1)), **kw):
 
 def test_order_is_database_then_flush_then_commit():
     journal = Journal()
-    checkpoint, kafka = make(journal)
+    checkpoint, _kafka = make(journal)
     batch = batch_of(4)
     checkpoint.commit(ScoredBatch(batch, Columns(4)))
-    assert [step[0] for step in journal] == ["db.write", "kafka.publish_scored",
-                                             "kafka.publish_dead_letters", "kafka.flush", "consumer.commit"]
+    assert [step[0] for step in journal] == [
+        "db.write",
+        "kafka.publish_scored",
+        "kafka.publish_dead_letters",
+        "kafka.flush",
+        "consumer.commit",
+    ]
     # Exactly the next offsets: partition 0 holds events 100, 102 and the dead letter 104.
     assert journal[-1] == ("consumer.commit", [("raw", 0, 105), ("raw", 1, 104)])
 

@@ -35,9 +35,11 @@ def test_list_refuses_a_pickled_directory_and_convert_makes_it_load(tmp_path, ca
     monkeypatch.delenv("STREAMER_MODEL_KEY", raising=False)
     monkeypatch.delenv("STREAMER_MODEL_KEY_FILE", raising=False)
     d = legacy_dir(SHIPPED, tmp_path / "models")
-    assert _status(capsys, d).endswith(f"{d}: pickled artifacts are not loaded (anomaly_model.joblib, "
-                                       f"level_model.joblib, vectorizer.joblib); retrain or convert with "
-                                       f"`streamer models convert {d}`")
+    assert _status(capsys, d).endswith(
+        f"{d}: pickled artifacts are not loaded (anomaly_model.joblib, "
+        f"level_model.joblib, vectorizer.joblib); retrain or convert with "
+        f"`streamer models convert {d}`"
+    )
     old = json.loads((d / "metadata.json").read_text())["model_version"]
     assert main(["models", "convert", str(d)]) == 2  # unsigned: refused without the operator's say-so
     assert "--trust-unsigned" in capsys.readouterr().err and list(d.glob("*.joblib"))

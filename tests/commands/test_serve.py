@@ -10,9 +10,9 @@ import pytest
 
 from streamer.commands.serve import check_bind
 from streamer.errors import ConfigError
+from testkit.pipeline import ROOT
 from tests.api.support import Serve
 from tests.api.support import serve_env as _env
-from testkit.pipeline import ROOT
 
 TOKEN = "s3cret-token-for-tests"
 

@@ -63,14 +63,22 @@ def test_two_members_a_redelivery_and_a_restart_keep_exact_counts(migrated_db_ur
     sink_b.close()
 
     # ml_predictions carries every event's template; exactly one event per template is marked new.
-    rows = query(migrated_db_url, """SELECT t.template, count(*), count(*) FILTER (WHERE p.template_new)
+    rows = query(
+        migrated_db_url,
+        """SELECT t.template, count(*), count(*) FILTER (WHERE p.template_new)
                                      FROM ml_predictions p JOIN log_templates t USING (template_id)
-                                     GROUP BY t.template""")
+                                     GROUP BY t.template""",
+    )
     assert {r[0]: (r[1], r[2]) for r in rows} == {
-        "user <NUM> logged in from <IP>": (95, 1), DISK_T: (21, 1), CACHE_T: (15, 1)}
+        "user <NUM> logged in from <IP>": (95, 1),
+        DISK_T: (21, 1),
+        CACHE_T: (15, 1),
+    }
 
-    hourly = query(migrated_db_url, "SELECT sum(h.count) FROM log_template_hours h JOIN log_templates t USING "
-                                    "(template_id) GROUP BY t.template")
+    hourly = query(
+        migrated_db_url,
+        "SELECT sum(h.count) FROM log_template_hours h JOIN log_templates t USING (template_id) GROUP BY t.template",
+    )
     assert sorted(n for (n,) in hourly) == [15, 21, 95]  # the same exact counts, by the hour
 
     assert main(["templates", "--new", "--since", "1h", "--database-url", migrated_db_url]) == 0
@@ -83,8 +91,11 @@ def test_two_members_a_redelivery_and_a_restart_keep_exact_counts(migrated_db_ur
     # Now the cache line surges against its own past and the logins do not; a lifetime rate ranks them the
     # other way round (24,095 vs 25 events in ten days).
     for template, before in (("user <NUM> logged in from <IP>", 24_000), (CACHE_T, 10)):
-        query(migrated_db_url, "UPDATE log_templates SET first_seen = now() - interval '10 days', count = count + %s "
-                               "WHERE template = %s", (before, template))
+        query(
+            migrated_db_url,
+            "UPDATE log_templates SET first_seen = now() - interval '10 days', count = count + %s WHERE template = %s",
+            (before, template),
+        )
     assert main(["templates", "--surging", "--since", "1h", "--database-url", migrated_db_url]) == 0
     ranked = [next(t for t in _stats(migrated_db_url) if t in line) for line in capsys.readouterr().out.splitlines()]
     assert ranked == [DISK_T, CACHE_T, "user <NUM> logged in from <IP>"]

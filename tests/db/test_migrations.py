@@ -12,12 +12,15 @@ from testkit.clients import query
 
 pytestmark = pytest.mark.integration
 
-ENTRY = ("INSERT INTO log_entries (kafka_topic, kafka_partition, kafka_offset, message) "
-         "VALUES ('raw', 0, %s, %s)")
-PREDICTION = ("INSERT INTO ml_predictions (kafka_topic, kafka_partition, kafka_offset, model_version, severity) "
-              "VALUES ('raw', 0, %s, 'm1', 'low')")
-LABEL = ("INSERT INTO anomaly_labels (kafka_topic, kafka_partition, kafka_offset, is_anomaly, labelled_by) "
-         "VALUES ('raw', 0, %s, true, 'test')")
+ENTRY = "INSERT INTO log_entries (kafka_topic, kafka_partition, kafka_offset, message) VALUES ('raw', 0, %s, %s)"
+PREDICTION = (
+    "INSERT INTO ml_predictions (kafka_topic, kafka_partition, kafka_offset, model_version, severity) "
+    "VALUES ('raw', 0, %s, 'm1', 'low')"
+)
+LABEL = (
+    "INSERT INTO anomaly_labels (kafka_topic, kafka_partition, kafka_offset, is_anomaly, labelled_by) "
+    "VALUES ('raw', 0, %s, true, 'test')"
+)
 
 
 def test_upgrade_from_2_keeps_rows_and_keys_take_record_index(db_url):
@@ -33,27 +36,35 @@ def test_upgrade_from_2_keeps_rows_and_keys_take_record_index(db_url):
         assert 3 in applied_versions(conn)
 
     assert query(db_url, "SELECT kafka_offset, record_index, message FROM log_entries ORDER BY 1") == [
-        (5, 0, "old 5"), (6, 0, "old 6")]
+        (5, 0, "old 5"),
+        (6, 0, "old 6"),
+    ]
     assert query(db_url, "SELECT kafka_offset, record_index FROM ml_predictions ORDER BY 1") == [(5, 0), (6, 0)]
     assert query(db_url, "SELECT kafka_offset, record_index FROM anomaly_labels") == [(5, 0)]
 
     # Several records of one message: same coordinates, other record_index.
-    entry = ("INSERT INTO log_entries (kafka_topic, kafka_partition, kafka_offset, record_index, message) "
-             "VALUES ('raw', 0, 5, %s, %s)")
+    entry = (
+        "INSERT INTO log_entries (kafka_topic, kafka_partition, kafka_offset, record_index, message) "
+        "VALUES ('raw', 0, 5, %s, %s)"
+    )
     query(db_url, entry, (1, "second record"))
     query(db_url, entry, (2, "third record"))
     with pytest.raises(psycopg.errors.UniqueViolation):
         query(db_url, entry, (1, "the same record again"))
-    prediction = ("INSERT INTO ml_predictions (kafka_topic, kafka_partition, kafka_offset, record_index, "
-                  "model_version, severity) VALUES ('raw', 0, 5, %s, %s, 'high')")
+    prediction = (
+        "INSERT INTO ml_predictions (kafka_topic, kafka_partition, kafka_offset, record_index, "
+        "model_version, severity) VALUES ('raw', 0, 5, %s, %s, 'high')"
+    )
     query(db_url, prediction, (1, "m1"))
     query(db_url, prediction, (1, "m2"))  # model_version stays part of the prediction key
     with pytest.raises(psycopg.errors.UniqueViolation):
         query(db_url, prediction, (1, "m1"))
     with pytest.raises(psycopg.errors.ForeignKeyViolation):
         query(db_url, prediction, (7, "m1"))  # no such record in log_entries
-    label = ("INSERT INTO anomaly_labels (kafka_topic, kafka_partition, kafka_offset, record_index, is_anomaly, "
-             "labelled_by) VALUES ('raw', 0, 5, %s, false, 'test')")
+    label = (
+        "INSERT INTO anomaly_labels (kafka_topic, kafka_partition, kafka_offset, record_index, is_anomaly, "
+        "labelled_by) VALUES ('raw', 0, 5, %s, false, 'test')"
+    )
     query(db_url, label, (2,))
     with pytest.raises(psycopg.errors.ForeignKeyViolation):
         query(db_url, label, (9,))
@@ -61,14 +72,20 @@ def test_upgrade_from_2_keeps_rows_and_keys_take_record_index(db_url):
     # The cascade follows the new key: deleting one record takes its own predictions and label only.
     query(db_url, "DELETE FROM log_entries WHERE kafka_offset = 5 AND record_index = 0")
     assert query(db_url, "SELECT kafka_offset, record_index, model_version FROM ml_predictions ORDER BY 1, 2, 3") == [
-        (5, 1, "m1"), (5, 1, "m2"), (6, 0, "m1")]
+        (5, 1, "m1"),
+        (5, 1, "m2"),
+        (6, 0, "m1"),
+    ]
     assert query(db_url, "SELECT kafka_offset, record_index FROM anomaly_labels") == [(5, 2)]
 
 
 def test_fresh_database_has_the_record_index_keys(migrated_db_url):
-    keys = query(migrated_db_url, """
+    keys = query(
+        migrated_db_url,
+        """
         SELECT conrelid::regclass::text, pg_get_constraintdef(oid) FROM pg_constraint
         WHERE contype IN ('p', 'f') AND conrelid::regclass::text IN ('log_entries', 'ml_predictions',
-                                                                     'anomaly_labels')""")
+                                                                     'anomaly_labels')""",
+    )
     assert all("record_index" in definition for _, definition in keys), keys
     assert len(keys) == 3  # three primary keys; no foreign key (migrations 5 and 7 dropped them, see there)

@@ -12,12 +12,28 @@ import pytest
 
 from streamer.cli import main
 from streamer.errors import ModelError
-from streamer.ml.artifacts import (ARTIFACTS, LEGACY_ARTIFACTS, PARTS, check_versions, convert, load_model, resave,
-                                   save_model, seal, verify)
+from streamer.ml.artifacts import (
+    ARTIFACTS,
+    LEGACY_ARTIFACTS,
+    PARTS,
+    check_versions,
+    convert,
+    load_model,
+    resave,
+    save_model,
+    seal,
+    verify,
+)
 from streamer.ml.scorer import Scorer
 
-PROBE = ["disk full on /dev/sda1", "user alice logged in from 10.0.0.1", "GET /api/v1/items 200 in 12 ms",
-         "kernel panic: unable to mount root fs", "connection refused to db-1:5432, retrying in 5 s", "zzz qqq"]
+PROBE = [
+    "disk full on /dev/sda1",
+    "user alice logged in from 10.0.0.1",
+    "GET /api/v1/items 200 in 12 ms",
+    "kernel panic: unable to mount root fs",
+    "connection refused to db-1:5432, retrying in 5 s",
+    "zzz qqq",
+]
 
 
 def _one_line(err: ModelError) -> str:
@@ -37,8 +53,9 @@ def _reseal_file(d, name):
     p = d / name
     meta["artifacts"][name] = {"sha256": hashlib.sha256(p.read_bytes()).hexdigest(), "bytes": p.stat().st_size}
     names = LEGACY_ARTIFACTS if name in LEGACY_ARTIFACTS else ARTIFACTS
-    meta["model_version"] = "m-" + hashlib.sha256("".join(meta["artifacts"][n]["sha256"] for n in names)
-                                                  .encode()).hexdigest()[:12]
+    meta["model_version"] = (
+        "m-" + hashlib.sha256("".join(meta["artifacts"][n]["sha256"] for n in names).encode()).hexdigest()[:12]
+    )
     _write_meta(d, seal(meta))
 
 
@@ -68,10 +85,12 @@ def test_a_good_directory_loads(model_copy):
 def test_loading_the_shipped_model_does_not_import_scikit_learn():
     # scikit-learn's import is most of a cold start; the shipped models hold plain numpy weights.
     models = Path(__file__).resolve().parents[2] / "models"
-    code = ("import sys; from streamer.ml.scorer import Scorer; s = Scorer.load(sys.argv[1]); "
-            "s.score(['disk full on /dev/sda1'], [None]); "
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('sklearn', 'joblib') "
-            "or m == 'scipy.optimize'))")
+    code = (
+        "import sys; from streamer.ml.scorer import Scorer; s = Scorer.load(sys.argv[1]); "
+        "s.score(['disk full on /dev/sda1'], [None]); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('sklearn', 'joblib') "
+        "or m == 'scipy.optimize'))"
+    )
     out = subprocess.run([sys.executable, "-c", code, str(models)], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
@@ -87,16 +106,21 @@ def test_save_then_load_gives_identical_predictions_and_bytes(tmp_path, unsuperv
 
         msgs = [e["message"] for e in generate(800, seed=8)]
         vec = LogVectorizer().fit(msgs)
-        model = SimpleNamespace(vectorizer=vec, level_model=ConstantLevel("INFO"),
-                                anomaly_model=RarityAnomaly().fit(vec.transform(msgs)),
-                                metadata={"levels": ["INFO"]}, anomaly_threshold=0.5)
+        model = SimpleNamespace(
+            vectorizer=vec,
+            level_model=ConstantLevel("INFO"),
+            anomaly_model=RarityAnomaly().fit(vec.transform(msgs)),
+            metadata={"levels": ["INFO"]},
+            anomaly_threshold=0.5,
+        )
     else:
         model = train_corpus(1500, seed=4)
     meta = save_model(model, tmp_path / "a")
     in_memory = Scorer(model.vectorizer, model.level_model, model.anomaly_model, meta)
     loaded = Scorer.load(tmp_path / "a")
-    assert [type(o) for o in (loaded._vectorizer, loaded._level_model, loaded._anomaly_model)] == \
-        [type(o) for o in (model.vectorizer, model.level_model, model.anomaly_model)]
+    assert [type(o) for o in (loaded._vectorizer, loaded._level_model, loaded._anomaly_model)] == [
+        type(o) for o in (model.vectorizer, model.level_model, model.anomaly_model)
+    ]
     _same_scores(in_memory.score(PROBE), loaded.score(PROBE))
     # the same weights written again: the same bytes, so the same model_version
     again = resave(meta, load_model(tmp_path / "a")[1], tmp_path / "b", trained_at=meta["trained_at"])
@@ -111,11 +135,19 @@ def test_every_model_class_can_be_saved_without_pickle():
 
     from streamer.ml import features, models
 
-    parts = [c for module in (features, models) for _, c in inspect.getmembers(module, inspect.isclass)
-             if c.__module__ == module.__name__ and any(hasattr(c, m) for m in ("transform", "predict", "score"))]
+    parts = [
+        c
+        for module in (features, models)
+        for _, c in inspect.getmembers(module, inspect.isclass)
+        if c.__module__ == module.__name__ and any(hasattr(c, m) for m in ("transform", "predict", "score"))
+    ]
     assert {"LogVectorizer", "LevelModel", "SupervisedAnomaly"} <= {c.__name__ for c in parts}
-    missing = [c.__name__ for c in parts if not callable(getattr(c, "to_state", None))
-               or not isinstance(inspect.getattr_static(c, "from_state", None), classmethod)]
+    missing = [
+        c.__name__
+        for c in parts
+        if not callable(getattr(c, "to_state", None))
+        or not isinstance(inspect.getattr_static(c, "from_state", None), classmethod)
+    ]
     assert not missing, f"no to_state()/from_state(): {missing}"
 
 
@@ -145,13 +177,13 @@ def test_missing_artifact(model_copy):
 
 
 def test_missing_and_broken_metadata(model_copy, tmp_path):
-    with pytest.raises(ModelError, match="not found"):
+    with pytest.raises(ModelError, match=r"not found"):
         verify(tmp_path / "nowhere")
     (model_copy / "metadata.json").write_text("{not json")
-    with pytest.raises(ModelError, match="metadata.json.*JSON"):
+    with pytest.raises(ModelError, match=r"metadata.json.*JSON"):
         verify(model_copy)
     (model_copy / "metadata.json").unlink()
-    with pytest.raises(ModelError, match="metadata.json: missing"):
+    with pytest.raises(ModelError, match=r"metadata.json: missing"):
         verify(model_copy)
 
 
@@ -169,11 +201,12 @@ def test_hash_swapped_in_metadata_is_still_caught_by_size_or_hash(model_copy):
     meta = json.loads((model_copy / "metadata.json").read_text())
     meta["artifacts"]["vectorizer.npz"]["sha256"] = "0" * 64
     _write_meta(model_copy, seal(meta))  # even with a recomputed digest
-    with pytest.raises(ModelError, match="model_version|vectorizer.npz: sha256"):
+    with pytest.raises(ModelError, match=r"model_version|vectorizer.npz: sha256"):
         verify(model_copy)
 
 
 # --- nothing in a model directory runs code on load, even when its hashes and digest were updated --------
+
 
 @pytest.mark.parametrize("where", ["extra.pkl", "level_model.joblib", "models.pickle"])
 def test_a_directory_with_a_pickle_is_refused_with_one_line(model_copy, tmp_path, where):
@@ -181,8 +214,10 @@ def test_a_directory_with_a_pickle_is_refused_with_one_line(model_copy, tmp_path
     (model_copy / where).write_bytes(pickle.dumps(Payload(marker)))
     with pytest.raises(ModelError) as err:
         Scorer.load(model_copy)
-    assert _one_line(err.value) == (f"{model_copy}: pickled artifacts are not loaded ({where}); retrain or convert "
-                                    f"with `streamer models convert {model_copy}`")
+    assert _one_line(err.value) == (
+        f"{model_copy}: pickled artifacts are not loaded ({where}); retrain or convert "
+        f"with `streamer models convert {model_copy}`"
+    )
     assert not marker.exists()
 
 
@@ -227,7 +262,7 @@ def test_a_signed_directory_refuses_a_replaced_file_before_reading_it(model_copy
 def test_a_part_naming_a_class_that_is_not_a_model_part_is_refused(model_copy, name):
     (model_copy / "vectorizer.json").write_text(json.dumps({"class": name, "params": {}}))
     _reseal_file(model_copy, "vectorizer.json")
-    with pytest.raises(ModelError, match="is not a vectorizer class of streamer.ml.features") as err:
+    with pytest.raises(ModelError, match=r"is not a vectorizer class of streamer.ml.features") as err:
         load_model(model_copy)
     _one_line(err.value)
 
@@ -236,7 +271,7 @@ def test_parts_that_do_not_fit_together_are_refused_at_load(model_copy, tmp_path
     meta, objs = load_model(model_copy)
     objs["level_model"].clf.coef_ = objs["level_model"].clf.coef_[:, :-1]  # one feature short
     resave(meta, objs, model_copy)
-    with pytest.raises(ModelError, match="parts do not fit together"):
+    with pytest.raises(ModelError, match=r"parts do not fit together"):
         load_model(model_copy)
 
 
@@ -245,7 +280,7 @@ def test_metadata_only_edit_is_refused(model_copy):
     meta = json.loads((model_copy / "metadata.json").read_text())
     meta["anomaly_threshold"] = 1.0
     _write_meta(model_copy, meta)
-    with pytest.raises(ModelError, match="TAMPERED: content digest") as err:
+    with pytest.raises(ModelError, match=r"TAMPERED: content digest") as err:
         load_model(model_copy)
     _one_line(err.value)
 
@@ -254,12 +289,13 @@ def test_forged_version_is_refused_even_with_a_recomputed_digest(model_copy):
     meta = json.loads((model_copy / "metadata.json").read_text())
     meta["model_version"] = "m-000000000000"
     _write_meta(model_copy, seal(meta))
-    with pytest.raises(ModelError, match="model_version"):
+    with pytest.raises(ModelError, match=r"model_version"):
         verify(model_copy)
 
 
-@pytest.mark.parametrize("signed_with, key, ok", [(None, None, True), (b"k1", b"k1", True),
-                                                   (None, b"k1", False), (b"k2", b"k1", False)])
+@pytest.mark.parametrize(
+    "signed_with, key, ok", [(None, None, True), (b"k1", b"k1", True), (None, b"k1", False), (b"k2", b"k1", False)]
+)
 def test_signature_policy(model_copy, monkeypatch, signed_with, key, ok):
     meta = json.loads((model_copy / "metadata.json").read_text())
     _write_meta(model_copy, seal(meta, signed_with))
@@ -271,7 +307,7 @@ def test_signature_policy(model_copy, monkeypatch, signed_with, key, ok):
     if ok:
         verify(model_copy)
     else:
-        with pytest.raises(ModelError, match="unsigned|signature"):
+        with pytest.raises(ModelError, match=r"unsigned|signature"):
             verify(model_copy)
 
 
@@ -296,6 +332,7 @@ def test_cli_refuses_a_bad_model_with_one_line_and_nonzero_exit(model_copy, comm
 
 # --- the converter for pickled model directories of older releases ----------------------------------------
 
+
 def legacy_dir(src, dest: Path, key: bytes | None = None) -> Path:
     """A model directory as releases before schema 2 wrote it: joblib pickles, sealed the same way."""
     import joblib
@@ -307,12 +344,20 @@ def legacy_dir(src, dest: Path, key: bytes | None = None) -> Path:
     files = {}
     for part, name in zip(PARTS, LEGACY_ARTIFACTS):
         joblib.dump(objs[part], dest / name, compress=3)
-        files[name] = {"sha256": hashlib.sha256((dest / name).read_bytes()).hexdigest(),
-                       "bytes": (dest / name).stat().st_size}
-    old = {"schema": 1, "model_version": "m-" + hashlib.sha256("".join(files[n]["sha256"] for n in LEGACY_ARTIFACTS)
-                                                               .encode()).hexdigest()[:12],
-           "trained_at": meta["trained_at"], **{k: v for k, v in meta.items() if k not in _DERIVED},
-           "library_versions": library_versions(), "artifacts": files, "anomaly_threshold": meta["anomaly_threshold"]}
+        files[name] = {
+            "sha256": hashlib.sha256((dest / name).read_bytes()).hexdigest(),
+            "bytes": (dest / name).stat().st_size,
+        }
+    old = {
+        "schema": 1,
+        "model_version": "m-"
+        + hashlib.sha256("".join(files[n]["sha256"] for n in LEGACY_ARTIFACTS).encode()).hexdigest()[:12],
+        "trained_at": meta["trained_at"],
+        **{k: v for k, v in meta.items() if k not in _DERIVED},
+        "library_versions": library_versions(),
+        "artifacts": files,
+        "anomaly_threshold": meta["anomaly_threshold"],
+    }
     _write_meta(dest, seal(old, key))
     return dest
 
@@ -325,7 +370,7 @@ def legacy(model_copy, tmp_path, monkeypatch):
 
 
 def test_a_pickled_directory_is_refused_but_converts_to_the_same_predictions(legacy, model_copy):
-    with pytest.raises(ModelError, match="pickled artifacts are not loaded"):
+    with pytest.raises(ModelError, match=r"pickled artifacts are not loaded"):
         Scorer.load(legacy)
     old_version = json.loads((legacy / "metadata.json").read_text())["model_version"]
     meta = convert(legacy, trust_unsigned=True)
@@ -333,7 +378,7 @@ def test_a_pickled_directory_is_refused_but_converts_to_the_same_predictions(leg
     assert meta["converted_from"] == {"model_version": old_version, "format": "joblib"}
     assert meta["model_version"] != old_version
     _same_scores(Scorer.load(model_copy).score(PROBE), Scorer.load(legacy).score(PROBE))
-    with pytest.raises(ModelError, match="already"):
+    with pytest.raises(ModelError, match=r"already"):
         convert(legacy)
 
 
@@ -343,7 +388,7 @@ def test_convert_unpickles_an_unsigned_directory_only_when_told(legacy, tmp_path
     _reseal_file(legacy, "level_model.joblib")
     verify_legacy = json.loads((legacy / "metadata.json").read_text())  # consistent and unsigned: nothing
     assert "signature" not in verify_legacy  # tells the operator's own files from these
-    with pytest.raises(ModelError, match="unsigned; converting unpickles it"):
+    with pytest.raises(ModelError, match=r"unsigned; converting unpickles it"):
         convert(legacy)
     assert not marker.exists()
 
@@ -362,18 +407,28 @@ def test_convert_refuses_a_tampered_signed_directory_before_unpickling(model_cop
     assert "signature" in meta and verify(tmp_path / "out")["model_version"] == meta["model_version"]
 
 
-@pytest.mark.parametrize("lib,value,ok", [
-    ("sklearn", "same-patch-differs", True), ("sklearn", "other-minor", False),
-    ("numpy", "other-minor", True), ("numpy", "other-major", False),
-    ("python", "older-minor", True), ("python", "newer-minor", False),
-])
+@pytest.mark.parametrize(
+    "lib,value,ok",
+    [
+        ("sklearn", "same-patch-differs", True),
+        ("sklearn", "other-minor", False),
+        ("numpy", "other-minor", True),
+        ("numpy", "other-major", False),
+        ("python", "older-minor", True),
+        ("python", "newer-minor", False),
+    ],
+)
 def test_version_policy_of_pickled_models(legacy, lib, value, ok):
     meta = json.loads((legacy / "metadata.json").read_text())
     cur = dict(meta["library_versions"])
     major, minor = (int(x) for x in cur[lib].split(".")[:2])
-    want = {"same-patch-differs": f"{major}.{minor}.999", "other-minor": f"{major}.{minor + 1}.0",
-            "other-major": f"{major + 1}.0.0", "older-minor": f"{major}.{max(minor - 1, 0)}.0",
-            "newer-minor": f"{major}.{minor + 1}.0"}[value]
+    want = {
+        "same-patch-differs": f"{major}.{minor}.999",
+        "other-minor": f"{major}.{minor + 1}.0",
+        "other-major": f"{major + 1}.0.0",
+        "older-minor": f"{major}.{max(minor - 1, 0)}.0",
+        "newer-minor": f"{major}.{minor + 1}.0",
+    }[value]
     meta["library_versions"] = {**cur, lib: want}
     if ok:
         check_versions(meta, legacy / "metadata.json", current=cur)
@@ -382,8 +437,15 @@ def test_version_policy_of_pickled_models(legacy, lib, value, ok):
             check_versions(meta, legacy / "metadata.json", current=cur)
 
 
-@pytest.mark.parametrize("attack", ["pickle as level_model.npz", "pickle beside the parts", "threshold edit",
-                                    "old format, pickle with its sha256 updated"])
+@pytest.mark.parametrize(
+    "attack",
+    [
+        "pickle as level_model.npz",
+        "pickle beside the parts",
+        "threshold edit",
+        "old format, pickle with its sha256 updated",
+    ],
+)
 def test_streamer_run_refuses_the_issues_attacks_before_connecting_and_runs_no_code(tmp_path, attack):
     # issue 11 row 3 through the real command: code from the model directory ran as the streamer process, and
     # a metadata-only edit (threshold 0.07 -> 1.0) was accepted
@@ -411,11 +473,21 @@ def test_streamer_run_refuses_the_issues_attacks_before_connecting_and_runs_no_c
         (models / "level_model.npz").write_bytes(pickle.dumps(Payload(marker)))
         _reseal_file(models, "level_model.npz")  # sha256, version and digest all consistent again
         expected = "level_model.npz: cannot be read without pickle"
-    env = {"PATH": "/usr/bin:/bin", "STREAMER_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none",
-           "STREAMER_BOOTSTRAP_SERVERS": "127.0.0.1:1", "STREAMER_MODELS_DIR": str(models)}
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "STREAMER_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none",
+        "STREAMER_BOOTSTRAP_SERVERS": "127.0.0.1:1",
+        "STREAMER_MODELS_DIR": str(models),
+    }
     started = time.monotonic()
-    done = subprocess.run([sys.executable, "-m", "streamer", "run"], env=env, capture_output=True, text=True,
-                          timeout=60, cwd=Path(__file__).resolve().parents[2])
+    done = subprocess.run(
+        [sys.executable, "-m", "streamer", "run"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).resolve().parents[2],
+    )
     assert done.returncode != 0 and "Traceback" not in done.stderr, done.stderr
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("streamer run: ") and expected in last, last

@@ -37,8 +37,14 @@ def test_score_round_trip_text_and_json(small_model_dir, monkeypatch):
         assert row["message"] == e["message"] and row["host.name"] == e["host.name"]
     assert rows[25]["message"] == events[25]["message"].replace("\n", " ")
     for row in rows:
-        assert {"predicted_level", "level_confidence", "is_anomaly", "anomaly_score", "severity",
-                "model_version"} <= row["streamer"].keys()
+        assert {
+            "predicted_level",
+            "level_confidence",
+            "is_anomaly",
+            "anomaly_score",
+            "severity",
+            "model_version",
+        } <= row["streamer"].keys()
 
 
 def test_score_files_and_threshold_flag(small_model_dir, tmp_path, monkeypatch):
@@ -68,8 +74,15 @@ def test_evaluate_prints_metrics(small_model_dir, tmp_path, capsys):
 
 
 def test_status_is_stable_and_survives_unreachable_services(small_model_dir, capsys):
-    argv = ["status", "--models", str(small_model_dir), "--bootstrap-servers", "127.0.0.1:1",
-            "--database-url", "postgresql://u:secret@127.0.0.1:1/db"]
+    argv = [
+        "status",
+        "--models",
+        str(small_model_dir),
+        "--bootstrap-servers",
+        "127.0.0.1:1",
+        "--database-url",
+        "postgresql://u:secret@127.0.0.1:1/db",
+    ]
     rc1, out1, _ = _run(argv, capsys)
     rc2, out2, _ = _run(argv, capsys)
     assert rc1 == rc2 == 0
@@ -82,8 +95,18 @@ def test_status_is_stable_and_survives_unreachable_services(small_model_dir, cap
 
 
 def test_status_without_a_model_fails(tmp_path, capsys):
-    rc, _, err = _run(["status", "--models", str(tmp_path / "none"), "--bootstrap-servers", "127.0.0.1:1",
-                       "--database-url", "postgresql://u@127.0.0.1:1/db"], capsys)
+    rc, _, err = _run(
+        [
+            "status",
+            "--models",
+            str(tmp_path / "none"),
+            "--bootstrap-servers",
+            "127.0.0.1:1",
+            "--database-url",
+            "postgresql://u@127.0.0.1:1/db",
+        ],
+        capsys,
+    )
     assert rc != 0 and "not found" in err
 
 

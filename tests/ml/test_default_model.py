@@ -15,8 +15,19 @@ def test_default_model_is_valid_and_small():
     meta = verify(MODELS)
     total = sum(p.stat().st_size for p in MODELS.iterdir() if p.is_file())
     assert total <= 10 * 1024 * 1024
-    for key in ("model_version", "trained_at", "num_training_samples", "training_data", "metrics",
-                "anomaly_threshold", "levels", "feature_count", "library_versions", "artifacts", "evaluation"):
+    for key in (
+        "model_version",
+        "trained_at",
+        "num_training_samples",
+        "training_data",
+        "metrics",
+        "anomaly_threshold",
+        "levels",
+        "feature_count",
+        "library_versions",
+        "artifacts",
+        "evaluation",
+    ):
         assert key in meta, key
     assert set(meta["library_versions"]) == {"sklearn", "numpy", "scipy", "joblib", "python"}
     assert sorted(meta["artifacts"]) == sorted(ARTIFACTS) and not list(MODELS.glob("*.joblib"))  # no pickles

@@ -11,8 +11,13 @@ from streamer.ml.scorer import FALLBACK_CUT, Scorer
 from streamer.ml.train import train
 
 # A small stream: five routine INFO templates, a recurring (known, harmless) ERROR, a WARN now and then.
-ROUTINE = ["user {i} logged in from 10.0.0.{i}", "GET /api/items/{i} 200 in {i} ms", "cache refreshed {i} keys",
-           "heartbeat from worker {i} ok", "scheduled job {i} finished"]
+ROUTINE = [
+    "user {i} logged in from 10.0.0.{i}",
+    "GET /api/items/{i} 200 in {i} ms",
+    "cache refreshed {i} keys",
+    "heartbeat from worker {i} ok",
+    "scheduled job {i} finished",
+]
 
 
 def _stream(n=2000, seed=0):
@@ -36,8 +41,13 @@ def unsupervised():
 
 
 def _scorer(model, **kw):
-    return Scorer(model.vectorizer, model.level_model, model.anomaly_model,
-                  {"model_version": "t", "anomaly_threshold": model.anomaly_threshold}, **kw)
+    return Scorer(
+        model.vectorizer,
+        model.level_model,
+        model.anomaly_model,
+        {"model_version": "t", "anomaly_threshold": model.anomaly_threshold},
+        **kw,
+    )
 
 
 def _fresh(model):
@@ -60,8 +70,9 @@ def test_training_without_labels_builds_the_detector_and_says_how_it_cuts(unsupe
 def test_the_cut_is_the_training_score_quantile_of_the_alert_rate():
     # 1,000 distinct ERROR templates seen once, then 9,000 rows of one INFO template: leave-one-out scores
     # are 0.9 for the singletons and small for the rest, so any rate up to 10 % cuts at 0.9.
-    vec_msgs = [f"failure kind{chr(97 + i % 26)}{chr(97 + i // 26 % 26)}{chr(97 + i // 676)} seen"
-                for i in range(1000)] + ["all good here"] * 9000
+    vec_msgs = [
+        f"failure kind{chr(97 + i % 26)}{chr(97 + i // 26 % 26)}{chr(97 + i // 676)} seen" for i in range(1000)
+    ] + ["all good here"] * 9000
     levels = ["ERROR"] * 1000 + ["INFO"] * 9000
     vec = LogVectorizer(min_df=1).fit(vec_msgs)
     feats = vec.transform(vec_msgs)
@@ -96,8 +107,11 @@ def test_alert_rate_setting_and_scorer_override(unsupervised, monkeypatch):
 def test_the_level_is_a_strong_prior(unsupervised):
     scorer = _scorer(_fresh(unsupervised))
     novel = "kernel: watchdog detected hard lockup on cpu 3"
-    cols = scorer.score([novel, novel, "all workers routinely nominal", "cache refreshed 5 keys"],
-                        ["FATAL", "INFO", "INFO", "ERROR"], learn=False)
+    cols = scorer.score(
+        [novel, novel, "all workers routinely nominal", "cache refreshed 5 keys"],
+        ["FATAL", "INFO", "INFO", "ERROR"],
+        learn=False,
+    )
     assert cols.is_anomaly.tolist() == [True, False, False, False]
     assert cols.anomaly_score[0] == pytest.approx(1.0) and cols.anomaly_score[1] == pytest.approx(0.05)
     assert cols.anomaly_score[3] < cols.anomaly_score[1]  # routine text stays routine, whatever its level
@@ -164,8 +178,7 @@ def test_saved_and_loaded_it_still_learns(unsupervised, tmp_path):
     scorer = Scorer.load(tmp_path)
     assert scorer.learns and isinstance(scorer._anomaly_model, TemplateRarity)
     assert scorer.anomaly_threshold == unsupervised.anomaly_threshold
-    assert Scorer.load(tmp_path, alert_rate=0.3).anomaly_threshold == \
-        unsupervised.anomaly_model.threshold_for(0.3)
+    assert Scorer.load(tmp_path, alert_rate=0.3).anomaly_threshold == unsupervised.anomaly_model.threshold_for(0.3)
     line = ["fan 2 failed on chassis, temperature rising"]
     first = scorer.score(line, ["FATAL"])
     assert first.is_anomaly[0] and first.anomaly_score[0] == pytest.approx(1.0)
@@ -180,8 +193,13 @@ def test_train_from_postgres_without_labels_builds_it(migrated_db_url, monkeypat
     from tests.ml.test_history import T0, store
 
     msgs, levels = _stream(1200, seed=4)
-    store(migrated_db_url, [{"message": m, "level": lv, "time": T0 + timedelta(seconds=i)}
-                            for i, (m, lv) in enumerate(zip(msgs, levels, strict=True))])
+    store(
+        migrated_db_url,
+        [
+            {"message": m, "level": lv, "time": T0 + timedelta(seconds=i)}
+            for i, (m, lv) in enumerate(zip(msgs, levels, strict=True))
+        ],
+    )
     model, hist = train_from_postgres(migrated_db_url, alert_rate=0.02)
     assert not hist.supervised_anomaly and hist.marked == 0
     assert isinstance(model.anomaly_model, TemplateRarity)
@@ -189,15 +207,19 @@ def test_train_from_postgres_without_labels_builds_it(migrated_db_url, monkeypat
     assert model.anomaly_threshold == model.anomaly_model.threshold_for(0.02)
     # the history taught it the recurring error: it is not paged, a new one is
     scorer = _scorer(model)
-    cols = scorer.score(["connection to replica 2 reset, retrying", "raid array degraded: disk 4 missing"],
-                        ["ERROR", "ERROR"], learn=False)
+    cols = scorer.score(
+        ["connection to replica 2 reset, retrying", "raid array degraded: disk 4 missing"],
+        ["ERROR", "ERROR"],
+        learn=False,
+    )
     assert cols.is_anomaly.tolist() == [False, True]
 
 
 def test_a_known_message_is_as_rare_as_its_rarest_word_or_pair():
     # "alpha"/"beta" and "one"/"two" combine freely; "zeta" appears once in training
-    msgs = [f"{a} worker {b} failed" for a in ("alpha", "beta") for b in ("one", "two")] * 50 + \
-        ["zeta worker one failed"]
+    msgs = [f"{a} worker {b} failed" for a in ("alpha", "beta") for b in ("one", "two")] * 50 + [
+        "zeta worker one failed"
+    ]
     vec = LogVectorizer(min_df=1).fit(msgs)
     det = TemplateRarity().fit(vec.transform(msgs), ["ERROR"] * len(msgs))
     later = vec.transform(["beta worker one failed", "zeta worker two failed"])

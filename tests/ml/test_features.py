@@ -4,21 +4,24 @@ import pytest
 from streamer.ml.features import LogVectorizer, mask, tokenize_batch
 
 
-@pytest.mark.parametrize("message,expected", [
-    ("Connection from 10.1.2.3:5555 closed", "connection from xip closed"),
-    ("req 38101a0b-2096-447d-96ea-a692162415ae done", "req xuuid done"),
-    ("read /var/lib/data/file.db failed", "read xpath failed"),
-    ("pointer 0x7fed806eb5d at deadbeef12", "pointer xhex at xhex"),
-    ('"GET /api/x HTTP/1.1" 503 12', "get xpath status xs_server xnum"),
-    ("status=404", "status xs_client"),
-    ("query took 5234ms", "query took xdur_s"),
-    ("took 12 ms", "took xdur_fast"),
-    ("disk at 97%", "disk at xpct_hi"),
-    ("see https://example.org/a?b=1 now", "see xurl now"),
-    ("mail bob@example.com", "mail bob xemail"),
-    ("Core: C:\\Windows\\winsxs\\x.dll", "core xpath"),
-    ("retry 3 of 5", "retry xnum of xnum"),
-])
+@pytest.mark.parametrize(
+    "message,expected",
+    [
+        ("Connection from 10.1.2.3:5555 closed", "connection from xip closed"),
+        ("req 38101a0b-2096-447d-96ea-a692162415ae done", "req xuuid done"),
+        ("read /var/lib/data/file.db failed", "read xpath failed"),
+        ("pointer 0x7fed806eb5d at deadbeef12", "pointer xhex at xhex"),
+        ('"GET /api/x HTTP/1.1" 503 12', "get xpath status xs_server xnum"),
+        ("status=404", "status xs_client"),
+        ("query took 5234ms", "query took xdur_s"),
+        ("took 12 ms", "took xdur_fast"),
+        ("disk at 97%", "disk at xpct_hi"),
+        ("see https://example.org/a?b=1 now", "see xurl now"),
+        ("mail bob@example.com", "mail bob xemail"),
+        ("Core: C:\\Windows\\winsxs\\x.dll", "core xpath"),
+        ("retry 3 of 5", "retry xnum of xnum"),
+    ],
+)
 def test_masking(message, expected):
     assert mask(message) == expected
 
@@ -30,8 +33,13 @@ def test_batch_documents_do_not_bleed():
 
 
 def test_transform_matches_per_message_transform():
-    msgs = ["user alice logged in from 10.0.0.1", "disk full on /dev/sda1", "", "user bob logged out",
-            "completely unknown words here"]
+    msgs = [
+        "user alice logged in from 10.0.0.1",
+        "disk full on /dev/sda1",
+        "",
+        "user bob logged out",
+        "completely unknown words here",
+    ]
     vec = LogVectorizer(min_df=1).fit(msgs[:4] * 2)
     batch = vec.transform(msgs)
     for i, m in enumerate(msgs):
@@ -142,26 +150,86 @@ def _ref_transform(vec, messages):
 
 
 _EDGE = [
-    "", " ", "\t", "xnum xip xpath", "5 10.0.0.1 /var/log", "١٢٣ ٣ms ²² ½ İstanbul ǅemal straße café",
+    "",
+    " ",
+    "\t",
+    "xnum xip xpath",
+    "5 10.0.0.1 /var/log",
+    "١٢٣ ٣ms ²² ½ İstanbul ǅemal straße café",
     "a\tb\t5\tms",
-    "status=503", "status 200", "code: 404", "HTTP/1.1 302", '"GET / HTTP/1.0" 200 5', "http/2 503",
-    "took 5ms", "took 12 ms", "took 1.5 s", "waited 61 seconds", "3 min", "2 mins", "950 us", "7µs", "4 msecs",
-    "disk 97%", "cpu 50.5 %", "mem 3%", "100%cpu", "5%5", "size 12 kb", "512 MiB", "1 bytes", "10gb",
-    "see https://example.org/a?b=1 now", "ftp://h/x", "s3://bucket/key", "jdbc:postgresql://db:5432/x",
-    "wss://h", "file:///etc/passwd", "C:\\Windows\\System32\\x.dll", "d:\\data\\", "bob@example.com",
-    "a@b.c-@d.e", "~/x/y", "/a/b/", "./rel", "a/b", "x//y", "0xdeadbeef", "0x", "deadbeef12", "abcdef1", "1abcdef",
-    "a١bcdef0 end", "38101a0b-2096-447d-96ea-a692162415ae", "e4b06ce6-0741-47a8-ace4-2c8218072e8c",
-    "12345678-1234-1234-1234-123456789012", "00:11:22:33:44:55", "aa:bb:cc:dd:ee:ff", "ab:cd::1:2",
-    "fe80::1:2:3:4", "::1:2:3:4", "1.2.3.4:80", "1.2.3.4:123456", "1.2.3", "1,000,000",
-    "12:34:56", "2024-03-01T00:00:00.051Z", "j12 k8s", "user_name id_12",
-    "é" * 10 + " 5", "x " * 3000 + "5 ms " * 500,
+    "status=503",
+    "status 200",
+    "code: 404",
+    "HTTP/1.1 302",
+    '"GET / HTTP/1.0" 200 5',
+    "http/2 503",
+    "took 5ms",
+    "took 12 ms",
+    "took 1.5 s",
+    "waited 61 seconds",
+    "3 min",
+    "2 mins",
+    "950 us",
+    "7µs",
+    "4 msecs",
+    "disk 97%",
+    "cpu 50.5 %",
+    "mem 3%",
+    "100%cpu",
+    "5%5",
+    "size 12 kb",
+    "512 MiB",
+    "1 bytes",
+    "10gb",
+    "see https://example.org/a?b=1 now",
+    "ftp://h/x",
+    "s3://bucket/key",
+    "jdbc:postgresql://db:5432/x",
+    "wss://h",
+    "file:///etc/passwd",
+    "C:\\Windows\\System32\\x.dll",
+    "d:\\data\\",
+    "bob@example.com",
+    "a@b.c-@d.e",
+    "~/x/y",
+    "/a/b/",
+    "./rel",
+    "a/b",
+    "x//y",
+    "0xdeadbeef",
+    "0x",
+    "deadbeef12",
+    "abcdef1",
+    "1abcdef",
+    "a١bcdef0 end",
+    "38101a0b-2096-447d-96ea-a692162415ae",
+    "e4b06ce6-0741-47a8-ace4-2c8218072e8c",
+    "12345678-1234-1234-1234-123456789012",
+    "00:11:22:33:44:55",
+    "aa:bb:cc:dd:ee:ff",
+    "ab:cd::1:2",
+    "fe80::1:2:3:4",
+    "::1:2:3:4",
+    "1.2.3.4:80",
+    "1.2.3.4:123456",
+    "1.2.3",
+    "1,000,000",
+    "12:34:56",
+    "2024-03-01T00:00:00.051Z",
+    "j12 k8s",
+    "user_name id_12",
+    "é" * 10 + " 5",
+    "x " * 3000 + "5 ms " * 500,
 ]
 
 
 def _fuzz(n, seed):
     rng = random.Random(seed)
-    frags = [e for e in _EDGE if len(e) < 60] + list("0123456789abcdefxyz :./\\@~-%\t\"'=,;()[]<>\n") + [
-        "status", "code", "http/1.1", "ms", "s", "sec", "min", "kb", "bytes", "%", "0x", "https://", "µs", "١"]
+    frags = (
+        [e for e in _EDGE if len(e) < 60]
+        + list("0123456789abcdefxyz :./\\@~-%\t\"'=,;()[]<>\n")
+        + ["status", "code", "http/1.1", "ms", "s", "sec", "min", "kb", "bytes", "%", "0x", "https://", "µs", "١"]
+    )
     return ["".join(rng.choice(frags) for _ in range(rng.randint(0, 12))) for _ in range(n)]
 
 
@@ -169,8 +237,18 @@ def _cases():
     from streamer.ml.corpus import generate
 
     corpus = [e["message"] for e in generate(1500, seed=7)]
-    return [[], [""], ["", ""], ["xnum xip"], _EDGE, corpus, _fuzz(3000, seed=1), ["5 ms", "ends with \x01"],
-            ["a\x01b", "5\x01ms"], ["\x01", "x\x01\x01y", "z"]]
+    return [
+        [],
+        [""],
+        ["", ""],
+        ["xnum xip"],
+        _EDGE,
+        corpus,
+        _fuzz(3000, seed=1),
+        ["5 ms", "ends with \x01"],
+        ["a\x01b", "5\x01ms"],
+        ["\x01", "x\x01\x01y", "z"],
+    ]
 
 
 def test_mask_batch_matches_reference():
@@ -184,8 +262,11 @@ def test_transform_matches_reference():
     from streamer.ml.corpus import generate
 
     train = [e["message"] for e in generate(3000, seed=5)] + _EDGE + _fuzz(2000, seed=3)
-    for vec in (LogVectorizer(min_df=1).fit(train), LogVectorizer(min_df=2, max_features=500).fit(train),
-                LogVectorizer().fit(["unrelated words only"] * 3)):
+    for vec in (
+        LogVectorizer(min_df=1).fit(train),
+        LogVectorizer(min_df=2, max_features=500).fit(train),
+        LogVectorizer().fit(["unrelated words only"] * 3),
+    ):
         for batch in _cases():
             got = vec.transform(batch)
             X, fam = _ref_transform(vec, batch)

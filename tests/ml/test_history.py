@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -14,7 +14,7 @@ from testkit.clients import query
 pytestmark = pytest.mark.integration
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
-T0 = datetime(2024, 6, 1, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
 
 
 def store(url: str, rows: list[dict], topic: str = "logs.raw") -> None:
@@ -25,8 +25,11 @@ def store(url: str, rows: list[dict], topic: str = "logs.raw") -> None:
         conn.cursor().executemany(
             "INSERT INTO log_entries (kafka_topic, kafka_partition, kafka_offset, event_time, level, message, "
             "service) VALUES (%s, %s, %s, coalesce(%s, now()), %s, %s, %s)",  # no time: when stored, as run does
-            [(topic, i % 3, i // 3, r.get("time"), r.get("level"), r["message"], r.get("service", "shop"))
-             for i, r in enumerate(rows)])
+            [
+                (topic, i % 3, i // 3, r.get("time"), r.get("level"), r["message"], r.get("service", "shop"))
+                for i, r in enumerate(rows)
+            ],
+        )
 
 
 def label(url: str, coords: list[tuple[int, int]], is_anomaly: bool = True, topic: str = "logs.raw") -> None:
@@ -35,7 +38,9 @@ def label(url: str, coords: list[tuple[int, int]], is_anomaly: bool = True, topi
     with psycopg.connect(url) as conn:
         conn.cursor().executemany(
             "INSERT INTO anomaly_labels (kafka_topic, kafka_partition, kafka_offset, is_anomaly, labelled_by) "
-            "VALUES (%s, %s, %s, %s, 'test')", [(topic, p, o, is_anomaly) for p, o in coords])
+            "VALUES (%s, %s, %s, %s, 'test')",
+            [(topic, p, o, is_anomaly) for p, o in coords],
+        )
 
 
 def train_cli(url: str, models_dir, *args: str) -> subprocess.CompletedProcess:
@@ -43,18 +48,29 @@ def train_cli(url: str, models_dir, *args: str) -> subprocess.CompletedProcess:
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMER_")}
     env.update(STREAMER_DATABASE_URL=url, STREAMER_MODELS_DIR=str(models_dir))
-    return subprocess.run([sys.executable, "-m", "streamer", "train", "--from-postgres", *args], env=env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "streamer", "train", "--from-postgres", *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_read_history_is_chronological_with_labels_and_filters(migrated_db_url):
-    from streamer.ml.history import read_history
     from streamer.db import connect
+    from streamer.ml.history import read_history
 
     # Stored out of time order; row 4 has no event time (its ingestion time, now, orders it last).
     times = [T0 + timedelta(seconds=s) for s in (30, 10, 20, 10)] + [None]
-    store(migrated_db_url, [{"message": f"m{i}", "level": "INFO" if i % 2 else None, "time": t,
-                             "service": "api" if i == 2 else "shop"} for i, t in enumerate(times)])
+    store(
+        migrated_db_url,
+        [
+            {"message": f"m{i}", "level": "INFO" if i % 2 else None, "time": t, "service": "api" if i == 2 else "shop"}
+            for i, t in enumerate(times)
+        ],
+    )
     label(migrated_db_url, [(1, 0)])  # row 1 = partition 1, offset 0
     with connect(migrated_db_url) as conn:
         h = read_history(conn)
@@ -75,11 +91,16 @@ def test_too_little_labelled_data_is_refused_in_one_line(migrated_db_url, tmp_pa
     store(migrated_db_url, rows)
     proc = train_cli(migrated_db_url, tmp_path / "models")
     assert proc.returncode == 2 and proc.stdout == ""
-    assert proc.stderr == ("streamer train: too little labelled data: 150 stored events with a declared level "
-                           "(of 650 selected), need at least 200; widen --since/--until/--service or ingest more\n")
+    assert proc.stderr == (
+        "streamer train: too little labelled data: 150 stored events with a declared level "
+        "(of 650 selected), need at least 200; widen --since/--until/--service or ingest more\n"
+    )
 
-    store(migrated_db_url, [{"message": f"ok {i}", "level": "INFO", "time": T0, "service": "other"}
-                            for i in range(300)], topic="other")
+    store(
+        migrated_db_url,
+        [{"message": f"ok {i}", "level": "INFO", "time": T0, "service": "other"} for i in range(300)],
+        topic="other",
+    )
     proc = train_cli(migrated_db_url, tmp_path / "models", "--since", "2024-06-01T12:00:00Z", "--service", "shop")
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "too little labelled data: 150" in proc.stderr
@@ -96,9 +117,18 @@ def test_enough_history_trains_a_loadable_new_version(migrated_db_url, tmp_path)
     from streamer.ml.corpus import generate
 
     events = generate(1500, seed=5)
-    store(migrated_db_url, [{"message": e["message"], "level": normalise(e.get("log.level")),
-                             "time": datetime.fromisoformat(e["@timestamp"]), "service": e["service.name"]}
-                            for e in events])
+    store(
+        migrated_db_url,
+        [
+            {
+                "message": e["message"],
+                "level": normalise(e.get("log.level")),
+                "time": datetime.fromisoformat(e["@timestamp"]),
+                "service": e["service.name"],
+            }
+            for e in events
+        ],
+    )
     label(migrated_db_url, [(i % 3, i // 3) for i, e in enumerate(events) if e["labels"]["is_anomaly"]])
     proc = train_cli(migrated_db_url, tmp_path / "models", "--unmarked-normal", "--seed", "3")
     assert proc.returncode == 0, proc.stderr
@@ -119,12 +149,17 @@ def test_labels_belong_to_one_record_of_a_multi_record_message(migrated_db_url):
     from streamer.ml.history import read_history
 
     # One Kafka message (offset 4) holding three records with the same time; only record 1 is labelled.
-    query(migrated_db_url,
-          "INSERT INTO log_entries (kafka_topic, kafka_partition, kafka_offset, record_index, event_time, message) "
-          "SELECT 'logs.raw', 0, 4, i, %s, 'record ' || i FROM generate_series(2, 0, -1) AS i", (T0,))
-    query(migrated_db_url,
-          "INSERT INTO anomaly_labels (kafka_topic, kafka_partition, kafka_offset, record_index, is_anomaly, "
-          "labelled_by) VALUES ('logs.raw', 0, 4, 1, true, 'test')")
+    query(
+        migrated_db_url,
+        "INSERT INTO log_entries (kafka_topic, kafka_partition, kafka_offset, record_index, event_time, message) "
+        "SELECT 'logs.raw', 0, 4, i, %s, 'record ' || i FROM generate_series(2, 0, -1) AS i",
+        (T0,),
+    )
+    query(
+        migrated_db_url,
+        "INSERT INTO anomaly_labels (kafka_topic, kafka_partition, kafka_offset, record_index, is_anomaly, "
+        "labelled_by) VALUES ('logs.raw', 0, 4, 1, true, 'test')",
+    )
     with connect(migrated_db_url) as conn:
         h = read_history(conn)
     assert h.messages == ["record 0", "record 1", "record 2"]

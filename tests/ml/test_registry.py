@@ -23,9 +23,14 @@ def trained(tmp_path_factory):
     out = []
     for seed in (20, 21):
         events = generate(1000, seed=seed)
-        model = train([e["message"] for e in events], [e["labels"]["level"] for e in events],
-                      timestamps=[e["@timestamp"] for e in events], source=f"test seed {seed}", seed=seed,
-                      refit=False)
+        model = train(
+            [e["message"] for e in events],
+            [e["labels"]["level"] for e in events],
+            timestamps=[e["@timestamp"] for e in events],
+            source=f"test seed {seed}",
+            seed=seed,
+            refit=False,
+        )
         d = tmp_path_factory.mktemp(f"model-{seed}")
         out.append((d, save_model(model, d)))
     return out
@@ -61,8 +66,10 @@ def test_worse_beyond_the_margin_is_refused_unless_forced(dirs, capsys):
     assert "candidate: m-" in out and "level macro-F1 0.8500" in out
     assert "current:   m-" in out and "level macro-F1 0.9000" in out
     assert out.count("; check: unsigned\n") == 2, out  # verification status of both
-    assert err.strip() == ("streamer models: refused: the candidate's level macro-F1 0.8500 is 0.0500 below the "
-                           "current default's 0.9000 (margin 0.01); pass --force to promote anyway")
+    assert err.strip() == (
+        "streamer models: refused: the candidate's level macro-F1 0.8500 is 0.0500 below the "
+        "current default's 0.9000 (margin 0.01); pass --force to promote anyway"
+    )
     assert files(default) == before
     assert main(["models", "promote", str(cand), "--models", str(default), "--margin", "0.06"]) == 0
     assert files(default) == files(cand)
@@ -118,8 +125,11 @@ def test_a_tampered_candidate_is_refused(dirs, damage):
     else:
         (cand / "extra.pkl").write_bytes(b"not listed")
     before = files(default)
-    with pytest.raises(ModelError, match=r"^candidate refused: .*(sha256 differs|truncated|pickled artifacts are "
-                                         r"not loaded)"):
+    with pytest.raises(
+        ModelError,
+        match=r"^candidate refused: .*(sha256 differs|truncated|pickled artifacts are "
+        r"not loaded)",
+    ):
         registry.promote(cand, default, force=True)
     assert files(default) == before
     assert not registry.versions_dir(default).exists()

@@ -87,14 +87,22 @@ def test_tampered_candidate_is_refused_once_and_old_model_keeps_scoring(models_d
 
 
 def _produce(bootstrap, topic, start, n):
-    from confluent_kafka import Producer
     import orjson
+    from confluent_kafka import Producer
 
     p = Producer({"bootstrap.servers": bootstrap})
     for i in range(start, start + n):
-        p.produce(topic, orjson.dumps({"message": f"user {i} logged in from 10.0.0.{i % 250}",
-                                       "log": {"level": "INFO"}, "service": {"name": "auth"}}),
-                  key=b"%d" % i)
+        p.produce(
+            topic,
+            orjson.dumps(
+                {
+                    "message": f"user {i} logged in from 10.0.0.{i % 250}",
+                    "log": {"level": "INFO"},
+                    "service": {"name": "auth"},
+                }
+            ),
+            key=b"%d" % i,
+        )
     assert p.flush(30) == 0
 
 
@@ -119,14 +127,16 @@ def _model_info(port):
 
 @pytest.mark.integration
 def test_streamer_run_switches_to_a_promoted_model_and_refuses_a_tampered_one(
-        models_dir, small_model_dir, kafka_bootstrap, topics, streamer_env, migrated_db_url, tmp_path):
-    from testkit.pipeline import StreamerProcess
+    models_dir, small_model_dir, kafka_bootstrap, topics, streamer_env, migrated_db_url, tmp_path
+):
     from testkit.clients import free_port, query
+    from testkit.pipeline import StreamerProcess
 
     old = Scorer.load(models_dir).model_version
     port = free_port()
-    proc = StreamerProcess(streamer_env, tmp_path / "streamer.log", "--models", str(models_dir),
-                           "--metrics-port", str(port))
+    proc = StreamerProcess(
+        streamer_env, tmp_path / "streamer.log", "--models", str(models_dir), "--metrics-port", str(port)
+    )
     try:
         proc.wait_ready()
         _produce(kafka_bootstrap, topics.raw, 0, 300)
@@ -151,5 +161,6 @@ def test_streamer_run_switches_to_a_promoted_model_and_refuses_a_tampered_one(
     finally:
         proc.close()
     # none lost, none twice: one entry and one prediction per produced event
-    assert query(migrated_db_url, "SELECT count(*), count(DISTINCT (kafka_partition, kafka_offset)) "
-                                  "FROM log_entries")[0] == (900, 900)
+    assert query(migrated_db_url, "SELECT count(*), count(DISTINCT (kafka_partition, kafka_offset)) FROM log_entries")[
+        0
+    ] == (900, 900)

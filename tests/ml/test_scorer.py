@@ -56,6 +56,7 @@ def test_one_transform_and_one_call_per_model_per_batch(small_model_dir, monkeyp
         def wrapper(*a, **k):
             calls[key] += 1
             return real(*a, **k)
+
         monkeypatch.setattr(obj, name, wrapper)
 
     counting(s._vectorizer, "transform", "transform")
@@ -129,17 +130,38 @@ def _shipped_scorer():
 
 _pieces = st.one_of(
     st.text(max_size=40),
-    st.sampled_from(["\x01", "\n\x01\n", "\x00", "status=503", "12 ms", "97%", "0xdead", "10.0.0.1:80",
-                     "/var/log", "C:\\x", "a@b.io", "https://x/y", "١٢", "İ", "ß", "\t", " "]),
+    st.sampled_from(
+        [
+            "\x01",
+            "\n\x01\n",
+            "\x00",
+            "status=503",
+            "12 ms",
+            "97%",
+            "0xdead",
+            "10.0.0.1:80",
+            "/var/log",
+            "C:\\x",
+            "a@b.io",
+            "https://x/y",
+            "١٢",
+            "İ",
+            "ß",
+            "\t",
+            " ",
+        ]
+    ),
 )
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.lists(_pieces, max_size=8).map("".join), min_size=1, max_size=6),
-       st.lists(st.sampled_from([None, "INFO", "warning", "??"]), min_size=6, max_size=6))
+@given(
+    st.lists(st.lists(_pieces, max_size=8).map("".join), min_size=1, max_size=6),
+    st.lists(st.sampled_from([None, "INFO", "warning", "??"]), min_size=6, max_size=6),
+)
 def test_the_shipped_scorer_scores_any_text(messages, levels):
     # Any text a decoder can produce must score: an exception here fails a whole batch.
-    cols = _shipped_scorer().score(messages, levels[:len(messages)])
+    cols = _shipped_scorer().score(messages, levels[: len(messages)])
     assert len(cols) == len(messages) and len(cols.severity) == len(messages)
     assert np.all((cols.level_confidence >= 0) & (cols.level_confidence <= 1))
     assert np.all((cols.anomaly_score >= 0) & (cols.anomaly_score <= 1))

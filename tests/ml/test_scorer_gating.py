@@ -1,4 +1,5 @@
 """Familiarity gate: with the shipped model, text the vocabulary does not know is never flagged anomalous."""
+
 from pathlib import Path
 
 from streamer.ml.scorer import Scorer

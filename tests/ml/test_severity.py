@@ -4,11 +4,18 @@ import pytest
 from streamer.ml.severity import severity
 
 TABLE = [
-    ("FATAL", True, "critical"), ("ERROR", True, "critical"),
-    ("FATAL", False, "high"), ("ERROR", False, "high"),
-    ("WARN", True, "high"), ("WARN", False, "medium"),
-    ("INFO", True, "medium"), ("DEBUG", True, "medium"), (None, True, "medium"),
-    ("INFO", False, "low"), ("DEBUG", False, "low"), (None, False, "low"),
+    ("FATAL", True, "critical"),
+    ("ERROR", True, "critical"),
+    ("FATAL", False, "high"),
+    ("ERROR", False, "high"),
+    ("WARN", True, "high"),
+    ("WARN", False, "medium"),
+    ("INFO", True, "medium"),
+    ("DEBUG", True, "medium"),
+    (None, True, "medium"),
+    ("INFO", False, "low"),
+    ("DEBUG", False, "low"),
+    (None, False, "low"),
 ]
 
 

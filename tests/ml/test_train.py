@@ -37,9 +37,10 @@ def test_without_anomaly_labels_the_detector_is_unsupervised_and_says_so():
     assert "rarity" in model.metadata["anomaly_model"]["kind"]
     assert model.metadata["metrics"]["anomaly"] is None
     from streamer.ml.features import Features  # noqa: F401  (scores are 0..1 for any input)
+
     feats = model.vectorizer.transform(["never seen anything like this", events[0]["message"]])
     scores = model.anomaly_model.score(feats)
-    assert scores.dtype == np.float32 and 0 <= scores.min() and scores.max() <= 1
+    assert scores.dtype == np.float32 and scores.min() >= 0 and scores.max() <= 1
     assert scores[0] > scores[1]
 
 
@@ -54,12 +55,16 @@ def test_chronological_order_uses_timestamps():
     stamps = [f"2024-01-01T00:{i // 60:02d}:{i % 60:02d}Z" for i in range(len(events))]  # no ties
     rev = list(range(len(events)))[::-1]
     a = train([e["message"] for e in events], [e["labels"]["level"] for e in events], timestamps=stamps)
-    b = train([events[i]["message"] for i in rev], [events[i]["labels"]["level"] for i in rev],
-              timestamps=[stamps[i] for i in rev])
+    b = train(
+        [events[i]["message"] for i in rev],
+        [events[i]["labels"]["level"] for i in rev],
+        timestamps=[stamps[i] for i in rev],
+    )
     # the same rows end up in the hold-out (row order inside the fit may move floats a little)
     sa, sb = a.metadata["metrics"]["level"], b.metadata["metrics"]["level"]
-    assert {k: v["support"] for k, v in sa["per_class"].items()} == \
-        {k: v["support"] for k, v in sb["per_class"].items()}
+    assert {k: v["support"] for k, v in sa["per_class"].items()} == {
+        k: v["support"] for k, v in sb["per_class"].items()
+    }
     assert sa["accuracy"] == pytest.approx(sb["accuracy"], abs=0.01)
     late = train([e["message"] for e in events], [e["labels"]["level"] for e in events])
     assert late.metadata["training_data"]["order"] == "input order"

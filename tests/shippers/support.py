@@ -15,8 +15,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from testkit.pipeline import ROOT, StreamerProcess
 from testkit.clients import query
+from testkit.pipeline import ROOT, StreamerProcess
 
 IN_CI = bool(os.environ.get("CI"))
 SYSLOG_NG = ROOT / ".stack" / "syslog-ng" / "syslog-ng"  # the wrapper scripts/syslog-ng.sh writes
@@ -26,8 +26,9 @@ README = ROOT / "README.md"
 def readme_snippet(first_line: str, replace: dict[str, str] | None = None, doc: Path = README) -> str:
     """The code block of README.md (or `doc`) that starts with `first_line` (the tests use what the docs show),
     with each `replace` pair applied (each key is literal text that must be there)."""
-    blocks = [b for b in re.findall(r"^```[^\n]*\n(.*?)^```", doc.read_text(), re.S | re.M)
-              if b.startswith(first_line + "\n")]
+    blocks = [
+        b for b in re.findall(r"^```[^\n]*\n(.*?)^```", doc.read_text(), re.S | re.M) if b.startswith(first_line + "\n")
+    ]
     assert len(blocks) == 1, f"{len(blocks)} code blocks in {doc.name} start with {first_line!r}"
     text = blocks[0]
     for old, new in (replace or {}).items():
@@ -54,10 +55,16 @@ class Daemon:
 
     def __init__(self, name: str, argv: list[str], log_path: Path, env: dict[str, str] | None = None):
         self.name, self.log_path = name, log_path
-        self._log = open(log_path, "ab")  # noqa: SIM115 - open for the life of the process
+        self._log = open(log_path, "ab")
         # TZ=UTC: the BSD timestamps of the default file formats carry no zone, the decoder reads them as UTC.
-        self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     env={**os.environ, "TZ": "UTC", **(env or {})}, start_new_session=True)
+        self.proc = subprocess.Popen(
+            argv,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, "TZ": "UTC", **(env or {})},
+            start_new_session=True,
+        )
 
     def output(self) -> str:
         self._log.flush()
@@ -104,10 +111,20 @@ def utc(text: str) -> datetime:
 
 # One application log: log4j/logback, Python logging, a bare level word, and a line with no header at all.
 APP_LOG: list[Line] = [
-    Line("2024-06-01 12:00:00,123 ERROR com.example.Payment - payment 17 declined: card expired",
-         "payment 17 declined: card expired", "ERROR", utc("2024-06-01 12:00:00.123"), logger="com.example.Payment"),
-    Line("2024-06-01 12:00:00,456 - checkout.db - WARNING - pool exhausted, 20 of 20 connections in use",
-         "pool exhausted, 20 of 20 connections in use", "WARN", utc("2024-06-01 12:00:00.456"), logger="checkout.db"),
+    Line(
+        "2024-06-01 12:00:00,123 ERROR com.example.Payment - payment 17 declined: card expired",
+        "payment 17 declined: card expired",
+        "ERROR",
+        utc("2024-06-01 12:00:00.123"),
+        logger="com.example.Payment",
+    ),
+    Line(
+        "2024-06-01 12:00:00,456 - checkout.db - WARNING - pool exhausted, 20 of 20 connections in use",
+        "pool exhausted, 20 of 20 connections in use",
+        "WARN",
+        utc("2024-06-01 12:00:00.456"),
+        logger="checkout.db",
+    ),
     Line("FATAL out of memory in worker 3, shutting down", "out of memory in worker 3, shutting down", "FATAL"),
     Line("GET /api/orders/42 200 12ms", "GET /api/orders/42 200 12ms", ENVELOPE),
 ]
@@ -136,14 +153,22 @@ class Pipeline:
             assert self.proc.alive(), f"streamer exited:\n{self.proc.output()[-3000:]}"
             if time.monotonic() > deadline:
                 got = self._count()
-                shipper = f"\n{daemon.name} ({'running' if daemon.alive() else 'exited'}):\n{daemon.output()}" \
-                    if daemon else ""
-                raise AssertionError(f"{got} of {expected} rows stored after {timeout}s{shipper}\n"
-                                     f"streamer:\n{self.proc.output()[-2000:]}")
+                shipper = (
+                    f"\n{daemon.name} ({'running' if daemon.alive() else 'exited'}):\n{daemon.output()}"
+                    if daemon
+                    else ""
+                )
+                raise AssertionError(
+                    f"{got} of {expected} rows stored after {timeout}s{shipper}\n"
+                    f"streamer:\n{self.proc.output()[-2000:]}"
+                )
             time.sleep(0.25)
         time.sleep(1.0)
-        got = query(self.db_url, "SELECT event_time, level, host, service, message, raw FROM log_entries "
-                                 "WHERE kafka_topic = %s", [self.topic])
+        got = query(
+            self.db_url,
+            "SELECT event_time, level, host, service, message, raw FROM log_entries WHERE kafka_topic = %s",
+            [self.topic],
+        )
         assert len(got) == expected, f"{len(got)} rows stored, {expected} lines shipped"
         return [Row(*r) for r in got]
 
@@ -158,8 +183,16 @@ def write_app_log(path: Path, lines: list[Line]) -> datetime:
     return before
 
 
-def check_rows(rows: list[Row], lines: list[Line], *, host: str | None, service: str | None,
-               envelope_level: str | None, since: datetime, shipped_at: datetime | None = None) -> None:
+def check_rows(
+    rows: list[Row],
+    lines: list[Line],
+    *,
+    host: str | None,
+    service: str | None,
+    envelope_level: str | None,
+    since: datetime,
+    shipped_at: datetime | None = None,
+) -> None:
     """Each line stored once with the expected time, level, host, service and message; raw keeps the record.
 
     host, service, envelope_level: what the shipper stamped on every record. A line without a time of its own
@@ -175,10 +208,12 @@ def check_rows(rows: list[Row], lines: list[Line], *, host: str | None, service:
         r = mine[0]
         if not _keeps(r.raw, line.text):
             problems.append(f"{line.text!r}: raw does not keep the record: {r.raw}")
-        want = {"level": envelope_level if line.level == ENVELOPE else line.level,
-                "host": host if line.host == ENVELOPE else line.host,
-                "service": (service or line.logger) if line.service == ENVELOPE else line.service,
-                "message": line.message}
+        want = {
+            "level": envelope_level if line.level == ENVELOPE else line.level,
+            "host": host if line.host == ENVELOPE else line.host,
+            "service": (service or line.logger) if line.service == ENVELOPE else line.service,
+            "message": line.message,
+        }
         got = {"level": r.level, "host": r.host, "service": r.service, "message": r.message}
         if line.time is not None or shipped_at is not None:
             got["time"], want["time"] = r.event_time, line.time or shipped_at
@@ -209,6 +244,6 @@ def syslog_ng_version(binary: str) -> str:
 
 
 def which(name: str) -> str | None:
-    return shutil.which(name) or next((p for p in (f"/usr/sbin/{name}", f"/sbin/{name}")
-                                       if os.access(p, os.X_OK)), None)
-
+    return shutil.which(name) or next(
+        (p for p in (f"/usr/sbin/{name}", f"/sbin/{name}") if os.access(p, os.X_OK)), None
+    )

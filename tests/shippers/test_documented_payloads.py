@@ -16,8 +16,8 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs, SeverityNumber
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
-from tests.shippers.support import APP_LOG, Line, check_rows, utc
 from testkit.clients import produce
+from tests.shippers.support import APP_LOG, Line, check_rows, utc
 
 pytestmark = pytest.mark.integration
 
@@ -34,8 +34,15 @@ def vector(line: str) -> bytes:
     # file, host, message, source_type, timestamp (RFC 3339, ns).
     # https://vector.dev/docs/reference/configuration/sources/file/#output-data
     # https://vector.dev/docs/reference/configuration/sinks/kafka/
-    return orjson.dumps({"file": FILE, "host": HOST, "message": line, "source_type": "file",
-                         "timestamp": "2024-06-01T12:00:10.123000000Z"})
+    return orjson.dumps(
+        {
+            "file": FILE,
+            "host": HOST,
+            "message": line,
+            "source_type": "file",
+            "timestamp": "2024-06-01T12:00:10.123000000Z",
+        }
+    )
 
 
 def fluent_bit(line: str) -> bytes:
@@ -49,21 +56,33 @@ def filebeat(line: str) -> bytes:
     # filestream input → Kafka output; without a codec section events are JSON-encoded, ECS fields, @metadata.
     # https://www.elastic.co/guide/en/beats/filebeat/current/kafka-output.html
     # https://www.elastic.co/guide/en/beats/filebeat/current/exported-fields-log.html
-    return orjson.dumps({
-        "@timestamp": READ_AT_ISO,
-        "@metadata": {"beat": "filebeat", "type": "_doc", "version": "8.15.0"},
-        "log": {"offset": 0, "file": {"path": FILE}}, "message": line, "input": {"type": "filestream"},
-        "ecs": {"version": "8.0.0"}, "host": {"name": HOST},
-        "agent": {"type": "filebeat", "version": "8.15.0", "name": HOST, "id": "1b8c7d2e",
-                  "ephemeral_id": "5e2f"},
-    })
+    return orjson.dumps(
+        {
+            "@timestamp": READ_AT_ISO,
+            "@metadata": {"beat": "filebeat", "type": "_doc", "version": "8.15.0"},
+            "log": {"offset": 0, "file": {"path": FILE}},
+            "message": line,
+            "input": {"type": "filestream"},
+            "ecs": {"version": "8.0.0"},
+            "host": {"name": HOST},
+            "agent": {"type": "filebeat", "version": "8.15.0", "name": HOST, "id": "1b8c7d2e", "ephemeral_id": "5e2f"},
+        }
+    )
 
 
 def logstash_json(line: str) -> bytes:
     # file input → kafka output with `codec => json` (ECS on, Logstash 8).
     # https://www.elastic.co/guide/en/logstash/current/plugins-outputs-kafka.html
-    return orjson.dumps({"@timestamp": READ_AT_ISO, "@version": "1", "message": line, "host": {"name": HOST},
-                         "log": {"file": {"path": FILE}}, "event": {"original": line}})
+    return orjson.dumps(
+        {
+            "@timestamp": READ_AT_ISO,
+            "@version": "1",
+            "message": line,
+            "host": {"name": HOST},
+            "log": {"file": {"path": FILE}},
+            "event": {"original": line},
+        }
+    )
 
 
 def logstash_plain(line: str) -> bytes:
@@ -86,8 +105,9 @@ def _kv(key: str, value: str) -> KeyValue:
 
 def _otlp(records: list[LogRecord], service: str | None) -> ExportLogsServiceRequest:
     attrs = [_kv("host.name", HOST)] + ([_kv("service.name", service)] if service else [])
-    return ExportLogsServiceRequest(resource_logs=[ResourceLogs(resource=Resource(attributes=attrs),
-                                                                scope_logs=[ScopeLogs(log_records=records)])])
+    return ExportLogsServiceRequest(
+        resource_logs=[ResourceLogs(resource=Resource(attributes=attrs), scope_logs=[ScopeLogs(log_records=records)])]
+    )
 
 
 def otel_filelog(lines: list[str]) -> ExportLogsServiceRequest:
@@ -96,8 +116,17 @@ def otel_filelog(lines: list[str]) -> ExportLogsServiceRequest:
     # ExportLogsServiceRequest per batch.
     # https://github.com/open-telemetry/opentelemetry-collector-contrib/tree/main/receiver/filelogreceiver
     # https://github.com/open-telemetry/opentelemetry-collector-contrib/tree/main/exporter/kafkaexporter
-    return _otlp([LogRecord(observed_time_unix_nano=READ_AT_NS, body=AnyValue(string_value=line),
-                            attributes=[_kv("log.file.name", "app.log")]) for line in lines], None)
+    return _otlp(
+        [
+            LogRecord(
+                observed_time_unix_nano=READ_AT_NS,
+                body=AnyValue(string_value=line),
+                attributes=[_kv("log.file.name", "app.log")],
+            )
+            for line in lines
+        ],
+        None,
+    )
 
 
 # An application using an OpenTelemetry SDK (otlp receiver → kafka exporter): structured records.
@@ -109,9 +138,18 @@ SDK_RECORDS = [
 
 def otel_sdk() -> ExportLogsServiceRequest:
     numbers = {"ERROR": SeverityNumber.SEVERITY_NUMBER_ERROR, "INFO": SeverityNumber.SEVERITY_NUMBER_INFO}
-    return _otlp([LogRecord(time_unix_nano=READ_AT_NS, severity_number=numbers[r.level],
-                            severity_text=r.level, body=AnyValue(string_value=r.text)) for r in SDK_RECORDS],
-                 "checkout")
+    return _otlp(
+        [
+            LogRecord(
+                time_unix_nano=READ_AT_NS,
+                severity_number=numbers[r.level],
+                severity_text=r.level,
+                body=AnyValue(string_value=r.text),
+            )
+            for r in SDK_RECORDS
+        ],
+        "checkout",
+    )
 
 
 def per_line(build: Callable[[str], bytes]) -> list[bytes]:
@@ -125,13 +163,34 @@ CASES = {
     "filebeat": (per_line(filebeat), APP_LOG, HOST, None, None, READ_AT, {}),
     "logstash-json": (per_line(logstash_json), APP_LOG, HOST, None, None, READ_AT, {}),
     # Its host word cannot be told from a message's first word: the README's snippet names the format.
-    "logstash-plain": (per_line(logstash_plain), APP_LOG, HOST, None, None, READ_AT,
-                       {"STREAMER_LINE_FORMAT": "<Timestamp> <Host> <Content>"}),
+    "logstash-plain": (
+        per_line(logstash_plain),
+        APP_LOG,
+        HOST,
+        None,
+        None,
+        READ_AT,
+        {"STREAMER_LINE_FORMAT": "<Timestamp> <Host> <Content>"},
+    ),
     "fluentd": (per_line(fluentd), APP_LOG, HOST, None, None, READ_AT, {}),
-    "otel-filelog-proto": ([otel_filelog([line.text for line in APP_LOG]).SerializeToString()], APP_LOG, HOST, None,
-                           None, READ_AT, {}),
-    "otel-filelog-json": ([json_format.MessageToJson(otel_filelog([line.text for line in APP_LOG]),
-                                                     indent=None).encode()], APP_LOG, HOST, None, None, READ_AT, {}),
+    "otel-filelog-proto": (
+        [otel_filelog([line.text for line in APP_LOG]).SerializeToString()],
+        APP_LOG,
+        HOST,
+        None,
+        None,
+        READ_AT,
+        {},
+    ),
+    "otel-filelog-json": (
+        [json_format.MessageToJson(otel_filelog([line.text for line in APP_LOG]), indent=None).encode()],
+        APP_LOG,
+        HOST,
+        None,
+        None,
+        READ_AT,
+        {},
+    ),
     "otel-sdk-proto": ([otel_sdk().SerializeToString()], SDK_RECORDS, HOST, "checkout", None, READ_AT, {}),
 }
 
@@ -141,5 +200,12 @@ def test_documented_payload_through_streamer_run(case, pipeline_env, pipeline):
     payloads, lines, host, service, envelope_level, shipped_at, _ = CASES[case]
     since = datetime.now(UTC)
     produce(pipeline.bootstrap, pipeline.topic, payloads)
-    check_rows(pipeline.rows(len(lines)), lines, host=host, service=service, envelope_level=envelope_level,
-               since=since, shipped_at=shipped_at)
+    check_rows(
+        pipeline.rows(len(lines)),
+        lines,
+        host=host,
+        service=service,
+        envelope_level=envelope_level,
+        since=since,
+        shipped_at=shipped_at,
+    )

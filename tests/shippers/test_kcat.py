@@ -26,37 +26,89 @@ def _now_bsd() -> tuple[str, datetime]:
 def plain_lines() -> list[Line]:
     bsd, now = _now_bsd()
     return [
-        Line("<11>1 2024-06-01T12:00:00.123Z web-1 nginx 812 - - upstream timed out (110) while reading upstream",
-             "upstream timed out (110) while reading upstream", "ERROR", utc("2024-06-01 12:00:00.123"),
-             "web-1", "nginx"),
-        Line(f"<30>{bsd} db-2 postgres[4242]: checkpoint complete: wrote 12 buffers",
-             "checkpoint complete: wrote 12 buffers", "INFO", now, "db-2", "postgres"),
-        Line("2024-06-01T12:00:02.000Z WARN disk usage at 91% on /var/lib/data", "disk usage at 91% on /var/lib/data",
-             "WARN", utc("2024-06-01 12:00:02"), None, None),
+        Line(
+            "<11>1 2024-06-01T12:00:00.123Z web-1 nginx 812 - - upstream timed out (110) while reading upstream",
+            "upstream timed out (110) while reading upstream",
+            "ERROR",
+            utc("2024-06-01 12:00:00.123"),
+            "web-1",
+            "nginx",
+        ),
+        Line(
+            f"<30>{bsd} db-2 postgres[4242]: checkpoint complete: wrote 12 buffers",
+            "checkpoint complete: wrote 12 buffers",
+            "INFO",
+            now,
+            "db-2",
+            "postgres",
+        ),
+        Line(
+            "2024-06-01T12:00:02.000Z WARN disk usage at 91% on /var/lib/data",
+            "disk usage at 91% on /var/lib/data",
+            "WARN",
+            utc("2024-06-01 12:00:02"),
+            None,
+            None,
+        ),
         Line("worker pool resized to 8", "worker pool resized to 8", None, None, None, None),
     ]
 
 
 def json_lines() -> list[Line]:
     events = [
-        ({"@timestamp": "2024-06-01T12:00:03.000Z", "log.level": "error", "message": "payment 17 declined",
-          "host": {"name": "web-1"}, "service": {"name": "shop"}},
-         Line("", "payment 17 declined", "ERROR", utc("2024-06-01 12:00:03"), "web-1", "shop")),
-        ({"version": "1.1", "host": "gelf-host", "short_message": "cache miss storm", "level": 4,
-          "timestamp": 1717243204.5},  # GELF: syslog level 4 is warning
-         Line("", "cache miss storm", "WARN", utc("2024-06-01 12:00:04.5"), "gelf-host", None)),
-        ({"__REALTIME_TIMESTAMP": "1717243205000000", "PRIORITY": "3", "_HOSTNAME": "node-3",
-          "SYSLOG_IDENTIFIER": "kubelet", "MESSAGE": "failed to pull image"},  # journalctl -o json
-         Line("", "failed to pull image", "ERROR", utc("2024-06-01 12:00:05"), "node-3", "kubelet")),
-        ({"log": "2024-06-01T12:00:06.500Z ERROR connection refused\n", "stream": "stderr",
-          "time": "2024-06-01T12:00:06.600000000Z"},  # Docker json-file: the line's own header wins
-         Line("", "connection refused", "ERROR", utc("2024-06-01 12:00:06.5"), None, None)),
-        ({"log": "2024-06-01T12:00:07.250Z WARN watch closed, retrying\n", "stream": "stdout",
-          "time": "2024-06-01T12:00:07.300000000Z",
-          "kubernetes": {"host": "node-7", "namespace_name": "shop", "container_name": "api", "pod_name": "api-5d8f"}},
-         Line("", "watch closed, retrying", "WARN", utc("2024-06-01 12:00:07.25"), "node-7", "shop/api")),
-        ({"message": "order 9 shipped", "level": "info"},
-         Line("", "order 9 shipped", "INFO", None, None, None)),
+        (
+            {
+                "@timestamp": "2024-06-01T12:00:03.000Z",
+                "log.level": "error",
+                "message": "payment 17 declined",
+                "host": {"name": "web-1"},
+                "service": {"name": "shop"},
+            },
+            Line("", "payment 17 declined", "ERROR", utc("2024-06-01 12:00:03"), "web-1", "shop"),
+        ),
+        (
+            {
+                "version": "1.1",
+                "host": "gelf-host",
+                "short_message": "cache miss storm",
+                "level": 4,
+                "timestamp": 1717243204.5,
+            },  # GELF: syslog level 4 is warning
+            Line("", "cache miss storm", "WARN", utc("2024-06-01 12:00:04.5"), "gelf-host", None),
+        ),
+        (
+            {
+                "__REALTIME_TIMESTAMP": "1717243205000000",
+                "PRIORITY": "3",
+                "_HOSTNAME": "node-3",
+                "SYSLOG_IDENTIFIER": "kubelet",
+                "MESSAGE": "failed to pull image",
+            },  # journalctl -o json
+            Line("", "failed to pull image", "ERROR", utc("2024-06-01 12:00:05"), "node-3", "kubelet"),
+        ),
+        (
+            {
+                "log": "2024-06-01T12:00:06.500Z ERROR connection refused\n",
+                "stream": "stderr",
+                "time": "2024-06-01T12:00:06.600000000Z",
+            },  # Docker json-file: the line's own header wins
+            Line("", "connection refused", "ERROR", utc("2024-06-01 12:00:06.5"), None, None),
+        ),
+        (
+            {
+                "log": "2024-06-01T12:00:07.250Z WARN watch closed, retrying\n",
+                "stream": "stdout",
+                "time": "2024-06-01T12:00:07.300000000Z",
+                "kubernetes": {
+                    "host": "node-7",
+                    "namespace_name": "shop",
+                    "container_name": "api",
+                    "pod_name": "api-5d8f",
+                },
+            },
+            Line("", "watch closed, retrying", "WARN", utc("2024-06-01 12:00:07.25"), "node-7", "shop/api"),
+        ),
+        ({"message": "order 9 shipped", "level": "info"}, Line("", "order 9 shipped", "INFO", None, None, None)),
     ]
     return [replace(line, text=orjson.dumps(event).decode()) for event, line in events]
 
@@ -74,8 +126,12 @@ def kcat(kcat_binary, pipeline, tmp_path):
     def ship(lines: list[Line]):
         path = tmp_path / "lines.txt"
         since = write_app_log(path, lines)
-        done = subprocess.run([binary, "-P", "-b", pipeline.bootstrap, "-t", pipeline.topic, "-l", str(path)],
-                              capture_output=True, text=True, timeout=60)
+        done = subprocess.run(
+            [binary, "-P", "-b", pipeline.bootstrap, "-t", pipeline.topic, "-l", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert done.returncode == 0, f"kcat exited {done.returncode}: {done.stderr[-2000:]}"
         return pipeline.rows(len(lines)), since
 

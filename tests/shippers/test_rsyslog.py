@@ -22,9 +22,15 @@ README_CONF = "# /etc/rsyslog.d/60-streamer.conf"
 def rsyslog_conf(work: Path, log_file: Path, bootstrap: str, topic: str, template: str) -> str:
     """The README's snippet as a whole rsyslog.conf of the test's own: imfile → omkafka only (no imuxsock, no
     imklog: the machine's logging is never read), state in the test's work directory."""
-    return f'global(workDirectory="{work}" localHostname="{HOST}")\n' + readme_snippet(README_CONF, {
-        "/var/log/checkout/app.log": str(log_file), '"127.0.0.1:9092"': f'"{bootstrap}"',
-        '"logs.raw"': f'"{topic}"', 'template="streamer_json")': f'template="{template}")'})
+    return f'global(workDirectory="{work}" localHostname="{HOST}")\n' + readme_snippet(
+        README_CONF,
+        {
+            "/var/log/checkout/app.log": str(log_file),
+            '"127.0.0.1:9092"': f'"{bootstrap}"',
+            '"logs.raw"': f'"{topic}"',
+            'template="streamer_json")': f'template="{template}")',
+        },
+    )
 
 
 @pytest.fixture
@@ -42,8 +48,10 @@ def rsyslog(rsyslogd, ship_app_log, pipeline):
 
     def ship(template: str):
         return ship_app_log(
-            "rsyslogd", lambda log_file, work: rsyslog_conf(work, log_file, pipeline.bootstrap, pipeline.topic, template),
-            lambda conf, work: [binary, "-n", "-f", str(conf), "-i", str(work / "rsyslogd.pid")])
+            "rsyslogd",
+            lambda log_file, work: rsyslog_conf(work, log_file, pipeline.bootstrap, pipeline.topic, template),
+            lambda conf, work: [binary, "-n", "-f", str(conf), "-i", str(work / "rsyslogd.pid")],
+        )
 
     return ship
 

@@ -18,8 +18,7 @@ def test_vector_file_source_to_kafka_json():
     conf = tomllib.loads(readme_snippet("[sources.app]"))
     source, sink = conf["sources"]["app"], conf["sinks"]["streamer"]
     assert (source["type"], source["include"]) == ("file", [FILE])
-    assert (sink["type"], sink["inputs"], sink["bootstrap_servers"], sink["topic"]) == ("kafka", ["app"], BROKER,
-                                                                                        TOPIC)
+    assert (sink["type"], sink["inputs"], sink["bootstrap_servers"], sink["topic"]) == ("kafka", ["app"], BROKER, TOPIC)
     assert sink["encoding"] == {"codec": "json"}  # the event as JSON: file, host, message, source_type, timestamp
 
 

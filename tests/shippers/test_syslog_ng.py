@@ -29,10 +29,16 @@ FORMAT_JSON = '\n          message("$(format-json --scope rfc5424 --scope nv-pai
 def syslog_ng_conf(version: str, log_file: Path, bootstrap: str, topic: str, json: bool) -> str:
     """The README's snippet as a whole syslog-ng.conf of the test's own (no system() source: the machine's
     logging is never read), with a fixed host name; json=False drops its message(), leaving kafka-c's default."""
-    return f"@version: {version}\noptions {{ stats-freq(0); }};\n" + readme_snippet(README_CONF, {
-        "/var/log/checkout/app.log": str(log_file), '"127.0.0.1:9092"': f'"{bootstrap}"', '"logs.raw"': f'"{topic}"',
-        'program-override("checkout")': f'program-override("{PROGRAM}") host-override("{HOST}") follow-freq(1)',
-        FORMAT_JSON: FORMAT_JSON if json else ""})
+    return f"@version: {version}\noptions {{ stats-freq(0); }};\n" + readme_snippet(
+        README_CONF,
+        {
+            "/var/log/checkout/app.log": str(log_file),
+            '"127.0.0.1:9092"': f'"{bootstrap}"',
+            '"logs.raw"': f'"{topic}"',
+            'program-override("checkout")': f'program-override("{PROGRAM}") host-override("{HOST}") follow-freq(1)',
+            FORMAT_JSON: FORMAT_JSON if json else "",
+        },
+    )
 
 
 @pytest.fixture
@@ -50,8 +56,20 @@ def syslog_ng(syslog_ng_binary, ship_app_log, pipeline):
         return ship_app_log(
             "syslog-ng",
             lambda log_file, work: syslog_ng_conf(version, log_file, pipeline.bootstrap, pipeline.topic, json),
-            lambda conf, work: [binary, "-F", "--no-caps", "-f", str(conf), "-p", str(work / "syslog-ng.pid"),
-                                "-R", str(work / "syslog-ng.persist"), "-c", str(work / "syslog-ng.ctl")])
+            lambda conf, work: [
+                binary,
+                "-F",
+                "--no-caps",
+                "-f",
+                str(conf),
+                "-p",
+                str(work / "syslog-ng.pid"),
+                "-R",
+                str(work / "syslog-ng.persist"),
+                "-c",
+                str(work / "syslog-ng.ctl"),
+            ],
+        )
 
     return ship
 
