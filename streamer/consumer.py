@@ -292,6 +292,7 @@ class Pipeline:
             deadline = self._bounded(deadline)
             if deadline is not None and time.monotonic() >= deadline:
                 return False  # a new attempt could outlast the bound (lock, statement and connect timeouts)
+            assert scored is not None  # scored on the first attempt above
             try:
                 self.checkpoint.commit(scored)
             except TransientError as err:
@@ -354,7 +355,7 @@ class Pipeline:
             msg = self.consumer.poll(min(0.2, max(0.0, until - time.monotonic())))
             if msg is not None and msg.error() is None:
                 # A partition assigned while paused delivers: rewind it and pause it too; it waits its turn.
-                tp = TopicPartition(msg.topic(), msg.partition(), msg.offset())
+                tp = TopicPartition(msg.topic() or "", msg.partition() or 0, msg.offset() or 0)  # set on a message
                 self.consumer.seek(tp)
                 self.consumer.pause([tp])
                 log.info("paused %s[%d] at offset %d until the batch is retried", tp.topic, tp.partition, tp.offset)

@@ -14,7 +14,7 @@ import orjson
 from streamer.decode import DeadLetter, Event
 
 # One record for logs.scored: (key, value, headers). A plain tuple: one is built per event.
-ScoredRecord = tuple[bytes | None, bytes, list[tuple[str, bytes]]]
+ScoredRecord = tuple[bytes | None, bytes, list[tuple[str, str | bytes | None]]]
 
 
 def partition_headers(topic: str, partition: int) -> list[tuple[str, bytes]]:
@@ -76,7 +76,7 @@ def scored_records(events: list[Event], columns, templates=None) -> Iterator[Sco
             out = event.raw
             out["streamer"] = streamer
             value = dumps(out)
-        headers = list(event.headers) if event.headers else []
+        headers: list[tuple[str, str | bytes | None]] = list(event.headers) if event.headers else []
         headers += fixed
         headers.append(("source.offset", b"%d" % event.offset))
         if event.record_index:  # one of several records in its Kafka message

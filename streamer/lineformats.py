@@ -191,7 +191,7 @@ def _digit_line(line: str, depth: int) -> Header | None:
         ts = _iso(iso.group())
         m = _AFTER_ISO.match(line, iso.end())
         if m is not None:
-            kind = m.lastgroup[0]  # the branch that fitted, by its groups' prefix
+            kind = (m.lastgroup or "?")[0]  # the branch that fitted, by its groups' prefix
             if kind == "a":
                 return Header(ts, normalise(m["a_lvl"]), None, m["a_logger"], m["a_msg"], False)
             if kind == "o":
@@ -299,7 +299,7 @@ def _any_ts(text: str) -> datetime | None:
     return _iso(text)
 
 
-_year_cache = [0.0, 0]  # [valid until (time.time()), year]: stamps without a year are common, now() is not free
+_year_cache: list = [0.0, 0]  # [valid until (time.time()), year]: stamps without a year are common, now() is not free
 
 
 def _this_year() -> int:
@@ -375,7 +375,7 @@ def compile_line_format(fmt: str) -> tuple[re.Pattern, list[str]]:
     """A regex for a `<Name> ... <Content>` format: each <Name> one non-blank token (the message the rest of
     the line), spaces any run of blanks, other characters literal."""
     parts = re.split(r"(<\w+>)", fmt)
-    pattern, names = "", []
+    pattern, names = "", []  # type: tuple[str, list[str]]
     for part in parts:
         if part.startswith("<") and part.endswith(">") and len(part) > 2:
             name = part[1:-1]

@@ -135,7 +135,7 @@ def maintain(
 
 
 def _with_tables_locked(
-    conn: psycopg.Connection, statements: list[sql.Composable], within_s: float = LOCKED_WITHIN_S
+    conn: psycopg.Connection, statements: list[sql.Composed], within_s: float = LOCKED_WITHIN_S
 ) -> str | None:
     """Run partition DDL in one transaction that holds both tables; None when done, else why not.
 

@@ -19,7 +19,7 @@ from psycopg.types.json import set_json_dumps
 from streamer.config import redact_url
 from streamer.decode import DeadLetter
 from streamer.enrich import ScoredRecord, dead_letter_headers
-from streamer.errors import StreamerError, TransientError
+from streamer.errors import StreamerError, TransientError, one_line
 from streamer.isolate import failing_alone
 from streamer.kafka_admin import PRODUCER_MAX_MESSAGE_BYTES
 
@@ -373,9 +373,7 @@ class PostgresSink:
                     if not self._rows_fault(err, batch_key):
                         raise
                     failing = failing_alone(list(range(len(rows))), _RowsRejected(err), attempt, catch=_RowsRejected)
-                    rejected = [
-                        (i, f"db_{e.error.sqlstate or 'client'}", _first_line(e.error)) for i, e in failing.items()
-                    ]
+                    rejected = [_rejection(i, e) for i, e in failing.items()]
         except psycopg.Error as err:
             blocker = self._blocker(conn) if err.sqlstate in _LOCK_STATES else ""
             self._drop_connection()
@@ -502,10 +500,14 @@ def _as_is(json_text: str) -> str:
 _TRANSIENT_CLASSES = ("08", "40", "53", "57", "58")
 
 
+def _rejection(index: int, err: BaseException) -> tuple[int, str, str]:
+    assert isinstance(err, _RowsRejected), err  # failing_alone(catch=_RowsRejected) isolates only these
+    return index, f"db_{err.error.sqlstate or 'client'}", _first_line(err.error)
+
+
 def _transient_state(err: psycopg.Error) -> bool:
-    return bool(err.sqlstate) and err.sqlstate[:2] in _TRANSIENT_CLASSES
+    return err.sqlstate is not None and err.sqlstate[:2] in _TRANSIENT_CLASSES
 
 
 def _first_line(err: Exception) -> str:
-    text = str(err).strip().splitlines()
-    return text[0] if text else type(err).__name__
+    return one_line(err, limit=10_000)

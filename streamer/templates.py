@@ -18,9 +18,11 @@ import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import cast
 
 from drain3.drain import Drain, LogCluster
 
+from streamer.db import one
 from streamer.ml.features import PLACEHOLDERS, mask_batch
 
 log = logging.getLogger(__name__)
@@ -108,8 +110,9 @@ class TemplateMiners:
                         service = pairs[i][0]
                         hit = cache[pairs[i]] = (*self._mine(service, pairs[i][1]), service)
                     hits[i] = hit
-        ids = [hit[0] for hit in hits]
-        texts = {tid: (service, template) for tid, template, service in set(hits)}
+        mined = cast("list[tuple[str, str, str]]", hits)  # every miss was mined above: no None is left
+        ids = [hit[0] for hit in mined]
+        texts = {tid: (service, template) for tid, template, service in set(mined)}
         return EventTemplates(ids, texts)
 
     def seed(self, service: str, template: str) -> bool:
@@ -146,7 +149,7 @@ class TemplateMiners:
         try:
             with psycopg.connect(database_url, connect_timeout=2) as conn:
                 conn.execute("SET statement_timeout = 5000")  # not options=: it would replace the URL's
-                db_now = conn.execute("SELECT now()").fetchone()[0]
+                db_now = one(conn, "SELECT now()")[0]
                 # A batch's first_seen is its transaction's start: look back past the longest transaction.
                 since = None if self._loaded_up_to is None else self._loaded_up_to - _REFRESH_OVERLAP
                 seeded = self.load(conn, since)

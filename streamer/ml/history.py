@@ -72,7 +72,8 @@ def read_history(
     unmarked_normal: bool = False,
 ) -> History:
     """Every stored event in [since, until) (of `service`), oldest first, with its labels."""
-    where, params = [], []
+    where: list[str] = []
+    params: list[object] = []
     if since is not None:
         where.append("coalesce(e.event_time, e.ingested_at) >= %s")
         params.append(since)

@@ -114,7 +114,7 @@ class LevelModel:
         self.temperature = 1.0
         self.classes_: np.ndarray = np.array([])
         self.prior_: np.ndarray = np.array([])
-        self.clf = None
+        self.clf: LinearWeights | None = None  # set by fit() or from_state()
 
     def fit(self, X, y, X_cal=None, y_cal=None, temperature: float | None = None) -> LevelModel:
         self.clf = LinearWeights(_logistic(self.seed, self.C).fit(X, y))
@@ -206,7 +206,7 @@ class SupervisedAnomaly:
         self.C = C
         self.seed = seed
         self.temperature = 1.0
-        self.clf = None
+        self.clf: LinearWeights | None = None  # set by fit() or from_state()
 
     def fit(self, X, y, X_cal=None, y_cal=None, temperature: float | None = None) -> SupervisedAnomaly:
         self.clf = LinearWeights(_logistic(self.seed, self.C).fit(X, np.asarray(y, dtype=bool)))
@@ -220,6 +220,7 @@ class SupervisedAnomaly:
         return self
 
     def score(self, features: Features) -> np.ndarray:
+        assert self.clf is not None, "score() before fit()"
         z = (np.asarray(features.X @ self.clf.coef_[0]) + self.clf.intercept_[0]) / self.temperature
         return (1.0 / (1.0 + np.exp(-z))).astype(np.float32)
 
@@ -384,7 +385,11 @@ class TemplateRarity:
         if levels is None:
             return np.full(n, UNKNOWN_LEVEL_PRIOR)
         get = LEVEL_PRIOR.get
-        return np.fromiter((get(lv, UNKNOWN_LEVEL_PRIOR) for lv in levels), dtype=np.float64, count=n)
+        return np.fromiter(
+            (UNKNOWN_LEVEL_PRIOR if lv is None else get(lv, UNKNOWN_LEVEL_PRIOR) for lv in levels),
+            dtype=np.float64,
+            count=n,
+        )
 
     def _lookup(self, keys: np.ndarray) -> np.ndarray:
         get = self.counts.get

@@ -162,7 +162,7 @@ class Scorer:
             # Gate by familiarity: the detector never saw text like an unfamiliar message, so its score there
             # says nothing; the fallback's declared level x template rarity decides instead.
             gated = np.flatnonzero(features.familiarity < MIN_ANOMALY_FAMILIARITY)
-            if len(gated):
+            if len(gated) and self._fallback is not None:  # always set when the detector does not learn
                 part = Features(features.X[gated], features.familiarity[gated])
                 part_msgs = [msgs[i] for i in gated.tolist()]
                 part_svc = None if services is None else [services[i] for i in gated.tolist()]
