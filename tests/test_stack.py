@@ -104,9 +104,10 @@ def test_concurrent_migrations_apply_each_version_once(db_url):
 def test_schema_enforces_levels_severities_and_keys(migrated_db_url):
     import psycopg
 
+    # The key includes the event time (migration 7 partitions by it): one fixed time, as a record carries.
     insert = (
-        "insert into log_entries (kafka_topic, kafka_partition, kafka_offset, level, message) "
-        "values ('t', 0, %s, %s, 'm')"
+        "insert into log_entries (kafka_topic, kafka_partition, kafka_offset, event_time, level, message) "
+        "values ('t', 0, %s, '2026-01-01T00:00:00Z', %s, 'm')"
     )
     query(migrated_db_url, insert, (1, "WARN"))
     query(migrated_db_url, insert, (2, None))
@@ -115,14 +116,15 @@ def test_schema_enforces_levels_severities_and_keys(migrated_db_url):
     with pytest.raises(psycopg.errors.UniqueViolation):
         query(migrated_db_url, insert, (1, "INFO"))
     pred = (
-        "insert into ml_predictions (kafka_topic, kafka_partition, kafka_offset, model_version, severity) "
-        "values ('t', 0, %s, 'v1', %s)"
+        "insert into ml_predictions (kafka_topic, kafka_partition, kafka_offset, event_time, model_version, "
+        "severity) values ('t', 0, %s, '2026-01-01T00:00:00Z', 'v1', %s)"
     )
     query(migrated_db_url, pred, (1, "high"))
     with pytest.raises(psycopg.errors.CheckViolation):
         query(migrated_db_url, pred, (2, "urgent"))
-    with pytest.raises(psycopg.errors.ForeignKeyViolation):
-        query(migrated_db_url, pred, (99, "low"))
+    with pytest.raises(psycopg.errors.UniqueViolation):
+        query(migrated_db_url, pred, (1, "low"))
+    # No foreign key since migration 5: tests/test_sink.py proves no prediction is stored without its entry.
 
 
 def test_connect_failure_is_one_redacted_line():
