@@ -788,7 +788,7 @@ class Drill:
         without `streamer`) for every record of the valid inputs, decoded and scored here as the members do."""
         from streamer.config import Settings
         from streamer.decode import Decoder, Event
-        from streamer.ml.scorer import Scorer
+        from streamer.ml.scorer import MIN_ANOMALY_FAMILIARITY, Scorer
 
         defaults = Settings()
         decoder = Decoder(max_message_bytes=defaults.max_message_bytes, message_fields=defaults.message_field_names())
@@ -803,13 +803,16 @@ class Drill:
             chunk = events[start : start + 20_000]
             cols = scorer.score([e.message for e in chunk], [e.level for e in chunk])
             scores = cols.anomaly_score.tolist()
+            # Below the familiarity gate the anomaly score comes from counts each member learns from what it
+            # scored itself (kills and rebalances change that history), so only the level is reproducible.
+            learnt = (cols.familiarity < MIN_ANOMALY_FAMILIARITY).tolist()
             for j, e in enumerate(chunk):
                 raw = {k: v for k, v in e.raw.items() if k != "streamer"}
                 out[(e.partition, e.offset, e.record_index)] = (
                     e.message,
                     cols.predicted_level[j],
-                    cols.severity[j],
-                    scores[j],
+                    None if learnt[j] else cols.severity[j],
+                    None if learnt[j] else scores[j],
                     raw,
                 )
         return out
@@ -858,6 +861,8 @@ def _same_value(record, original: bytes) -> bool:
 def _same_scores(got, want) -> bool:
     """(predicted_level, severity, anomaly_score): labels equal, score equal to the 4 places logs.scored keeps."""
     level, sev, score = got
+    if want[2] is None:  # learnt from the member's own stream (see expected()): the level only
+        return level == want[0] and sev is not None and score is not None
     return level == want[0] and sev == want[1] and score is not None and abs(score - want[2]) <= 1e-4
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from testkit.checks import check_delivery, wait_caught_up
 from testkit.clients import consume_all, free_port, produce, query, scrape, wait_for
-from testkit.pipeline import committed, end_offsets, mixed_values, valid_event
+from testkit.pipeline import caught_up, committed, mixed_values, valid_event
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -186,13 +186,8 @@ def test_two_members_share_partitions_and_one_leaves(kafka_bootstrap, topics, mi
     wait_caught_up(kafka_bootstrap, topics, [a])
     assert a.terminate() == 0
     check_delivery(kafka_bootstrap, topics, migrated_db_url, coords, values, invalid)
-    assert all(
-        o == e
-        for o, e in zip(
-            committed(kafka_bootstrap, topics.group, topics.raw, 6).values(),
-            end_offsets(kafka_bootstrap, topics.raw, 6).values(),
-        )
-    )
+    # Read again until it answers: a single OffsetFetch on this busy machine once came back without an offset.
+    wait_for(lambda: caught_up(kafka_bootstrap, topics.group, topics.raw, 6), timeout=30, what="the final commits")
 
 
 def test_a_wrong_setting_stops_start_up_with_one_line(streamer_env):
