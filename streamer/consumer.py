@@ -31,7 +31,7 @@ from streamer.batch import Batch
 from streamer.checkpointing import Checkpoint, ScoredBatch
 from streamer.config import Settings, is_secret_key
 from streamer.decode import Decoder
-from streamer.errors import ConfigError, StreamerError, TransientError
+from streamer.errors import ConfigError, Dependency, StreamerError, TransientError
 from streamer.health import Health
 from streamer.metrics import Metrics
 from streamer.ml.reload import ModelWatcher
@@ -368,7 +368,7 @@ class Pipeline:
         self._to_resume = []
         log.info("resumed %d partition(s)", len(resumed))
 
-    def _set_failure(self, cause: str | None, dependency: str = TransientError.KAFKA) -> None:
+    def _set_failure(self, cause: str | None, dependency: Dependency = Dependency.KAFKA) -> None:
         if cause == self._failure:
             return
         if cause is None:

@@ -1,5 +1,7 @@
 """Errors that reach the user as one clear line (the CLI prints them without a traceback)."""
 
+from enum import StrEnum
+
 
 class StreamerError(Exception):
     """A failure the user can act on; str(err) is the one line printed. exit_code is the process exit code."""
@@ -20,6 +22,15 @@ class ModelError(StreamerError):
     """A model directory that is missing, incomplete, tampered with or built by other library versions."""
 
 
+class Dependency(StrEnum):
+    """What a transient failure waits for. Its value is the `cause` label of `streamer_retries_total`, and
+    /readyz keys on it: nothing parses the text of a cause."""
+
+    DATABASE = "database"
+    KAFKA = "kafka"
+    COMMIT = "commit"
+
+
 class TransientError(Exception):
     """A dependency is unavailable for now (database down, broker unreachable): retry the same batch later.
 
@@ -27,9 +38,9 @@ class TransientError(Exception):
     `dependency` says which one failed (DATABASE, KAFKA or COMMIT): metrics and /readyz key on it.
     """
 
-    DATABASE, KAFKA, COMMIT = "database", "kafka", "commit"
+    DATABASE, KAFKA, COMMIT = Dependency.DATABASE, Dependency.KAFKA, Dependency.COMMIT
 
-    def __init__(self, message: str, dependency: str = "kafka"):
+    def __init__(self, message: str, dependency: Dependency = Dependency.KAFKA):
         super().__init__(message)
         self.dependency = dependency
 
