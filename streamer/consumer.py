@@ -375,7 +375,7 @@ class Pipeline:
             log.info("recovered: batches commit again")
         else:
             log.warning("cannot complete the batch, retrying with backoff (nothing committed): %s", cause)
-            self.health.database_ok = dependency != TransientError.DATABASE  # /readyz: 503 while it blocks
+            self.health.database_ok = dependency != Dependency.DATABASE  # /readyz: 503 while it blocks
         self._failure = cause
 
     def _handle_errors(self, errored) -> None:

@@ -35,10 +35,8 @@ class TransientError(Exception):
     """A dependency is unavailable for now (database down, broker unreachable): retry the same batch later.
 
     str(err) is a short cause, safe to log (no secrets); the pipeline logs it once per state change.
-    `dependency` says which one failed (DATABASE, KAFKA or COMMIT): metrics and /readyz key on it.
+    `dependency` says which one failed: metrics and /readyz key on it.
     """
-
-    DATABASE, KAFKA, COMMIT = Dependency.DATABASE, Dependency.KAFKA, Dependency.COMMIT
 
     def __init__(self, message: str, dependency: Dependency = Dependency.KAFKA):
         super().__init__(message)

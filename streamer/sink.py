@@ -19,7 +19,7 @@ from psycopg.types.json import set_json_dumps
 from streamer.config import redact_url
 from streamer.decode import DeadLetter
 from streamer.enrich import ScoredRecord, dead_letter_headers
-from streamer.errors import StreamerError, TransientError, one_line
+from streamer.errors import Dependency, StreamerError, TransientError, one_line
 from streamer.isolate import failing_alone
 from streamer.kafka_admin import PRODUCER_MAX_MESSAGE_BYTES
 
@@ -328,13 +328,13 @@ class PostgresSink:
     def _connection(self) -> psycopg.Connection:
         if self.conn is None or self.conn.closed:
             if self.interrupted:
-                raise TransientError("shutting down: database work cut at the shutdown bound", TransientError.DATABASE)
+                raise TransientError("shutting down: database work cut at the shutdown bound", Dependency.DATABASE)
             try:
                 self.conn = psycopg.connect(self.url, connect_timeout=self.connect_timeout)
             except psycopg.OperationalError as err:
                 raise TransientError(
                     f"cannot connect to PostgreSQL at {redact_url(self.url)}: {_first_line(err)}",
-                    TransientError.DATABASE,
+                    Dependency.DATABASE,
                 ) from None
             # `raw` is already JSON text (the input itself): the jsonb dumper passes it through unparsed.
             set_json_dumps(_as_is, context=self.conn)
@@ -384,7 +384,7 @@ class PostgresSink:
             if isinstance(err, (psycopg.OperationalError, psycopg.InterfaceError)) or _transient_state(err):
                 self._note_failure(err, batch_key)
                 raise TransientError(
-                    f"PostgreSQL write failed: {_first_line(err)}{blocker}", TransientError.DATABASE
+                    f"PostgreSQL write failed: {_first_line(err)}{blocker}", Dependency.DATABASE
                 ) from None
             raise StreamerError(f"PostgreSQL write failed: {_first_line(err)}") from None
         self._recurring = None

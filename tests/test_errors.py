@@ -17,7 +17,7 @@ def test_an_error_without_a_message_is_named_by_its_type():
 
 
 def test_a_transient_error_names_its_dependency_as_a_metric_label():
-    err = TransientError("PostgreSQL write failed: connection refused", TransientError.DATABASE)
+    err = TransientError("PostgreSQL write failed: connection refused", Dependency.DATABASE)
     assert err.dependency is Dependency.DATABASE
     assert f"{err.dependency}" == "database"  # the metric label, whatever the message says
     assert TransientError("broker down").dependency is Dependency.KAFKA

@@ -21,7 +21,7 @@ from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from streamer.batch import Batch
 from streamer.decode import DeadLetter
 from streamer.enrich import database_rows, scored_records
-from streamer.errors import TransientError
+from streamer.errors import Dependency, TransientError
 from streamer.sink import Deliveries
 
 log = logging.getLogger(__name__)
@@ -130,7 +130,7 @@ class Checkpoint:
                 )
                 return
             self.metrics.commit_failures.inc()
-            raise TransientError(f"offset commit failed: {kerr.str()}", TransientError.COMMIT) from None
+            raise TransientError(f"offset commit failed: {kerr.str()}", Dependency.COMMIT) from None
         failed = [tp for tp in result or [] if tp.error is not None]
         if failed:
             self.metrics.commit_failures.inc()
@@ -141,6 +141,6 @@ class Checkpoint:
                 )
                 return
             raise TransientError(
-                f"offset commit failed for {len(failed)} partition(s): {first.str()}", TransientError.COMMIT
+                f"offset commit failed for {len(failed)} partition(s): {first.str()}", Dependency.COMMIT
             )
         self.metrics.commits.inc()
