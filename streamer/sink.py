@@ -24,6 +24,8 @@ from streamer.isolate import failing_alone
 from streamer.kafka_admin import PRODUCER_MAX_MESSAGE_BYTES
 
 log = logging.getLogger(__name__)
+# PostgreSQL's first line whole: it names the constraint or value a dead letter's reason must show.
+_WHOLE_LINE = 10_000
 
 
 class Deliveries:
@@ -333,7 +335,7 @@ class PostgresSink:
                 self.conn = psycopg.connect(self.url, connect_timeout=self.connect_timeout)
             except psycopg.OperationalError as err:
                 raise TransientError(
-                    f"cannot connect to PostgreSQL at {redact_url(self.url)}: {_first_line(err)}",
+                    f"cannot connect to PostgreSQL at {redact_url(self.url)}: {one_line(err, limit=_WHOLE_LINE)}",
                     Dependency.DATABASE,
                 ) from None
             # `raw` is already JSON text (the input itself): the jsonb dumper passes it through unparsed.
@@ -379,14 +381,14 @@ class PostgresSink:
             self._drop_connection()
             if self._rows_fault(err, batch_key):  # cannot happen after isolation; never retry it forever
                 raise StreamerError(
-                    f"PostgreSQL rejected a batch after isolating bad rows: {_first_line(err)}"
+                    f"PostgreSQL rejected a batch after isolating bad rows: {one_line(err, limit=_WHOLE_LINE)}"
                 ) from None
             if isinstance(err, (psycopg.OperationalError, psycopg.InterfaceError)) or _transient_state(err):
                 self._note_failure(err, batch_key)
                 raise TransientError(
-                    f"PostgreSQL write failed: {_first_line(err)}{blocker}", Dependency.DATABASE
+                    f"PostgreSQL write failed: {one_line(err, limit=_WHOLE_LINE)}{blocker}", Dependency.DATABASE
                 ) from None
-            raise StreamerError(f"PostgreSQL write failed: {_first_line(err)}") from None
+            raise StreamerError(f"PostgreSQL write failed: {one_line(err, limit=_WHOLE_LINE)}") from None
         self._recurring = None
         if templates is not None:
             templates.new_keys = new_keys
@@ -502,12 +504,8 @@ _TRANSIENT_CLASSES = ("08", "40", "53", "57", "58")
 
 def _rejection(index: int, err: BaseException) -> tuple[int, str, str]:
     assert isinstance(err, _RowsRejected), err  # failing_alone(catch=_RowsRejected) isolates only these
-    return index, f"db_{err.error.sqlstate or 'client'}", _first_line(err.error)
+    return index, f"db_{err.error.sqlstate or 'client'}", one_line(err.error, limit=_WHOLE_LINE)
 
 
 def _transient_state(err: psycopg.Error) -> bool:
     return err.sqlstate is not None and err.sqlstate[:2] in _TRANSIENT_CLASSES
-
-
-def _first_line(err: Exception) -> str:
-    return one_line(err, limit=10_000)

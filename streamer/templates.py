@@ -23,6 +23,7 @@ from typing import cast
 from drain3.drain import Drain, LogCluster
 
 from streamer.db import one
+from streamer.errors import one_line
 from streamer.ml.features import PLACEHOLDERS, mask_batch
 
 log = logging.getLogger(__name__)
@@ -158,7 +159,7 @@ class TemplateMiners:
                 log.warning(
                     "could not load the group's templates (retried every %.0fs): %s",
                     self.refresh_interval,
-                    str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__,
+                    one_line(err),
                 )
             self._failing = True
             return

@@ -23,6 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from streamer.api import queries
 from streamer.api.analyze import BadRequest, Limits, analyze, parse_items
+from streamer.errors import one_line
 
 log = logging.getLogger("streamer.api")
 STATIC = Path(__file__).with_name("static")
@@ -362,7 +363,7 @@ class _conn:
 
         self._cm.__exit__(*exc)
         if exc[0] is not None and issubclass(exc[0], psycopg.OperationalError):
-            raise StarletteHTTPException(503, f"the database failed: {str(exc[1]).splitlines()[0][:200]}") from None
+            raise StarletteHTTPException(503, f"the database failed: {one_line(exc[1], limit=200)}") from None
         return False
 
 
@@ -389,5 +390,5 @@ def _database(ctx: ApiContext) -> dict:
     except StarletteHTTPException as err:
         out["error"] = err.detail
     except Exception as err:
-        out["error"] = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+        out["error"] = one_line(err, limit=200)
     return out

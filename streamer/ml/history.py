@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from streamer.errors import ConfigError, StreamerError
+from streamer.errors import ConfigError, StreamerError, one_line
 
 MIN_LEVEL_ROWS = 200  # rows with a declared level needed to train at all
 MIN_LEVELS = 2  # distinct declared levels needed for a level classifier
@@ -112,8 +112,7 @@ def read_history(
                 "the database has no log_entries/anomaly_labels tables; run `streamer init` (migrations) first"
             ) from None
         if isinstance(err, psycopg.Error):
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise StreamerError(f"cannot read the stored history: {first}") from None
+            raise StreamerError(f"cannot read the stored history: {one_line(err)}") from None
         raise
     filters = [
         f"since {_iso(since)}" if since else "",
