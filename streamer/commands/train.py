@@ -4,6 +4,8 @@ HELP = "train the models (built-in corpus, or --data FILE) and write a model dir
 
 
 def configure(parser):
+    from streamer.config import add_settings
+
     parser.add_argument(
         "--data",
         metavar="FILE",
@@ -20,14 +22,7 @@ def configure(parser):
         help="built-in corpus events when --data is absent (default 60000)",
     )
     parser.add_argument("--json", action="store_true", help="print the metadata as JSON")
-    parser.add_argument(
-        "--alert-rate",
-        dest="anomaly_alert_rate",
-        type=float,
-        metavar="R",
-        help="without anomaly labels: target share of events the detector alerts on, its cut "
-        "being that quantile of the training scores (STREAMER_ANOMALY_ALERT_RATE, default 0.05)",
-    )
+    add_settings(parser, "anomaly_alert_rate")
     # Training from the stored history (streamer.ml.history, docs/rescoring.md).
     h = parser.add_argument_group("from the stored history")
     h.add_argument(
@@ -44,12 +39,11 @@ def configure(parser):
         action="store_true",
         help="events without a row in anomaly_labels count as normal (when only anomalies are marked)",
     )
-    h.add_argument("--database-url", metavar="URL", help="PostgreSQL URL (STREAMER_DATABASE_URL)")
+    add_settings(h, "database_url")
 
 
 def run(args) -> int:
     import json
-    import os
 
     from streamer.config import settings_from_args
     from streamer.ml import train as T
@@ -57,12 +51,13 @@ def run(args) -> int:
 
     if getattr(args, "from_postgres", False):
         return _from_postgres(args)
-    rate = settings_from_args(args).anomaly_alert_rate
-    out = args.out or os.environ.get("STREAMER_MODELS_DIR") or "models"
+    settings = settings_from_args(args)
+    out = args.out or settings.models_dir
     if args.data:
         from streamer.ml.data import read_dataset
 
         ds = read_dataset(args.data)
+        rate = settings.anomaly_alert_rate
         model = T.train(
             ds.messages, ds.levels, ds.is_anomaly, ds.timestamps, source=ds.source, seed=args.seed, alert_rate=rate
         )

@@ -6,19 +6,9 @@ import argparse
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, threshold: bool = True) -> None:
-    g = parser.add_argument_group("model")
-    g.add_argument(
-        "--models", dest="models_dir", metavar="DIR", help="model directory (STREAMER_MODELS_DIR, default models)"
-    )
-    if threshold:
-        g.add_argument(
-            "--anomaly-threshold",
-            dest="anomaly_threshold",
-            type=float,
-            metavar="P",
-            help="anomaly score threshold 0..1 (STREAMER_ANOMALY_THRESHOLD, default: the one "
-            "calibrated at training time, in metadata.json)",
-        )
+    from streamer.config import add_settings
+
+    add_settings(parser.add_argument_group("model"), "models_dir", *(["anomaly_threshold"] if threshold else []))
 
 
 def load_scorer(args):
