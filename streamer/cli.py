@@ -11,6 +11,7 @@ import importlib
 import sys
 
 from streamer import __version__
+from streamer.config import document_setting_flags
 from streamer.errors import StreamerError
 
 # Order is the order `streamer --help` lists them in.
@@ -42,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
         module = importlib.import_module(f"streamer.commands.{name}")
         p = sub.add_parser(name, help=module.HELP, description=module.HELP)
         module.configure(p)
+        document_setting_flags(p)
         p.set_defaults(_run=module.run)
     return parser
 
