@@ -48,7 +48,7 @@ def start_serve() -> tuple[subprocess.Popen, str, int]:
 
 
 def bodies(size: int, count: int, seed: int) -> list[bytes]:
-    from bench.workload import workload
+    from testkit.workload import workload
 
     values, _, _ = workload(size * count, invalid_ratio=0.0, seed=seed)
     texts = [v.decode() for v in values]

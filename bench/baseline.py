@@ -27,8 +27,8 @@ elif str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.harness import BENCH_INVALID_KINDS, BOOTSTRAP, RunEnv, preload
-from bench.workload import workload
 from streamer.levels import normalise
+from testkit.workload import workload
 
 
 @dataclass

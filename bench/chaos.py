@@ -1,6 +1,6 @@
 """`make chaos`: fault injection against the real stack, with figures.
 
-Produces N events (about 1 % invalid, every kind in bench.workload, plus poison records of every class in
+Produces N events (about 1 % invalid, every kind in testkit.workload, plus poison records of every class in
 bench.faults.POISON_KINDS) into fresh topics, as a steady stream, while two `streamer run` processes consume
 them as one group, and meanwhile SIGKILLs a member at random moments (and restarts it), restarts the Kafka
 broker, restarts PostgreSQL, adds a third member and removes it again, stops PostgreSQL for minutes, stops the
@@ -47,9 +47,10 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench import faults
-from bench.workload import workload
+from streamer.config import Settings
 from testkit.clients import consume_all, query, with_search_path
 from testkit.pipeline import MODELS, StreamerProcess, committed, end_offsets
+from testkit.workload import workload
 
 RESULTS = ROOT / "bench" / "results"
 PARTITIONS = 6
@@ -275,12 +276,9 @@ class Drill:
         self.log = log
         self.seed = p.seed if p.seed is not None else random.SystemRandom().randrange(1, 10**6)
         self.rng = random.Random(self.seed)
-        self.bootstrap = p.bootstrap or os.environ.get("STREAMER_BOOTSTRAP_SERVERS") or "127.0.0.1:9092"
-        self.base_url = (
-            p.database_url
-            or os.environ.get("STREAMER_DATABASE_URL")
-            or "postgresql://streamer:streamer@127.0.0.1:5432/streamer"
-        )
+        defaults = Settings()  # the servers streamer itself defaults to
+        self.bootstrap = p.bootstrap or os.environ.get("STREAMER_BOOTSTRAP_SERVERS") or defaults.bootstrap_servers
+        self.base_url = p.database_url or os.environ.get("STREAMER_DATABASE_URL") or defaults.database_url
         self.kafka = {"bootstrap.servers": self.bootstrap}
         self.run_id = f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
         base = f"chaos-{self.run_id}"

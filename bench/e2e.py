@@ -48,13 +48,14 @@ from bench.harness import (
     CpuMeter,
     OffsetWatcher,
     RunEnv,
-    StreamerProcess,
     kill_all,
     preload,
     run_until_caught_up,
     stage_seconds,
+    start_streamer,
 )
-from bench.workload import workload
+from testkit.pipeline import StreamerProcess
+from testkit.workload import workload
 
 RESULTS = ROOT / "bench" / "results"
 STAGES = ("poll", "decode", "score", "store", "publish", "commit")
@@ -150,7 +151,7 @@ def throughput_run(
         walls = []
         for i in range(processes):
             walls.append(time.time())
-            procs.append(StreamerProcess(env, f"{label}-{i}"))
+            procs.append(start_streamer(env, f"{label}-{i}"))
         cpu = CpuMeter([p.pid for p in procs]).start()
         scrapes: list[tuple[float, float]] = []
         last_scrape = [0.0]
@@ -301,7 +302,7 @@ def latency_run(rate: int, seconds: float, warmup: float, seed: int, keep: bool)
         n = int(rate * (warmup + seconds))
         warm_n = int(rate * warmup)  # the first events warm the process up; reported apart
         values, keys, invalid = workload(n, 0.01, seed=seed, kinds=BENCH_INVALID_KINDS)
-        proc = StreamerProcess(env, "latency")
+        proc = start_streamer(env, "latency")
         proc.wait_for_log("assigned ", timeout=120)
         created: dict[tuple[int, int], tuple[int, int]] = {}  # (partition, offset) -> (CreateTime ms, index)
         arrivals: list[tuple[int, int, float]] = []  # (source partition, source offset, arrival ms)

@@ -1,7 +1,8 @@
 """Real faults for the chaos drill: restart or stop for a while the Kafka broker that scripts/kafka.sh started,
 restart or stop for a while the PostgreSQL cluster serving the database port (Debian's pg_ctlcluster): the
-servers really go away (connections reset, new ones refused) and come back. A slow or silent database is a
-SlowProxy in front of the real one. Poison records: one of every class the pipeline must dead-letter.
+servers really go away (connections reset, new ones refused) and come back. A slow or silent database is
+testkit.proxies.SlowProxy in front of the real one. Poison records: one of every class the pipeline must
+dead-letter.
 
 Each fault refuses with FaultUnavailable, before doing anything, when this machine cannot inject it (a broker
 this checkout did not start, no pg_ctlcluster), so a drill never half-breaks a stack it does not own.
@@ -10,10 +11,8 @@ this checkout did not start, no pg_ctlcluster), so a drill never half-breaks a s
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -21,8 +20,6 @@ from urllib.parse import urlsplit
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
-
-from testkit.pipeline import TcpProxy
 
 KAFKA_DIR = ROOT / ".stack" / "kafka"
 PG_RECORD = ROOT / ".stack" / "postgres" / "started"
@@ -150,51 +147,6 @@ def _accepting(url: str, started: float, timeout: float) -> float:
 def _last_line(done: subprocess.CompletedProcess) -> str:
     lines = (done.stderr or done.stdout or "").strip().splitlines()
     return lines[-1] if lines else f"exit {done.returncode}"
-
-
-class SlowProxy(TcpProxy):
-    """A TcpProxy (a forwarder to the real server) that can also delay every chunk it forwards — a slow
-    database or network — or hold them all while keeping the connections open: a server that never answers.
-    Either way the server stays real."""
-
-    def __init__(self, target_host: str, target_port: int):
-        self.delay = 0.0  # seconds added to every chunk forwarded, in each direction
-        self.flowing = threading.Event()
-        self.flowing.set()
-        super().__init__(target_host, target_port)
-
-    def hold(self) -> None:
-        self.flowing.clear()
-
-    def release(self) -> None:
-        self.flowing.set()
-
-    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
-        TcpProxy._pipe(_Slowed(src, self), dst)
-
-    def close(self) -> None:
-        self.release()  # lets held pipes run into the closed sockets and end
-        super().close()
-
-
-class _Slowed:
-    """The receiving end of one direction of a SlowProxy: what it reads is handed on late, or not at all."""
-
-    def __init__(self, sock: socket.socket, proxy: SlowProxy):
-        self.sock, self.proxy = sock, proxy
-
-    def recv(self, n: int) -> bytes:
-        data = self.sock.recv(n)
-        if data and self.proxy.delay:
-            time.sleep(self.proxy.delay)
-        self.proxy.flowing.wait()
-        return data
-
-    def shutdown(self, how: int) -> None:
-        self.sock.shutdown(how)
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 # --- poison records: one of every class issue 11 found, each with where it must end up -------------------

@@ -59,14 +59,14 @@ def _rate(decoder: Decoder, values: list[bytes], repeats: int = 5) -> float:
 
 def speed() -> list[tuple[str, int, float]]:
     """(input, records, records/s) for the e2e workload's mix, and for the raw Loghub lines when present."""
-    from bench.workload import workload
+    from testkit.workload import workload
 
     try:  # one core, as bench.speed
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     except (AttributeError, OSError):
         pass
     decoder = Decoder()
-    mixes = [("bench.workload (85 % ECS JSON, 15 % text, 1 % invalid)", workload(20000, seed=0)[0])]
+    mixes = [("testkit.workload (85 % ECS JSON, 15 % text, 1 % invalid)", workload(20000, seed=0)[0])]
     if LOGHUB.is_dir():
         per_system = [
             (d.name, [line for line in next(d.glob("*_2k.log")).read_bytes().split(b"\n") if line]) for d in systems()

@@ -6,26 +6,26 @@ from __future__ import annotations
 
 import os
 import re
-import signal
-import subprocess
 import sys
 import threading
 import time
-import urllib.request
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.workload import INVALID_KINDS
+from streamer.config import Settings
 from testkit.clients import free_port, with_search_path
+from testkit.pipeline import StreamerProcess
+from testkit.workload import INVALID_KINDS
 
 LOG_DIR = ROOT / "bench" / "results" / "tmp"  # git-ignored
-BOOTSTRAP = os.environ.get("STREAMER_BOOTSTRAP_SERVERS") or "127.0.0.1:9092"
-DATABASE_URL = os.environ.get("STREAMER_DATABASE_URL") or "postgresql://streamer:streamer@127.0.0.1:5432/streamer"
+# The servers streamer itself defaults to (its Settings' declarations), unless the environment names others.
+BOOTSTRAP = os.environ.get("STREAMER_BOOTSTRAP_SERVERS") or Settings().bootstrap_servers
+DATABASE_URL = os.environ.get("STREAMER_DATABASE_URL") or Settings().database_url
 PARTITIONS = 6
 # A 2 MiB value is refused by the broker (1 MiB limit) before it ever reaches the streamer, and at 1 % of
 # 500,000 events it would be 1.25 GB, 8x the rest of the data: not part of a realistic mix.
@@ -195,98 +195,15 @@ class OffsetWatcher:
         self._c.close()
 
 
-@dataclass
-class StreamerProcess:
-    """`python -m streamer run` with its own metrics port; log in bench/results/tmp/."""
-
-    env: RunEnv
-    label: str
-    extra_env: dict[str, str] = field(default_factory=dict)
-    wrapper: list[str] = field(default_factory=list)  # e.g. a profiler command in front
-
-    def __post_init__(self) -> None:
-        LOG_DIR.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        self.log_path = LOG_DIR / f"{self.env.name}-{self.label}.log"
-        self._log = open(self.log_path, "wb")
-        self.started = time.monotonic()
-        self.proc = subprocess.Popen(
-            [*self.wrapper, sys.executable, "-m", "streamer", "run"],
-            env=self.env.streamer_env(STREAMER_METRICS_PORT=str(self.port), **self.extra_env),
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
-        )
-        self.rss_samples: list[tuple[float, float]] = []
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def output(self) -> str:
-        if not self._log.closed:
-            self._log.flush()
-        return self.log_path.read_text(errors="replace")
-
-    def check_alive(self) -> None:
-        if not self.alive():
-            raise RuntimeError(f"streamer ({self.label}) exited with {self.proc.returncode}:\n" + self.output()[-3000:])
-
-    def wait_for_log(self, text: str, timeout: float = 60.0) -> float:
-        """Seconds since start when `text` appeared in the log."""
-        deadline = time.monotonic() + timeout
-        while text not in self.output():
-            self.check_alive()
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"streamer ({self.label}): no {text!r} after {timeout}s:\n{self.output()[-3000:]}")
-            time.sleep(0.02)
-        return time.monotonic() - self.started
-
-    def proc_status(self, pid: int | None = None) -> dict[str, int]:
-        """VmRSS / VmHWM in kB."""
-        out: dict[str, int] = {}
-        try:
-            with open(f"/proc/{pid or self.pid}/status") as f:
-                for line in f:
-                    if line.startswith(("VmRSS:", "VmHWM:")):
-                        key, value = line.split(":", 1)
-                        out[key] = int(value.split()[0])
-        except FileNotFoundError:
-            pass
-        return out
-
-    def sample_rss(self) -> None:
-        rss = self.proc_status().get("VmRSS")
-        if rss is not None:
-            self.rss_samples.append((time.monotonic(), rss / 1024))
-
-    def metrics(self) -> dict[str, float]:
-        """/metrics as {'name{labels}': value}."""
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as r:
-            text = r.read().decode()
-        out: dict[str, float] = {}
-        for line in text.splitlines():
-            if line and not line.startswith("#"):
-                name, _, value = line.rpartition(" ")
-                try:
-                    out[name] = float(value)
-                except ValueError:
-                    pass
-        return out
-
-    def stop(self, timeout: float = 60.0) -> int:
-        if self.alive():
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        self._log.close()
-        return self.proc.returncode
+def start_streamer(env: RunEnv, label: str, extra_env: dict[str, str] | None = None) -> StreamerProcess:
+    """`streamer run` on env with its own metrics port and the settings as given (nothing tuned for tests);
+    log in bench/results/tmp/."""
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    return StreamerProcess(
+        env.streamer_env(STREAMER_METRICS_PORT=str(free_port()), **(extra_env or {})),
+        LOG_DIR / f"{env.name}-{label}.log",
+        tuned_for_tests=False,
+    )
 
 
 def stage_seconds(metrics: dict[str, float]) -> dict[str, dict[str, float]]:

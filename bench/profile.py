@@ -35,13 +35,13 @@ from bench.harness import (
     LOG_DIR,
     OffsetWatcher,
     RunEnv,
-    StreamerProcess,
     kill_all,
     preload,
     run_until_caught_up,
     stage_seconds,
+    start_streamer,
 )
-from bench.workload import workload
+from testkit.workload import workload
 
 RESULTS = ROOT / "bench" / "results"
 _FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")
@@ -138,7 +138,7 @@ def main() -> int:
         del values, keys
         print(f"profile: pre-loaded {total:,} events ({len(invalid):,} invalid); starting `streamer run`", flush=True)
         watcher = OffsetWatcher(env.group, env.raw)
-        proc = StreamerProcess(env, "profile", extra_env=extra)
+        proc = start_streamer(env, "profile", extra_env=extra)
         proc.wait_for_log("consuming ", timeout=120)
         cmd = [
             spy,

@@ -22,8 +22,8 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.workload import workload  # noqa: E402
 from streamer.config import settings_from_args  # noqa: E402
+from testkit.workload import workload  # noqa: E402
 
 
 def offsets(consumer: Consumer, topic: str) -> dict[int, int]:

@@ -1,15 +1,13 @@
-"""`streamer run` as a real process against a test's topics and schema; group offsets; test events; a TCP proxy
-that cuts and restores a real server."""
+"""`streamer run` as a real process against a test's topics and schema; group offsets; test events."""
 
 from __future__ import annotations
 
 import random
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import orjson
@@ -25,13 +23,21 @@ FAST_GROUP = {
 
 
 class StreamerProcess:
-    """`python -m streamer run` with the given environment; its log goes to a file for the failure message."""
+    """`python -m streamer run` with the given environment; its log goes to a file for the failure message.
 
-    def __init__(self, env: dict[str, str], log_path: Path, *args: str):
+    Tests get quick rebalances, the repository's models and 100 ms batches on top of `env`; a benchmark passes
+    tuned_for_tests=False and measures the environment it gives."""
+
+    def __init__(self, env: dict[str, str], log_path: Path, *args: str, tuned_for_tests: bool = True):
         self.log_path = log_path
         self.log = open(log_path, "ab")
-        full_env = {**env, **FAST_GROUP, "STREAMER_MODELS_DIR": str(MODELS), "PYTHONUNBUFFERED": "1"}
-        full_env.setdefault("STREAMER_BATCH_MAX_MS", "100")
+        full_env = {**env, "PYTHONUNBUFFERED": "1"}
+        if tuned_for_tests:
+            full_env.update({**FAST_GROUP, "STREAMER_MODELS_DIR": str(MODELS)})
+            full_env.setdefault("STREAMER_BATCH_MAX_MS", "100")
+        self.metrics_port = int(full_env.get("STREAMER_METRICS_PORT") or 0)  # 0: no /metrics
+        self.started = time.monotonic()
+        self.rss_samples: list[tuple[float, float]] = []  # (monotonic time, MiB), from sample_rss()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "streamer", "run", *args],
             env=full_env,
@@ -39,6 +45,10 @@ class StreamerProcess:
             stderr=subprocess.STDOUT,
             cwd=ROOT,
         )
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         """Until the process has subscribed (its signal handlers are installed long before)."""
@@ -48,10 +58,40 @@ class StreamerProcess:
             assert time.monotonic() < deadline, f"streamer not ready after {timeout}s:\n{self.output()[-3000:]}"
             time.sleep(0.1)
 
+    def wait_for_log(self, text: str, timeout: float = 60.0) -> float:
+        """Seconds since start when `text` appeared in the log; RuntimeError when it exits or times out first."""
+        deadline = time.monotonic() + timeout
+        while text not in self.output():
+            self.check_alive()
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"streamer ({self.log_path.name}): no {text!r} after {timeout}s:\n{self.output()[-3000:]}"
+                )
+            time.sleep(0.02)
+        return time.monotonic() - self.started
+
+    def check_alive(self) -> None:
+        if not self.alive():
+            raise RuntimeError(
+                f"streamer ({self.log_path.name}) exited with {self.proc.returncode}:\n" + self.output()[-3000:]
+            )
+
     def terminate(self, timeout: float = 60.0) -> int:
+        """SIGTERM once it is ready; its exit code (TimeoutExpired when it does not exit in time)."""
         self.wait_ready()
         self.proc.send_signal(signal.SIGTERM)
         return self.wait(timeout)
+
+    def stop(self, timeout: float = 60.0) -> int:
+        """SIGTERM now, SIGKILL after `timeout`; closes the log and returns the exit code."""
+        if self.alive():
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self.log.close()
+        return self.proc.returncode
 
     def kill(self) -> None:
         self.proc.kill()
@@ -67,13 +107,47 @@ class StreamerProcess:
         return self.proc.poll() is None
 
     def output(self) -> str:
-        self.log.flush()
+        if not self.log.closed:
+            self.log.flush()
         return self.log_path.read_text(errors="replace")
 
     def close(self) -> None:
         if self.alive():
             self.kill()
         self.log.close()
+
+    def metrics(self) -> dict[str, float]:
+        """/metrics as {'name{labels}': value} (the environment must have set STREAMER_METRICS_PORT)."""
+        assert self.metrics_port, "started without STREAMER_METRICS_PORT"
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+        out: dict[str, float] = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                name, _, value = line.rpartition(" ")
+                try:
+                    out[name] = float(value)
+                except ValueError:
+                    pass
+        return out
+
+    def proc_status(self, pid: int | None = None) -> dict[str, int]:
+        """VmRSS / VmHWM in kB ({} once the process is gone)."""
+        out: dict[str, int] = {}
+        try:
+            with open(f"/proc/{pid or self.pid}/status") as f:
+                for line in f:
+                    if line.startswith(("VmRSS:", "VmHWM:")):
+                        key, value = line.split(":", 1)
+                        out[key] = int(value.split()[0])
+        except FileNotFoundError:
+            pass
+        return out
+
+    def sample_rss(self) -> None:
+        rss = self.proc_status().get("VmRSS")
+        if rss is not None:
+            self.rss_samples.append((time.monotonic(), rss / 1024))
 
 
 def committed(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, int]:
@@ -167,74 +241,3 @@ def mixed_values(n: int, invalid_every: int = 50, seed: int = 7) -> tuple[list[b
         else:
             values.append(valid_event(i, rng))
     return values, invalid
-
-
-class TcpProxy:
-    """A TCP forwarder to a real server that the test can cut and restore: the server stays real, the
-    process under test sees it go away (connections reset, new ones refused) and come back."""
-
-    def __init__(self, target_host: str, target_port: int):
-        self.target = (target_host, target_port)
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.up = threading.Event()
-        self.up.set()
-        self._conns: list[socket.socket] = []
-        self._lock = threading.Lock()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            if not self.up.is_set():
-                client.close()
-                continue
-            try:
-                server = socket.create_connection(self.target, timeout=5)
-            except OSError:
-                client.close()
-                continue
-            server.settimeout(None)  # only the connect is bounded: a server busy for a while is not gone
-            with self._lock:
-                self._conns += [client, server]
-            for a, b in ((client, server), (server, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)  # wakes the other direction's recv(), which close() would not
-                except OSError:
-                    pass
-                try:
-                    s.close()
-                except OSError:
-                    pass
-
-    def cut(self) -> None:
-        self.up.clear()
-        with self._lock:
-            for s in self._conns:
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-                s.close()
-            self._conns.clear()
-
-    def restore(self) -> None:
-        self.up.set()
-
-    def close(self) -> None:
-        self.cut()
-        self.listener.close()

@@ -25,7 +25,8 @@ from testkit.clients import (
     query,
     with_search_path,
 )
-from testkit.pipeline import StreamerProcess, TcpProxy
+from testkit.pipeline import StreamerProcess
+from testkit.proxies import TcpProxy
 
 # A private broker and PostgreSQL (TLS, outages): fixtures shared by the TLS and broker-outage tests.
 from tests.private_stack import private_kafka, private_postgres, private_topics, test_ca  # noqa: F401

@@ -29,7 +29,8 @@ from pathlib import Path
 import pytest
 
 from testkit.clients import free_port
-from testkit.pipeline import ROOT, TcpProxy
+from testkit.pipeline import ROOT
+from testkit.proxies import TcpProxy
 
 KAFKA_LIB = ROOT / ".stack" / "kafka" / "lib"
 LOG4J = ROOT / "scripts" / "kafka" / "log4j2.properties"

@@ -10,11 +10,11 @@ import time
 import psycopg
 import pytest
 
-from bench.faults import SlowProxy
 from streamer.consumer import SHUTDOWN_BOUND
 from testkit.checks import wait_caught_up
 from testkit.clients import free_port, produce, query, scrape, wait_for
 from testkit.pipeline import caught_up, mixed_values
+from testkit.proxies import SlowProxy
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

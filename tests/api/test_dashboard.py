@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Producer
 
-from bench.workload import workload
 from testkit.clients import query
 from testkit.pipeline import MODELS, StreamerProcess, caught_up
+from testkit.workload import workload
 from tests.api.support import Serve, serve_env
 from tests.test_replay import small_model, streamer_cli
 
