@@ -3,7 +3,8 @@
 Migration 7 partitions both tables by event time (UTC days, plus a default partition for times far off).
 `streamer run` keeps them: at start and every hour one member (a session advisory lock elects it) makes the
 partitions from yesterday to DAYS_AHEAD days ahead and, with STREAMER_RETENTION set, drops both tables'
-partitions whose day ended before now - retention, and deletes expired rows from the default partitions.
+partitions whose day ended before now - retention, and deletes expired rows from the default partitions and
+the expired hours of severity_hours.
 Every statement runs with a short lock_timeout, and drops take their locks without waiting at all (see _drop):
 partition DDL needs a brief exclusive lock on the tables, and waiting for one would queue the pipeline's
 inserts behind it (or deadlock with one); a step that cannot get its locks is tried again at the next round. A partition cannot be made for a day the default partition already holds
@@ -60,6 +61,7 @@ class Round:
     made: list[date] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)
     deleted_from_default: int = 0
+    deleted_hours: int = 0  # rows of severity_hours
     skipped: list[str] = field(default_factory=list)  # steps that timed out on a lock or were refused
 
 
@@ -115,6 +117,12 @@ def maintain(
             done.dropped += expired
         else:
             done.skipped.append(f"drop {len(expired)} expired partitions: {problem}")
+    try:  # the hours of severity_hours (migration 8) that ended before the cutoff, as their partitions
+        done.deleted_hours = conn.execute(
+            "DELETE FROM severity_hours WHERE hour + interval '1 hour' <= %s", (cutoff,)
+        ).rowcount
+    except psycopg.Error as err:
+        done.skipped.append(f"delete expired severity hours: {one_line(err)}")
     for parent in reversed(_PARENTS):
         while True:
             try:

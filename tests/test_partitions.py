@@ -106,6 +106,9 @@ def test_retention_drops_whole_days_of_both_tables_while_ingest_goes_on(migrated
         query(migrated_db_url, f"SELECT count(*) FROM {t}")[0][0] for t in ("log_entries", "ml_predictions")
     )
     assert entries == predictions == 4 * 500 + written[0]
+    # The expired hours of severity_hours went with their days: what is left counts exactly the rows left.
+    assert done.deleted_hours > 0
+    assert query(migrated_db_url, "SELECT sum(events) FROM severity_hours")[0][0] == entries
 
 
 def test_the_keeper_makes_days_ahead_and_only_one_member_works_at_a_time(migrated_db_url):

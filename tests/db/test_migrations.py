@@ -89,3 +89,52 @@ def test_fresh_database_has_the_record_index_keys(migrated_db_url):
     )
     assert all("record_index" in definition for _, definition in keys), keys
     assert len(keys) == 3  # three primary keys; no foreign key (migrations 5 and 7 dropped them, see there)
+
+
+def test_upgrade_to_8_counts_the_stored_rows_per_hour_and_keeps_only_the_indexes_queries_use(db_url):
+    from datetime import UTC, datetime, timedelta
+
+    with connect(db_url) as conn:
+        migrate(conn, up_to=7)
+    now = datetime.now(UTC)
+    stored = [
+        (0, now, "api", "low"),
+        (1, now, "api", "low"),
+        (2, now, None, "high"),
+        (3, now - timedelta(hours=2), "db", "low"),
+    ]
+    for offset, t, service, severity in stored:
+        query(
+            db_url,
+            "INSERT INTO log_entries (kafka_topic, kafka_partition, kafka_offset, event_time, message, service) "
+            "VALUES ('raw', 0, %s, %s, 'old', %s)",
+            (offset, t, service),
+        )
+        query(
+            db_url,
+            "INSERT INTO ml_predictions (kafka_topic, kafka_partition, kafka_offset, event_time, model_version, "
+            "severity, is_anomaly) VALUES ('raw', 0, %s, %s, 'm1', %s, %s)",
+            (offset, t, severity, severity == "high"),
+        )
+    with connect(db_url) as conn:
+        assert migrate(conn) == [8]
+    hour = now.replace(minute=0, second=0, microsecond=0)
+    assert sorted(
+        query(db_url, "SELECT hour, service, severity, model_version, events FROM severity_hours"), key=str
+    ) == sorted(
+        [
+            (hour, "api", "low", "m1", 2),
+            (hour, None, "high", "m1", 1),
+            (hour - timedelta(hours=2), "db", "low", "m1", 1),
+        ],
+        key=str,
+    )
+    indexes = {
+        name: definition
+        for name, definition in query(
+            db_url,
+            "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema() AND tablename = 'ml_predictions'",
+        )
+    }
+    assert set(indexes) == {"ml_predictions_pkey", "ml_predictions_anomalies_time"}
+    assert "(event_time DESC) WHERE is_anomaly" in indexes["ml_predictions_anomalies_time"]
