@@ -240,6 +240,7 @@ ON CONFLICT (kafka_topic, kafka_partition, kafka_offset, record_index, event_tim
 # rows, and each waits for the other's row locks only from its upsert to its commit.
 # log_template_hours gets the same counts per hour (surging templates, streamer/commands/templates.py).
 # Templates are upserted in id order, so concurrent batches lock their rows in one order and cannot deadlock.
+# A template's text is the miner's latest: drain3 generalises a cluster (`... user <*>`) and its id stays.
 _INSERT_ENTRIES_AND_TEMPLATES = (
     """
 WITH inserted AS ("""
@@ -259,7 +260,7 @@ upserted AS (
         USING (template_id)
     ORDER BY p.template_id
     ON CONFLICT (template_id) DO UPDATE SET count = log_templates.count + excluded.count,
-        last_seen = greatest(log_templates.last_seen, excluded.last_seen)
+        last_seen = greatest(log_templates.last_seen, excluded.last_seen), template = excluded.template
     RETURNING template_id, xmax = 0 AS created),
 hours AS (
     INSERT INTO log_template_hours (template_id, hour, count)
