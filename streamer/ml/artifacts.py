@@ -49,7 +49,7 @@ SCHEMA = 2
 _CLASSES = {
     "vectorizer": ("streamer.ml.features", "transform"),
     "level_model": ("streamer.ml.models", "predict"),
-    "anomaly_model": ("streamer.ml.models", "score"),
+    "anomaly_model": ("streamer.ml.models", "score_samples"),
 }
 # metadata fields save_model writes itself (everything else is the model's own metadata)
 _DERIVED = (
@@ -391,7 +391,7 @@ def load_model(models_dir) -> tuple[dict, dict]:
     try:  # parts that do not fit together (feature counts) fail here rather than on the first batch
         features = objects["vectorizer"].transform(["model check"])
         objects["level_model"].predict(features)
-        objects["anomaly_model"].score(features)
+        objects["anomaly_model"].score_samples(features)
     except Exception as err:
         raise ModelError(f"{d}: its parts do not fit together ({one_line(err, with_type=True)})") from None
     return meta, objects

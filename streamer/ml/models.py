@@ -1,13 +1,22 @@
-"""The two models that share the vectorizer's matrix, each with one batch call that returns 0..1 scores.
+"""The models that share the vectorizer's matrix, in the scikit-learn shape.
 
-LevelModel       multinomial logistic regression + temperature scaling (fitted on a later, held-out slice
-                 of the training stream, with words that slice alone holds unknown, as on new data), mixed
-                 with the class prior as familiarity drops; confidence is that mixed probability.
-SupervisedAnomaly logistic regression on anomaly labels, temperature-scaled; score = P(anomaly).
-RarityAnomaly    the former unsupervised novelty score (template rarity only), kept so older models load.
-TemplateRarity   unsupervised detector when there are no labels: level prior x rarity of the template for its
-                 service, counts updated from the stream, cut from a target alert rate.
-ConstantLevel    when the training data holds a single level there is nothing to discriminate.
+Every estimator takes the vectorizer's Features (the TF-IDF matrix and each row's familiarity) in fit and in
+every prediction method; hyperparameters are set in __init__, what fit learns ends in `_` (set by fit or
+from_state only), and fit returns self. The unsupervised detectors also take per-row metadata (levels,
+services, messages) as keyword arguments, as scikit-learn routes sample metadata.
+
+LevelModel        multinomial logistic regression + temperature scaling (fitted on a later, held-out slice of
+                  the training stream, with words that slice alone holds unknown, as on new data), mixed with
+                  the class prior as familiarity drops; predict -> labels, predict_proba -> those mixed
+                  probabilities (the confidence is the predicted level's).
+ConstantLevel     when the training data holds a single level there is nothing to discriminate.
+SupervisedAnomaly logistic regression on anomaly labels, temperature-scaled; score_samples = P(anomaly).
+RarityAnomaly     the former unsupervised novelty score (template rarity only), kept so older models load.
+TemplateRarity    unsupervised detector when there are no labels: level prior x rarity of the template for its
+                  service, counts updated from the stream (partial_fit), cut from a target alert rate.
+
+Artifacts written before the `_` names (params "temperature", "threshold", "seen"; pickles holding `clf`,
+`counts`...) load through _learned() and _renamed_state().
 """
 
 from __future__ import annotations
@@ -16,24 +25,50 @@ import hashlib
 import re
 import threading
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from streamer.ml.features import Features
 
 
+def _learned(params: dict, name: str, default=None):
+    """A learned value from a part's JSON params: `name_` as written now, `name` as written before."""
+    if f"{name}_" in params:
+        return params[f"{name}_"]
+    if name in params:
+        return params[name]
+    if default is None:
+        raise KeyError(f"{name}_")
+    return default
+
+
+# pickled attribute names of releases before the scikit-learn shape -> today's
+_OLD_NAMES = {
+    "temperature": "temperature_",
+    "threshold": "threshold_",
+    "counts": "counts_",
+    "feature_counts": "feature_counts_",
+    "seen": "seen_",
+    "train_quantiles": "train_quantiles_",
+}
+
+
+def _renamed_state(state: dict) -> dict:
+    """A pickled model's __dict__ with old attribute names renamed (the converter unpickles old releases)."""
+    state = {_OLD_NAMES.get(k, k): v for k, v in state.items()}
+    clf = state.pop("clf", None)
+    if clf is not None:  # a LinearWeights or a scikit-learn estimator
+        state.update(coef_=np.ascontiguousarray(clf.coef_), intercept_=np.asarray(clf.intercept_))
+        state.setdefault("classes_", np.asarray(clf.classes_))
+    return state
+
+
 class LinearWeights:
-    """What scoring needs of a fitted linear classifier: its weights, bias and classes. The shipped models
-    keep this instead of the scikit-learn estimator, so loading them does not import scikit-learn (most of a
-    cold start)."""
+    """Weights, bias and classes of a linear classifier, as older pickled models hold them (unpickling those
+    needs the class; nothing else uses it)."""
 
     __slots__ = ("classes_", "coef_", "intercept_")
-
-    def __init__(self, estimator):
-        self.coef_ = np.ascontiguousarray(estimator.coef_)
-        self.intercept_ = np.asarray(estimator.intercept_)
-        self.classes_ = np.asarray(estimator.classes_)
 
     def __getstate__(self):
         return self.coef_, self.intercept_, self.classes_
@@ -41,32 +76,45 @@ class LinearWeights:
     def __setstate__(self, state):
         self.coef_, self.intercept_, self.classes_ = state
 
-    def to_state(self) -> tuple[dict[str, np.ndarray], dict]:
+
+class _Linear:
+    """The fitted logistic regression's weights as plain arrays: scoring does not import scikit-learn (most
+    of a cold start) nor pay for its per-call input validation."""
+
+    coef_: np.ndarray
+    intercept_: np.ndarray
+    classes_: np.ndarray
+
+    def _fit_linear(self, X: Features, y, C: float, seed: int, class_weight=None) -> None:
+        from sklearn.linear_model import LogisticRegression
+
+        clf = LogisticRegression(C=C, max_iter=2000, tol=1e-4, class_weight=class_weight, random_state=seed)
+        clf.fit(X.X, y)
+        self.coef_ = np.ascontiguousarray(clf.coef_, dtype=np.float64)
+        self.intercept_ = np.asarray(clf.intercept_, dtype=np.float64)
+        self.classes_ = np.asarray(clf.classes_)
+
+    def _raw_decision(self, X: Features) -> np.ndarray:
+        """X · coefᵀ + intercept, one column per coefficient row."""
+        return np.asarray(X.X @ self.coef_.T) + self.intercept_
+
+    def _linear_state(self) -> dict[str, np.ndarray]:
         classes = np.asarray(self.classes_)
-        return (
-            {
-                "coef": np.asarray(self.coef_, dtype=np.float64),
-                "intercept": np.asarray(self.intercept_, dtype=np.float64),
-                "classes": classes.astype(str) if classes.dtype == object else classes,
-            },
-            {},
-        )
+        return {
+            "coef": np.asarray(self.coef_, dtype=np.float64),
+            "intercept": np.asarray(self.intercept_, dtype=np.float64),
+            "classes": classes.astype(str) if classes.dtype == object else classes,
+        }
 
-    @classmethod
-    def from_state(cls, arrays: dict, params: dict | None = None) -> LinearWeights:
-        w = cls.__new__(cls)
-        w.coef_ = np.ascontiguousarray(arrays["coef"], dtype=np.float64)
-        w.intercept_ = np.asarray(arrays["intercept"], dtype=np.float64)
-        w.classes_ = np.asarray(arrays["classes"])
-        if w.coef_.ndim != 2 or w.intercept_.shape != (w.coef_.shape[0],) or w.classes_.ndim != 1:
+    def _linear_from_state(self, arrays: dict) -> None:
+        self.coef_ = np.ascontiguousarray(arrays["coef"], dtype=np.float64)
+        self.intercept_ = np.asarray(arrays["intercept"], dtype=np.float64)
+        self.classes_ = np.asarray(arrays["classes"])
+        if self.coef_.ndim != 2 or self.intercept_.shape != (self.coef_.shape[0],) or self.classes_.ndim != 1:
             raise ValueError("coef, intercept and classes shapes do not fit together")
-        return w
 
-
-def _decision(clf, X) -> np.ndarray:
-    """X · coefᵀ + intercept, one column per coefficient row: what sklearn's decision_function computes,
-    without its per-call input validation; works on LinearWeights and on estimators pickled by older models."""
-    return np.asarray(X @ clf.coef_.T) + clf.intercept_
+    def __setstate__(self, state):
+        self.__dict__.update(_renamed_state(state))
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -74,100 +122,87 @@ def _softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def _fit_temperature(logits: np.ndarray, y_index: np.ndarray, loss: str = "nll") -> float:
-    """Temperature T minimising the negative log-likelihood (or the Brier score) of softmax(logits / T) on
-    held-out rows. Brier for the level model: on a small slice a few confidently wrong rows make the
-    likelihood soften every answer (BGL 2k: T 1.74, ECE 0.154; Brier: T 0.51, ECE 0.075)."""
+def _fit_temperature(probs_at: Callable[[float], np.ndarray], y_index: np.ndarray, loss: str = "nll") -> float:
+    """Temperature T minimising the negative log-likelihood (or the Brier score) of probs_at(T) on held-out
+    rows. Brier for the level model: on a small slice a few confidently wrong rows make the likelihood
+    soften every answer (BGL 2k: T 1.74, ECE 0.154; Brier: T 0.51, ECE 0.075)."""
     from scipy.optimize import minimize_scalar
-    from scipy.special import log_softmax
 
     if len(y_index) == 0:
         return 1.0
     rows = np.arange(len(y_index))
-    onehot = np.zeros_like(logits, dtype=np.float64)
-    onehot[rows, y_index] = 1.0
 
-    def nll(log_t: float) -> float:
-        return float(-log_softmax(logits / np.exp(log_t), axis=1)[rows, y_index].mean())
+    def objective(log_t: float) -> float:
+        p = probs_at(float(np.exp(log_t)))
+        if loss == "brier":
+            onehot = np.zeros_like(p)
+            onehot[rows, y_index] = 1.0
+            return float(((p - onehot) ** 2).sum(axis=1).mean())
+        return float(-np.log(np.maximum(p[rows, y_index], 1e-300)).mean())
 
-    def brier(log_t: float) -> float:
-        return float(((_softmax(logits / np.exp(log_t)) - onehot) ** 2).sum(axis=1).mean())
-
-    res = minimize_scalar(
-        brier if loss == "brier" else nll, bounds=(-3.0, 3.0), method="bounded", options={"xatol": 1e-4}
-    )
+    res = minimize_scalar(objective, bounds=(-3.0, 3.0), method="bounded", options={"xatol": 1e-4})
     return float(np.exp(res.x))
 
 
-def _logistic(seed: int, C: float, class_weight=None):
-    from sklearn.linear_model import LogisticRegression
+class LevelModel(_Linear):
+    """predict_proba = f x softmax(z / T) + (1 - f) x prior, f = the row's familiarity: a message made of
+    unknown words says little, and the intercept of a model trained on real messages is no estimate of the
+    prior. T minimises the Brier score on the calibration slice (later rows, with the words only they hold
+    unknown, as on new data). The confidence is the predicted level's mixed probability itself; multiplying
+    it by familiarity again made in-domain answers under-confident (BGL ECE 0.62, see bench.quality)."""
 
-    return LogisticRegression(C=C, max_iter=2000, tol=1e-4, class_weight=class_weight, random_state=seed)
-
-
-class LevelModel:
     kind = "logistic-regression+temperature"
 
     def __init__(self, C: float = 10.0, seed: int = 0):
         self.C = C
         self.seed = seed
-        self.temperature = 1.0
-        self.classes_: np.ndarray = np.array([])
-        self.prior_: np.ndarray = np.array([])
-        self.clf: LinearWeights | None = None  # set by fit() or from_state()
 
-    def fit(self, X, y, X_cal=None, y_cal=None, temperature: float | None = None) -> LevelModel:
-        self.clf = LinearWeights(_logistic(self.seed, self.C).fit(X, y))
-        self.classes_ = self.clf.classes_
-        counts = np.array([np.sum(np.asarray(y) == c) for c in self.classes_], dtype=np.float64)
+    def fit(self, X: Features, y, *, calibration: tuple[Features, Sequence] | None = None, calibrated_like=None):
+        """calibration: (features, levels) of later rows the vocabulary has not seen; calibrated_like: a
+        fitted LevelModel whose temperature is kept (a refit)."""
+        self._fit_linear(X, y, self.C, self.seed)
+        y = np.asarray(y)
+        counts = np.array([np.sum(y == c) for c in self.classes_], dtype=np.float64)
         self.prior_ = counts / counts.sum()
-        if temperature is not None:
-            self.temperature = temperature
-        elif X_cal is not None and X_cal.shape[0]:
-            known = np.isin(y_cal, self.classes_)
-            idx = np.searchsorted(self.classes_, np.asarray(y_cal)[known])
-            self.temperature = _fit_temperature(self._logits(X_cal[known]), idx, loss="brier")
+        self.temperature_ = 1.0
+        if calibrated_like is not None:
+            self.temperature_ = float(calibrated_like.temperature_)
+        elif calibration is not None and calibration[0].X.shape[0]:
+            self._calibrate(*calibration)
         return self
 
-    def _logits(self, X) -> np.ndarray:
-        z = _decision(self.clf, X)
-        if z.shape[1] == 1:
-            z = z[:, 0]
-        if z.ndim == 1:  # binary: sklearn returns one column
-            z = np.column_stack([np.zeros_like(z), z])
+    def _calibrate(self, X: Features, y) -> None:
+        known = np.isin(y, self.classes_)
+        idx = np.searchsorted(self.classes_, np.asarray(y)[known])
+        logits = self.decision_function(Features(X.X[known], X.familiarity[known]))
+        self.temperature_ = _fit_temperature(lambda t: _softmax(logits / t), idx, loss="brier")
+
+    def decision_function(self, X: Features) -> np.ndarray:
+        """Per-class logits, one column per class (also for two classes)."""
+        z = self._raw_decision(X)
+        if z.shape[1] == 1:  # binary: one coefficient row
+            z = np.column_stack([np.zeros(len(z)), z[:, 0]])
         return z
 
-    def predict_proba(self, X) -> np.ndarray:
-        return _softmax(self._logits(X) / self.temperature)
+    def predict_proba(self, X: Features) -> np.ndarray:
+        f = X.familiarity.astype(np.float64)[:, None]
+        return f * _softmax(self.decision_function(X) / self.temperature_) + (1.0 - f) * self.prior_
 
-    def predict(self, features: Features) -> tuple[list[str], np.ndarray]:
-        """(predicted levels, confidence 0..1) for a whole batch: one decision_function call.
-
-        The calibrated probabilities are mixed with the training class prior in proportion to familiarity:
-        a message made of unknown words says nothing, and the intercept of a model trained on real
-        messages is no estimate of the prior. The confidence is that mixed probability itself; multiplying
-        it by familiarity again made in-domain answers under-confident (BGL ECE 0.62, see bench.quality).
-        """
-        f = features.familiarity.astype(np.float64)[:, None]
-        p = f * self.predict_proba(features.X) + (1.0 - f) * self.prior_
-        best = p.argmax(axis=1)
-        conf = p[np.arange(len(best)), best]
-        return self.classes_[best].tolist(), conf.astype(np.float32)
+    def predict(self, X: Features) -> np.ndarray:
+        return self.classes_[self.predict_proba(X).argmax(axis=1)]
 
     def to_state(self) -> tuple[dict[str, np.ndarray], dict]:
         """Plain arrays and JSON values (streamer.ml.artifacts saves them as .npz/.json, never pickled)."""
-        arrays, _ = LinearWeights(self.clf).to_state()  # also takes an estimator pickled by an older model
         return (
-            {**arrays, "prior": np.asarray(self.prior_, dtype=np.float64)},
-            {"C": float(self.C), "seed": int(self.seed), "temperature": float(self.temperature)},
+            {**self._linear_state(), "prior": np.asarray(self.prior_, dtype=np.float64)},
+            {"C": float(self.C), "seed": int(self.seed), "temperature_": float(self.temperature_)},
         )
 
     @classmethod
     def from_state(cls, arrays: dict, params: dict) -> LevelModel:
         m = cls(C=float(params["C"]), seed=int(params["seed"]))
-        m.temperature = float(params["temperature"])
-        m.clf = LinearWeights.from_state(arrays)
-        m.classes_ = m.clf.classes_
+        m.temperature_ = float(_learned(params, "temperature"))
+        m._linear_from_state(arrays)
         m.prior_ = np.asarray(arrays["prior"], dtype=np.float64)
         if m.prior_.shape != m.classes_.shape:
             raise ValueError("prior and classes lengths differ")
@@ -175,65 +210,117 @@ class LevelModel:
 
 
 class ConstantLevel:
+    """The one level seen in training; its 'probability' is the row's familiarity (how sure the answer is
+    that unknown text holds that level too)."""
+
     kind = "constant (training data held one level)"
 
-    def __init__(self, level: str):
-        self.classes_ = np.array([level])
-        self.temperature = 1.0
+    def __init__(self, level: str = "INFO"):
+        self.level = level
 
-    def predict_proba(self, X) -> np.ndarray:
-        return np.ones((X.shape[0], 1))
+    def fit(self, X: Features | None = None, y=None) -> ConstantLevel:
+        self.classes_ = np.array([self.level])
+        self.temperature_ = 1.0
+        return self
 
-    def predict(self, features: Features) -> tuple[list[str], np.ndarray]:
-        n = features.X.shape[0]
-        return [self.classes_[0]] * n, features.familiarity.astype(np.float32)
+    def decision_function(self, X: Features) -> np.ndarray:
+        return np.zeros((X.X.shape[0], 1))
+
+    def predict_proba(self, X: Features) -> np.ndarray:
+        return X.familiarity.astype(np.float64)[:, None]
+
+    def predict(self, X: Features) -> np.ndarray:
+        return np.repeat(self.classes_, X.X.shape[0])
 
     def to_state(self) -> tuple[dict[str, np.ndarray], dict]:
-        return {}, {"level": str(self.classes_[0]), "temperature": float(self.temperature)}
+        return {}, {"level": str(self.classes_[0]), "temperature_": float(self.temperature_)}
 
     @classmethod
     def from_state(cls, arrays: dict, params: dict) -> ConstantLevel:
-        m = cls(str(params["level"]))
-        m.temperature = float(params["temperature"])
+        m = cls(str(params["level"])).fit()
+        m.temperature_ = float(_learned(params, "temperature", 1.0))
         return m
 
+    def __setstate__(self, state):
+        state = _renamed_state(state)
+        state.setdefault("level", str(state["classes_"][0]))
+        self.__dict__.update(state)
 
-class SupervisedAnomaly:
+
+def best_f1_threshold(scores: np.ndarray, truth: np.ndarray) -> float:
+    """Threshold maximising F1 (within 0.05..0.95, ties -> closest to 0.5)."""
+    best, best_f1 = 0.5, -1.0
+    for t in np.round(np.arange(0.05, 0.951, 0.01), 2):
+        pred = scores >= t
+        tp = float(np.sum(pred & truth))
+        f1 = 2 * tp / max(float(pred.sum() + truth.sum()), 1.0)
+        if f1 > best_f1 + 1e-12 or (abs(f1 - best_f1) <= 1e-12 and abs(t - 0.5) < abs(best - 0.5)):
+            best, best_f1 = float(t), f1
+    return best
+
+
+class SupervisedAnomaly(_Linear):
+    """score_samples = P(anomaly), temperature-scaled; threshold_ maximises F1 on the calibration slice."""
+
     kind = "logistic-regression+temperature (supervised)"
     supervised = True
 
     def __init__(self, C: float = 10.0, seed: int = 0):
         self.C = C
         self.seed = seed
-        self.temperature = 1.0
-        self.clf: LinearWeights | None = None  # set by fit() or from_state()
 
-    def fit(self, X, y, X_cal=None, y_cal=None, temperature: float | None = None) -> SupervisedAnomaly:
-        self.clf = LinearWeights(_logistic(self.seed, self.C).fit(X, np.asarray(y, dtype=bool)))
-        if temperature is not None:
-            self.temperature = temperature
-        elif X_cal is not None and X_cal.shape[0] and np.unique(y_cal).size == 2:
-            z = _decision(self.clf, X_cal)[:, 0]
-            self.temperature = _fit_temperature(
-                np.column_stack([np.zeros_like(z), z]), np.asarray(y_cal, dtype=np.int64)
+    def fit(self, X: Features, y=None, *, calibration: tuple[Features, Sequence] | None = None, calibrated_like=None):
+        """y: anomaly labels (required); calibration: (features, labels) of later rows; calibrated_like: a
+        fitted SupervisedAnomaly whose temperature and threshold are kept (a refit)."""
+        if y is None:
+            raise ValueError("SupervisedAnomaly needs anomaly labels")
+        self._fit_linear(X, np.asarray(y, dtype=bool), self.C, self.seed)
+        self.temperature_, self.threshold_ = 1.0, 0.5
+        if calibrated_like is not None:
+            self.temperature_, self.threshold_ = calibrated_like.temperature_, calibrated_like.threshold_
+        elif calibration is not None and calibration[0].X.shape[0] and np.unique(calibration[1]).size == 2:
+            cal, truth = calibration[0], np.asarray(calibration[1], dtype=bool)
+            z = self._raw_decision(cal)[:, 0]
+            self.temperature_ = _fit_temperature(
+                lambda t: _softmax(np.column_stack([np.zeros_like(z), z]) / t), truth.astype(np.int64)
             )
+            self.threshold_ = best_f1_threshold(self.score_samples(cal), truth)
         return self
 
-    def score(self, features: Features) -> np.ndarray:
-        assert self.clf is not None, "score() before fit()"
-        z = (np.asarray(features.X @ self.clf.coef_[0]) + self.clf.intercept_[0]) / self.temperature
+    def score_samples(self, X: Features) -> np.ndarray:
+        z = (np.asarray(X.X @ self.coef_[0]) + self.intercept_[0]) / self.temperature_
         return (1.0 / (1.0 + np.exp(-z))).astype(np.float32)
 
+    def predict_proba(self, X: Features) -> np.ndarray:
+        p = self.score_samples(X).astype(np.float64)
+        return np.column_stack([1.0 - p, p])
+
+    def decision_function(self, X: Features) -> np.ndarray:
+        """score_samples - threshold_: >= 0 is flagged."""
+        return self.score_samples(X) - np.float32(self.threshold_)
+
+    def predict(self, X: Features) -> np.ndarray:
+        return self.decision_function(X) >= 0
+
     def to_state(self) -> tuple[dict[str, np.ndarray], dict]:
-        arrays, _ = LinearWeights(self.clf).to_state()
-        return arrays, {"C": float(self.C), "seed": int(self.seed), "temperature": float(self.temperature)}
+        return self._linear_state(), {
+            "C": float(self.C),
+            "seed": int(self.seed),
+            "temperature_": float(self.temperature_),
+            "threshold_": float(self.threshold_),
+        }
 
     @classmethod
     def from_state(cls, arrays: dict, params: dict) -> SupervisedAnomaly:
         m = cls(C=float(params["C"]), seed=int(params["seed"]))
-        m.temperature = float(params["temperature"])
-        m.clf = LinearWeights.from_state(arrays)
+        m.temperature_ = float(_learned(params, "temperature"))
+        m.threshold_ = float(_learned(params, "threshold", 0.5))  # before: only in metadata.json
+        m._linear_from_state(arrays)
         return m
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        self.__dict__.setdefault("threshold_", 0.5)
 
 
 class RarityAnomaly:
@@ -244,8 +331,6 @@ class RarityAnomaly:
 
     def __init__(self, k: float = 2.0):
         self.k = k
-        self.counts: dict[bytes, int] = {}
-        self.temperature = 1.0
 
     @staticmethod
     def _keys(X) -> list[bytes]:
@@ -255,39 +340,43 @@ class RarityAnomaly:
             for i in range(X.shape[0])
         ]
 
-    def fit(self, features: Features) -> RarityAnomaly:
+    def fit(self, X: Features, y=None) -> RarityAnomaly:
         counts: dict[bytes, int] = {}
-        for key in self._keys(features.X):
+        for key in self._keys(X.X):
             counts[key] = counts.get(key, 0) + 1
-        self.counts = counts
+        self.counts_ = counts
+        self.temperature_ = 1.0
         return self
 
-    def score(self, features: Features) -> np.ndarray:
-        get = self.counts.get
-        c = np.fromiter((get(k, 0) for k in self._keys(features.X)), dtype=np.float64, count=features.X.shape[0])
-        return (1.0 - features.familiarity * (c / (c + self.k))).astype(np.float32)
+    def score_samples(self, X: Features) -> np.ndarray:
+        get = self.counts_.get
+        c = np.fromiter((get(k, 0) for k in self._keys(X.X)), dtype=np.float64, count=X.X.shape[0])
+        return (1.0 - X.familiarity * (c / (c + self.k))).astype(np.float32)
 
     def to_state(self) -> tuple[dict[str, np.ndarray], dict]:
-        keys = list(self.counts)  # 8-byte digests as rows of uint8 (an "S8" array would drop trailing NULs)
+        keys = list(self.counts_)  # 8-byte digests as rows of uint8 (an "S8" array would drop trailing NULs)
         return (
             {
                 "keys": np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(len(keys), 8),
-                "counts": np.array([self.counts[k] for k in keys], dtype=np.int64),
+                "counts": np.array([self.counts_[k] for k in keys], dtype=np.int64),
             },
-            {"k": float(self.k), "temperature": float(self.temperature)},
+            {"k": float(self.k), "temperature_": float(self.temperature_)},
         )
 
     @classmethod
     def from_state(cls, arrays: dict, params: dict) -> RarityAnomaly:
         m = cls(k=float(params["k"]))
-        m.temperature = float(params["temperature"])
+        m.temperature_ = float(_learned(params, "temperature", 1.0))
         keys = np.ascontiguousarray(arrays["keys"], dtype=np.uint8)
         counts = np.asarray(arrays["counts"], dtype=np.int64)
         if keys.ndim != 2 or keys.shape[1] != 8 or counts.shape != (keys.shape[0],):
             raise ValueError("keys and counts shapes do not fit together")
         raw = keys.tobytes()
-        m.counts = {raw[8 * i : 8 * i + 8]: c for i, c in enumerate(counts.tolist())}
+        m.counts_ = {raw[8 * i : 8 * i + 8]: c for i, c in enumerate(counts.tolist())}
         return m
+
+    def __setstate__(self, state):
+        self.__dict__.update(_renamed_state(state))
 
 
 # splitmix64 finaliser: spreads feature ids over 64 bits so that a row's key can be the SUM of its ids'
@@ -356,13 +445,16 @@ class TemplateRarity:
     """Unsupervised detector: score = level prior x rarity of the row's template (for its service).
 
     rarity = k / (k + c), c = how often it was seen before (training, then the stream: every scored batch
-    is counted), so what keeps coming back stops alerting. For a message whose words the vocabulary all
-    knows, c is the count of its RAREST word or word pair: exact word sets made every combination of
-    component x exception x text its own template (built-in corpus: ROC-AUC 0.887 -> 0.940, F1 at rate
-    0.05 0.217 -> 0.348 against the level rule's 0.326; BGL unchanged at 0.842). A message with unknown
-    words is keyed by its text per service (template_keys), new at first and learnt later.
-    The cut is the (1 - alert_rate) quantile of the training rows'
-    scores, each scored leave-one-out (its own occurrence not counted), never below MIN_CUT.
+    is counted by partial_fit), so what keeps coming back stops alerting. For a message whose words the
+    vocabulary all knows, c is the count of its RAREST word or word pair: exact word sets made every
+    combination of component x exception x text its own template (built-in corpus: ROC-AUC 0.887 -> 0.940,
+    F1 at rate 0.05 0.217 -> 0.348 against the level rule's 0.326; BGL unchanged at 0.842). A message with
+    unknown words is keyed by its text per service (template_keys), new at first and learnt later.
+    The cut threshold_ is the (1 - alert_rate) quantile of the training rows' scores, each scored
+    leave-one-out (its own occurrence not counted), never below MIN_CUT.
+
+    Per-row metadata goes by keyword: levels (declared, else predicted; the prior), services (the template
+    is per service) and messages (the text key of unfamiliar rows).
     """
 
     kind = "template rarity x level prior (unsupervised, learns from the stream)"
@@ -372,13 +464,22 @@ class TemplateRarity:
     def __init__(self, k: float = 5.0, alert_rate: float = DEFAULT_ALERT_RATE):
         self.k = float(k)
         self.alert_rate = float(alert_rate)
-        self.threshold = MIN_CUT
-        self.temperature = 1.0
-        self.counts: dict[int, int] = {}  # text key -> sightings (messages with unknown words)
-        self.feature_counts: np.ndarray | None = None  # per vocabulary column: rows holding it
-        self.seen = 0
-        self.train_quantiles = np.full(len(_RATE_GRID), MIN_CUT)
         self._lock = threading.Lock()
+
+    @classmethod
+    def empty(cls, k: float = 5.0) -> TemplateRarity:
+        """A detector fitted on nothing, that learns from the stream only (the familiarity gate's fallback)."""
+        model = cls(k=k)
+        model._empty()
+        return model
+
+    def _empty(self) -> None:
+        self.threshold_ = MIN_CUT
+        self.temperature_ = 1.0
+        self.counts_: dict[int, int] = {}  # text key -> sightings (messages with unknown words)
+        self.feature_counts_: np.ndarray | None = None  # per vocabulary column: rows holding it
+        self.seen_ = 0
+        self.train_quantiles_ = np.full(len(_RATE_GRID), MIN_CUT)
 
     @staticmethod
     def level_prior(levels: Sequence[str | None] | None, n: int) -> np.ndarray:
@@ -392,7 +493,7 @@ class TemplateRarity:
         )
 
     def _lookup(self, keys: np.ndarray) -> np.ndarray:
-        get = self.counts.get
+        get = self.counts_.get
         return np.fromiter((get(k, 0) for k in keys.tolist()), dtype=np.float64, count=len(keys))
 
     @staticmethod
@@ -406,32 +507,33 @@ class TemplateRarity:
             out[rows] = np.minimum.reduceat(vals, X.indptr[:-1][rows])
         return out
 
-    def _seen_before(self, features: Features, keys: np.ndarray) -> np.ndarray:
-        unknown = features.familiarity < 1.0
+    def _seen_before(self, X: Features, keys: np.ndarray) -> np.ndarray:
+        unknown = X.familiarity < 1.0
         c = np.zeros(len(keys))
         if unknown.any():
             c[unknown] = self._lookup(keys[unknown])
-        if self.feature_counts is not None and not unknown.all():
-            c[~unknown] = self._rarest(features.X, self.feature_counts)[~unknown]
+        if self.feature_counts_ is not None and not unknown.all():
+            c[~unknown] = self._rarest(X.X, self.feature_counts_)[~unknown]
         return c
 
     def _score(self, c: np.ndarray, prior: np.ndarray) -> np.ndarray:
         return prior * (self.k / (self.k + c))
 
-    def fit(self, features: Features, levels=None, services=None, messages=None) -> TemplateRarity:
-        keys = template_keys(features.X, services, messages, features.familiarity)
-        unknown = features.familiarity < 1.0
+    def fit(self, X: Features, y=None, *, levels=None, services=None, messages=None) -> TemplateRarity:
+        """y is ignored (no labels: that is the point)."""
+        keys = template_keys(X.X, services, messages, X.familiarity)
+        unknown = X.familiarity < 1.0
         uniq, inverse, counts = np.unique(keys[unknown], return_inverse=True, return_counts=True)
-        self.counts = dict(zip(uniq.tolist(), counts.tolist(), strict=True))
-        self.feature_counts = np.bincount(features.X.indices, minlength=features.X.shape[1]).astype(np.float64)
-        self.seen = len(keys)
-        loo = self._rarest(features.X, self.feature_counts) - 1.0
+        self._empty()
+        self.counts_ = dict(zip(uniq.tolist(), counts.tolist(), strict=True))
+        self.feature_counts_ = np.bincount(X.X.indices, minlength=X.X.shape[1]).astype(np.float64)
+        self.seen_ = len(keys)
+        loo = self._rarest(X.X, self.feature_counts_) - 1.0
         loo[unknown] = counts[inverse] - 1.0
         train = self._score(np.maximum(loo, 0.0), self.level_prior(levels, len(keys)))
-        self.train_quantiles = (
-            np.quantile(train, 1.0 - _RATE_GRID, method="higher") if len(train) else np.full(len(_RATE_GRID), MIN_CUT)
-        )
-        self.threshold = self.threshold_for(self.alert_rate)
+        if len(train):
+            self.train_quantiles_ = np.quantile(train, 1.0 - _RATE_GRID, method="higher")
+        self.threshold_ = self.threshold_for(self.alert_rate)
         return self
 
     def threshold_for(self, alert_rate: float) -> float:
@@ -439,55 +541,64 @@ class TemplateRarity:
         if not 0.0 < alert_rate < 1.0:
             raise ValueError(f"alert rate must be within (0, 1), got {alert_rate}")
         r = np.clip(alert_rate, _RATE_GRID[0], _RATE_GRID[-1])
-        q = float(np.interp(np.log(r), np.log(_RATE_GRID), self.train_quantiles))
+        q = float(np.interp(np.log(r), np.log(_RATE_GRID), self.train_quantiles_))
         return max(MIN_CUT, q)
 
-    def score(self, features: Features, levels=None, services=None, messages=None, learn: bool = False) -> np.ndarray:
+    def score_samples(self, X: Features, *, levels=None, services=None, messages=None, learn: bool = False):
         """Scores with the counts so far; learn=True then counts the batch (keys computed once)."""
-        n = features.X.shape[0]
-        keys = template_keys(features.X, services, messages, features.familiarity)
-        scores = self._score(self._seen_before(features, keys), self.level_prior(levels, n)).astype(np.float32)
+        n = X.X.shape[0]
+        keys = template_keys(X.X, services, messages, X.familiarity)
+        scores = self._score(self._seen_before(X, keys), self.level_prior(levels, n)).astype(np.float32)
         if learn:
-            self._count(features, keys)
+            self._count(X, keys)
         return scores
 
-    def update(self, features: Features, services=None, messages=None) -> None:
+    def decision_function(self, X: Features, *, levels=None, services=None, messages=None) -> np.ndarray:
+        """score_samples - threshold_: >= 0 is flagged."""
+        scores = self.score_samples(X, levels=levels, services=services, messages=messages)
+        return scores - np.float32(self.threshold_)
+
+    def predict(self, X: Features, *, levels=None, services=None, messages=None) -> np.ndarray:
+        return self.decision_function(X, levels=levels, services=services, messages=messages) >= 0
+
+    def partial_fit(self, X: Features, y=None, *, services=None, messages=None) -> TemplateRarity:
         """Count a scored batch's templates (the statistics keep learning after training)."""
-        self._count(features, template_keys(features.X, services, messages, features.familiarity))
+        if not hasattr(self, "counts_"):
+            self._empty()
+        self._count(X, template_keys(X.X, services, messages, X.familiarity))
+        return self
 
-    def _count(self, features: Features, keys: np.ndarray) -> None:
-        uniq, counts = np.unique(keys[features.familiarity < 1.0], return_counts=True)
-        per_feature = np.bincount(features.X.indices, minlength=features.X.shape[1])
+    def _count(self, X: Features, keys: np.ndarray) -> None:
+        uniq, counts = np.unique(keys[X.familiarity < 1.0], return_counts=True)
+        per_feature = np.bincount(X.X.indices, minlength=X.X.shape[1])
         with self._lock:
-            if self.feature_counts is None or len(self.feature_counts) < len(per_feature):
+            if self.feature_counts_ is None or len(self.feature_counts_) < len(per_feature):
                 grown = np.zeros(len(per_feature))
-                if self.feature_counts is not None:
-                    grown[: len(self.feature_counts)] = self.feature_counts
-                self.feature_counts = grown
-            self.feature_counts[: len(per_feature)] += per_feature
-            get = self.counts.get
+                if self.feature_counts_ is not None:
+                    grown[: len(self.feature_counts_)] = self.feature_counts_
+                self.feature_counts_ = grown
+            self.feature_counts_[: len(per_feature)] += per_feature
+            get = self.counts_.get
             fresh = {k: get(k, 0) + c for k, c in zip(uniq.tolist(), counts.tolist(), strict=True)}
-            self.counts.update(fresh)
-            self.seen += len(keys)
-            if len(self.counts) > self.MAX_KEYS:  # keep the templates that recur; seen-once ones go first
-                keep = sorted(self.counts.items(), key=lambda kv: kv[1], reverse=True)[: self.MAX_KEYS // 2]
-                self.counts = dict(keep)
-
-    partial_fit = update
+            self.counts_.update(fresh)
+            self.seen_ += len(keys)
+            if len(self.counts_) > self.MAX_KEYS:  # keep the templates that recur; seen-once ones go first
+                keep = sorted(self.counts_.items(), key=lambda kv: kv[1], reverse=True)[: self.MAX_KEYS // 2]
+                self.counts_ = dict(keep)
 
     def to_state(self) -> tuple[dict[str, np.ndarray], dict]:
-        keys = np.fromiter(self.counts.keys(), dtype=np.uint64, count=len(self.counts))
-        counts = np.fromiter(self.counts.values(), dtype=np.int64, count=len(self.counts))
+        keys = np.fromiter(self.counts_.keys(), dtype=np.uint64, count=len(self.counts_))
+        counts = np.fromiter(self.counts_.values(), dtype=np.int64, count=len(self.counts_))
         order = np.argsort(keys)
-        features = np.zeros(0) if self.feature_counts is None else self.feature_counts
+        features = np.zeros(0) if self.feature_counts_ is None else self.feature_counts_
         return (
             {
                 "keys": keys[order],
                 "counts": counts[order],
                 "feature_counts": np.asarray(features, np.float64),
-                "train_quantiles": np.asarray(self.train_quantiles, dtype=np.float64),
+                "train_quantiles": np.asarray(self.train_quantiles_, dtype=np.float64),
             },
-            {"k": self.k, "alert_rate": self.alert_rate, "threshold": self.threshold, "seen": int(self.seen)},
+            {"k": self.k, "alert_rate": self.alert_rate, "threshold_": self.threshold_, "seen_": int(self.seen_)},
         )
 
     @classmethod
@@ -498,21 +609,21 @@ class TemplateRarity:
         quantiles = np.asarray(arrays["train_quantiles"], dtype=np.float64)
         if keys.shape != counts.shape or keys.ndim != 1 or quantiles.shape != _RATE_GRID.shape:
             raise ValueError("template rarity state: keys/counts/quantiles have the wrong shape")
-        model.counts = dict(zip(keys.tolist(), counts.tolist(), strict=True))
+        model.counts_ = dict(zip(keys.tolist(), counts.tolist(), strict=True))
         features = np.asarray(arrays.get("feature_counts", np.zeros(0)), dtype=np.float64)
         if features.ndim != 1:
             raise ValueError("template rarity state: feature_counts must be one row")
-        model.feature_counts = features if len(features) else None
-        model.train_quantiles = quantiles
-        model.threshold = float(params["threshold"])
-        model.seen = int(params.get("seen", int(counts.sum())))
+        model.feature_counts_ = features if len(features) else None
+        model.train_quantiles_ = quantiles
+        model.threshold_ = float(_learned(params, "threshold"))
+        model.seen_ = int(_learned(params, "seen", int(counts.sum())))
         return model
 
     def __getstate__(self):
         state = self.__dict__.copy()
-        del state["_lock"]
+        state.pop("_lock", None)
         return state
 
     def __setstate__(self, state):
-        self.__dict__.update(state)
+        self.__dict__.update(_renamed_state(state))
         self._lock = threading.Lock()

@@ -79,10 +79,10 @@ class Scorer:
         self.metadata = metadata
         self.model_version = str(metadata["model_version"])
         threshold = metadata["anomaly_threshold"] if anomaly_threshold is None else anomaly_threshold
-        self.learns = callable(getattr(anomaly_model, "update", None))
+        self.learns = callable(getattr(anomaly_model, "partial_fit", None))
         from streamer.ml.models import TemplateRarity
 
-        self._fallback = None if self.learns else TemplateRarity()
+        self._fallback = None if self.learns else TemplateRarity.empty()
         if alert_rate is not None and anomaly_threshold is None and self.learns:
             threshold = anomaly_model.threshold_for(alert_rate)  # ValueError outside (0, 1)
         if not 0.0 <= float(threshold) <= 1.0:
@@ -145,7 +145,10 @@ class Scorer:
         if services is not None and len(services) != n:
             raise ValueError(f"{len(services)} services for {n} messages")
         features = self._vectorizer.transform(msgs)
-        predicted, confidence = self._level_model.predict(features)
+        proba = self._level_model.predict_proba(features)  # once: the label and its confidence come from it
+        best = proba.argmax(axis=1)
+        predicted = self._level_model.classes_[best].tolist()
+        confidence = proba[np.arange(n), best]
         if declared_levels is None:
             effective = predicted
         else:
@@ -154,10 +157,12 @@ class Scorer:
                 for d, p in zip(declared_levels, predicted)
             ]
         if self.learns:
-            scores = self._anomaly_model.score(features, effective, services, msgs, learn=learn)
+            scores = self._anomaly_model.score_samples(
+                features, levels=effective, services=services, messages=msgs, learn=learn
+            )
             is_anomaly = scores >= self.anomaly_threshold
         else:
-            scores = self._anomaly_model.score(features)
+            scores = self._anomaly_model.score_samples(features)
             is_anomaly = scores >= self.anomaly_threshold
             # Gate by familiarity: the detector never saw text like an unfamiliar message, so its score there
             # says nothing; the fallback's declared level x template rarity decides instead.
@@ -175,7 +180,9 @@ class Scorer:
                     ]
                 )
                 scores = scores.copy()
-                scores[gated] = self._fallback.score(part, declared, part_svc, part_msgs, learn=learn)
+                scores[gated] = self._fallback.score_samples(
+                    part, levels=declared, services=part_svc, messages=part_msgs, learn=learn
+                )
                 is_anomaly[gated] = scores[gated] >= FALLBACK_CUT
         return ScoreColumns(
             predicted,

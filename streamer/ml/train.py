@@ -77,16 +77,16 @@ def _to_bool(v) -> bool | None:
     return None
 
 
-def _fit(vec_msgs, levels, anomalies, seed, temps=None, alert_rate=DEFAULT_ALERT_RATE):
-    """Fit all three parts on the given rows; calibrate on their tail unless temps/threshold are given."""
+def _fit(vec_msgs, levels, anomalies, seed, holdout=None, alert_rate=DEFAULT_ALERT_RATE):
+    """Fit all three parts on the given rows; calibrate on their tail, or, given the hold-out run's model
+    (a refit), keep its calibration."""
     n = len(vec_msgs)
-    cut = n if temps is not None else round(n * (1 - CALIBRATION))
+    cut = n if holdout is not None else round(n * (1 - CALIBRATION))
     # singletons matter on small data (one example of a rare level); on large data they are mostly noise.
     # Calibrating, the vocabulary comes from the fitted rows only: the calibration slice then has the
     # unfamiliar words new data has, and the temperature and cut are fitted to what scoring will see.
     vec = LogVectorizer(min_df=1 if n < SMALL_DATA else 2).fit(vec_msgs[:cut])
     feats = vec.transform(vec_msgs)
-    X = feats.X
     fit_rows, cal_rows = np.arange(cut), np.arange(cut, n)
 
     lab = np.array([lv is not None for lv in levels])
@@ -94,53 +94,54 @@ def _fit(vec_msgs, levels, anomalies, seed, temps=None, alert_rate=DEFAULT_ALERT
     if len(distinct) >= 2:
         fr, cr = fit_rows[lab[fit_rows]], cal_rows[lab[cal_rows]]
         y = levels.astype(str)
-        level_model = LevelModel(seed=seed)
         if len(set(y[fr])) < 2:  # calibration slice took all of a class; fit on everything labelled
             fr, cr = np.flatnonzero(lab), np.array([], dtype=np.int64)
-        level_model.fit(X[fr], y[fr], X[cr], y[cr], temperature=None if temps is None else temps[0])
+        level_model = LevelModel(seed=seed).fit(
+            _rows(feats, fr),
+            y[fr],
+            calibration=(_rows(feats, cr), y[cr]),
+            calibrated_like=None if holdout is None else holdout.level_model,
+        )
     else:
-        level_model = ConstantLevel(distinct[0] if distinct else "INFO")
+        level_model = ConstantLevel(distinct[0] if distinct else "INFO").fit()
 
     if anomalies is not None and anomalies.any() and not anomalies.all():
         fr, cr = fit_rows, cal_rows
         if anomalies[fr].all() or not anomalies[fr].any():
             fr, cr = np.arange(n), np.array([], dtype=np.int64)
-        anomaly_model = SupervisedAnomaly(seed=seed)
-        anomaly_model.fit(X[fr], anomalies[fr], X[cr], anomalies[cr], temperature=None if temps is None else temps[1])
-        if temps is not None:
-            threshold = temps[2]
-        elif len(cr) and anomalies[cr].any():
-            threshold = _best_threshold(anomaly_model.score(_rows(feats, cr)), anomalies[cr])
-        else:
-            threshold = 0.5
+        anomaly_model = SupervisedAnomaly(seed=seed).fit(
+            _rows(feats, fr),
+            anomalies[fr],
+            calibration=(_rows(feats, cr), anomalies[cr]),
+            calibrated_like=None if holdout is None else holdout.anomaly_model,
+        )
     else:
         # label-free, so the cut is recomputed on whatever rows are fitted (refit included)
         anomaly_model = TemplateRarity(alert_rate=alert_rate).fit(
-            feats, effective_levels(levels, level_model, feats), messages=vec_msgs
+            feats, levels=effective_levels(levels, level_model, feats), messages=vec_msgs
         )
-        threshold = anomaly_model.threshold
-    return vec, level_model, anomaly_model, threshold
+    return vec, level_model, anomaly_model, anomaly_model.threshold_
 
 
 def effective_levels(levels, level_model, feats) -> list:
     """The declared level where there is one, else the level model's prediction (what severity uses)."""
     if all(lv is not None for lv in levels):
         return list(levels)
-    predicted, _ = level_model.predict(feats)
+    predicted = level_model.predict(feats).tolist()
     return [p if lv is None else lv for lv, p in zip(levels, predicted)]
 
 
 def score_stream(anomaly_model, feats, levels, messages, batch: int = STREAM_BATCH) -> np.ndarray:
     """Scores in order, batch by batch, a learning detector counting each batch after scoring it — what
     `streamer run` does. The detector's counts change; pass a copy to keep the original."""
-    if not hasattr(anomaly_model, "update"):
-        return anomaly_model.score(feats)
+    if not hasattr(anomaly_model, "partial_fit"):
+        return anomaly_model.score_samples(feats)
     out = []
     for start in range(0, feats.X.shape[0], batch):
         part = _rows(feats, np.arange(start, min(start + batch, feats.X.shape[0])))
         out.append(
-            anomaly_model.score(
-                part, levels[start : start + batch], messages=messages[start : start + batch], learn=True
+            anomaly_model.score_samples(
+                part, levels=levels[start : start + batch], messages=messages[start : start + batch], learn=True
             )
         )
     return np.concatenate(out) if out else np.zeros(0, np.float32)
@@ -150,18 +151,6 @@ def _rows(feats, rows):
     from streamer.ml.features import Features
 
     return Features(feats.X[rows], feats.familiarity[rows])
-
-
-def _best_threshold(scores: np.ndarray, truth: np.ndarray) -> float:
-    """Threshold maximising F1 on the calibration slice (within 0.05..0.95, ties -> closest to 0.5)."""
-    best, best_f1 = 0.5, -1.0
-    for t in np.round(np.arange(0.05, 0.951, 0.01), 2):
-        pred = scores >= t
-        tp = float(np.sum(pred & truth))
-        f1 = 2 * tp / max(float(pred.sum() + truth.sum()), 1.0)
-        if f1 > best_f1 + 1e-12 or (abs(f1 - best_f1) <= 1e-12 and abs(t - 0.5) < abs(best - 0.5)):
-            best, best_f1 = float(t), f1
-    return best
 
 
 def evaluate_predictions(true_levels, pred_levels, true_anomaly, anomaly_score, threshold) -> dict:
@@ -244,7 +233,7 @@ def train(
     )
     test_msgs = messages[split:]
     feats = vec.transform(test_msgs)
-    pred_levels, _ = level_model.predict(feats)
+    pred_levels = level_model.predict(feats)
     detector = anomaly_model if refit else copy.deepcopy(anomaly_model)  # the hold-out replay teaches it
     scores = score_stream(detector, feats, effective_levels(lv[split:], level_model, feats), test_msgs)
     metrics = evaluate_predictions(
@@ -256,9 +245,9 @@ def train(
     )
 
     if refit:
-        temps = (level_model.temperature, anomaly_model.temperature, threshold)
+        holdout = TrainedModel(vec, level_model, anomaly_model, threshold)
         vec, level_model, anomaly_model, threshold = _fit(
-            messages, lv, anomalies, seed, temps=temps, alert_rate=alert_rate
+            messages, lv, anomalies, seed, holdout=holdout, alert_rate=alert_rate
         )
 
     counts = {lvl: int(np.sum(lv == lvl)) for lvl in LEVELS}
@@ -296,13 +285,13 @@ def train(
         },
         "level_model": {
             "kind": level_model.kind,
-            "temperature": round(float(level_model.temperature), 6),
-            "confidence": "calibrated top probability x share of known words",
+            "temperature": round(float(level_model.temperature_), 6),
+            "confidence": "the predicted level's probability, mixed with the unfamiliar-text distribution as familiarity drops",
         },
         "anomaly_model": {
             "kind": anomaly_model.kind,
             "supervised": anomaly_model.supervised,
-            "temperature": round(float(anomaly_model.temperature), 6),
+            "temperature": round(float(anomaly_model.temperature_), 6),
             **(
                 {}
                 if anomaly_model.supervised

@@ -108,7 +108,7 @@ def test_save_then_load_gives_identical_predictions_and_bytes(tmp_path, unsuperv
         vec = LogVectorizer().fit(msgs)
         model = SimpleNamespace(
             vectorizer=vec,
-            level_model=ConstantLevel("INFO"),
+            level_model=ConstantLevel("INFO").fit(),
             anomaly_model=RarityAnomaly().fit(vec.transform(msgs)),
             metadata={"levels": ["INFO"]},
             anomaly_threshold=0.5,
@@ -139,7 +139,7 @@ def test_every_model_class_can_be_saved_without_pickle():
         c
         for module in (features, models)
         for _, c in inspect.getmembers(module, inspect.isclass)
-        if c.__module__ == module.__name__ and any(hasattr(c, m) for m in ("transform", "predict", "score"))
+        if c.__module__ == module.__name__ and any(hasattr(c, m) for m in ("transform", "predict", "score_samples"))
     ]
     assert {"LogVectorizer", "LevelModel", "SupervisedAnomaly"} <= {c.__name__ for c in parts}
     missing = [
@@ -269,7 +269,7 @@ def test_a_part_naming_a_class_that_is_not_a_model_part_is_refused(model_copy, n
 
 def test_parts_that_do_not_fit_together_are_refused_at_load(model_copy, tmp_path):
     meta, objs = load_model(model_copy)
-    objs["level_model"].clf.coef_ = objs["level_model"].clf.coef_[:, :-1]  # one feature short
+    objs["level_model"].coef_ = objs["level_model"].coef_[:, :-1]  # one feature short
     resave(meta, objs, model_copy)
     with pytest.raises(ModelError, match=r"parts do not fit together"):
         load_model(model_copy)

@@ -61,7 +61,7 @@ def test_training_without_labels_builds_the_detector_and_says_how_it_cuts(unsupe
     assert isinstance(unsupervised.anomaly_model, TemplateRarity)
     meta = unsupervised.metadata["anomaly_model"]
     assert meta["supervised"] is False and meta["alert_rate"] == 0.01 and "quantile" in meta["cut"]
-    assert unsupervised.anomaly_threshold == unsupervised.anomaly_model.threshold >= MIN_CUT
+    assert unsupervised.anomaly_threshold == unsupervised.anomaly_model.threshold_ >= MIN_CUT
     msgs, levels = _stream(600, seed=1)
     labelled = train(msgs, levels, [m.startswith("connection") for m in msgs])
     assert labelled.metadata["anomaly_model"]["supervised"] is True  # labels: the supervised detector stays
@@ -76,13 +76,13 @@ def test_the_cut_is_the_training_score_quantile_of_the_alert_rate():
     levels = ["ERROR"] * 1000 + ["INFO"] * 9000
     vec = LogVectorizer(min_df=1).fit(vec_msgs)
     feats = vec.transform(vec_msgs)
-    det = TemplateRarity(alert_rate=0.05).fit(feats, levels)
-    assert det.threshold == pytest.approx(0.9, abs=1e-6)
+    det = TemplateRarity(alert_rate=0.05).fit(feats, levels=levels)
+    assert det.threshold_ == pytest.approx(0.9, abs=1e-6)
     # scoring counts what was seen: the training singletons now have c = 1 and fall under the cut;
     # a new failure template alerts, the routine line never does
-    assert not (det.score(feats, levels) >= det.threshold).any()
+    assert not det.predict(feats, levels=levels).any()
     later = vec.transform(["failure kindqqq seen", "all good here"])
-    assert (det.score(later, ["ERROR", "INFO"]) >= det.threshold).tolist() == [True, False]
+    assert det.predict(later, levels=["ERROR", "INFO"]).tolist() == [True, False]
     # a rate above the singletons' share reaches into the routine rows; below MIN_CUT it is clamped
     assert det.threshold_for(0.2) == MIN_CUT
     rates = [0.001, 0.01, 0.05, 0.1, 0.3]
@@ -128,10 +128,10 @@ def test_statistics_keep_learning_after_training(unsupervised):
     assert before.is_anomaly[0]
     again = scorer.score(burst[:1], ["ERROR"], learn=False)
     assert again.anomaly_score[0] == before.anomaly_score[0]  # learn=False changes nothing
-    seen = model.anomaly_model.seen
+    seen = model.anomaly_model.seen_
     for _ in range(12):
         scorer.score(burst, ["ERROR"] * 5)
-    assert model.anomaly_model.seen == seen + 60
+    assert model.anomaly_model.seen_ == seen + 60
     after = scorer.score(burst[:1], ["ERROR"], learn=False)
     assert after.anomaly_score[0] < before.anomaly_score[0] and not after.is_anomaly[0]
     # what it learnt survives to_state/from_state (the artifact format)
@@ -140,8 +140,10 @@ def test_statistics_keep_learning_after_training(unsupervised):
     assert arrays["keys"].dtype == np.uint64
     back = TemplateRarity.from_state(arrays, params)
     feats = model.vectorizer.transform(burst[:1])
-    assert back.score(feats, ["ERROR"])[0] == model.anomaly_model.score(feats, ["ERROR"])[0]
-    assert back.threshold == model.anomaly_model.threshold
+    assert (
+        back.score_samples(feats, levels=["ERROR"])[0] == model.anomaly_model.score_samples(feats, levels=["ERROR"])[0]
+    )
+    assert back.threshold_ == model.anomaly_model.threshold_
 
 
 def test_templates_are_counted_per_service(unsupervised):
@@ -150,8 +152,8 @@ def test_templates_are_counted_per_service(unsupervised):
     a, b = template_keys(feats.X, ["billing", "search"])
     assert a != b and template_keys(feats.X, [None, ""])[0] == template_keys(feats.X)[0]
     for _ in range(5):
-        model.anomaly_model.update(feats, ["billing", "billing"])
-    s = model.anomaly_model.score(feats, ["ERROR", "ERROR"], ["billing", "search"])
+        assert model.anomaly_model.partial_fit(feats, services=["billing", "billing"]) is model.anomaly_model
+    s = model.anomaly_model.score_samples(feats, levels=["ERROR", "ERROR"], services=["billing", "search"])
     assert s[0] < s[1]  # frequent in billing, still new in search
 
 
@@ -221,9 +223,9 @@ def test_a_known_message_is_as_rare_as_its_rarest_word_or_pair():
         "zeta worker one failed"
     ]
     vec = LogVectorizer(min_df=1).fit(msgs)
-    det = TemplateRarity().fit(vec.transform(msgs), ["ERROR"] * len(msgs))
+    det = TemplateRarity().fit(vec.transform(msgs), levels=["ERROR"] * len(msgs))
     later = vec.transform(["beta worker one failed", "zeta worker two failed"])
     assert later.familiarity.tolist() == [1.0, 1.0]  # every word and pair known, the 2nd line never seen whole
-    s = det.score(later, ["ERROR", "ERROR"])
+    s = det.score_samples(later, levels=["ERROR", "ERROR"])
     assert s[0] < 0.1  # its rarest feature was seen 100 times
     assert s[1] == pytest.approx(0.9 * 5 / (5 + 1))  # "zeta" (and "zeta worker") once

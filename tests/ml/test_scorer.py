@@ -60,8 +60,8 @@ def test_one_transform_and_one_call_per_model_per_batch(small_model_dir, monkeyp
         monkeypatch.setattr(obj, name, wrapper)
 
     counting(s._vectorizer, "transform", "transform")
-    counting(s._level_model, "predict", "level")
-    counting(s._anomaly_model, "score", "anomaly")
+    counting(s._level_model, "predict_proba", "level")
+    counting(s._anomaly_model, "score_samples", "anomaly")
     s.score([e["message"] for e in generate(1000, seed=22)])
     assert calls == {"transform": 1, "level": 1, "anomaly": 1}
 
@@ -176,4 +176,4 @@ def test_concurrent_learning_counts_every_gated_row_once(small_model_dir):
         t.start()
     for t in threads:
         t.join()
-    assert s._fallback.seen == 2000 and sum(s._fallback.counts.values()) == 2000
+    assert s._fallback.seen_ == 2000 and sum(s._fallback.counts_.values()) == 2000
