@@ -9,7 +9,8 @@ from __future__ import annotations
 import pytest
 
 from bench import faults
-from bench.chaos import Params, render_text, run_drill
+from bench.chaos import render_text, run_drill
+from bench.drill.plan import Params
 from testkit.clients import LOCAL_BOOTSTRAP
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
