@@ -14,8 +14,9 @@ the stream flows; outages (one at a time) last their configured time. Then every
   truncated with its size and sha256); every poison record the database refuses, as a store-stage one;
 - logs.scored holds every valid input at least once (duplicates are counted: at least once allows them), and
   records first seen out of their source partition's order are counted;
-- the group's committed offsets reach the end of every partition, and no running member is stuck (out of
-  the group, or holding a partition that does not progress).
+- the group's committed offsets reach the end of every partition, never moving back on the way (watched
+  while the drill runs), and no running member is stuck (out of the group, or holding a partition that does
+  not progress).
 
 Prints a table, writes bench/results/chaos.json and chaos.md, and exits 1 on any loss or duplicate row.
 The drill is bench/drill/ (plan, feed, members, inject; its __init__ has the map), the read-back is
@@ -101,7 +102,11 @@ def table(r: Result) -> list[tuple[str, str]]:
             f"{r.dead_letters:,} (rejected by the database: {r.rejected_by_database}; sent "
             f"truncated: {r.truncated_dead_letters})",
         ),
-        ("committed offsets at the end", "every partition" if r.committed_at_end else "NOT at the end"),
+        (
+            "committed offsets at the end",
+            ("every partition" if r.committed_at_end else "NOT at the end")
+            + (f"; moved back {r.commits_backwards} times" if r.commits_backwards else ""),
+        ),
         (
             "wall time",
             f"{r.wall_seconds:,.1f} s ({r.events / max(r.wall_seconds, 1e-9):,.0f} events/s "

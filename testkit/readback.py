@@ -3,8 +3,10 @@ PostgreSQL, on the output topic and on the dead-letter topic, compared with what
 
 - every valid record is in log_entries once and in ml_predictions once (no loss, no duplicate rows, no row
   for anything else), and on the output topic at least once (repeats are counted: at least once allows them);
-- records keep their source order on the output topic: per output partition and source partition, a record
-  seen for the first time never comes after a later one (repeats of records already seen are replays);
+- the source order on the output topic is measured, not promised: per output partition and source partition,
+  records seen for the first time after a later one are counted (repeats of records already seen are
+  replays). Two batches are published at once and a replay after a fault can overlap the next batch, so at
+  least once allows them; the drill reports the figure, the order promise it checks is that of the commits;
 - every invalid input is a decode-stage dead letter with its original bytes (or, refused whole by the topic,
   truncated with its size and sha256), every record the database refuses a store-stage one;
 - optionally, the content: each row and output record equals the record decoded and scored afresh.
@@ -102,15 +104,14 @@ def read_back(
 
 
 def check(result: ReadBack) -> None:
-    """Assert the contract: nothing lost, no duplicate or extra row, nothing extra, wrong or out of order on
-    the output topic, no dead letter for a valid record, every group commit at the end (repeats on the topics
+    """Assert the contract: nothing lost, no duplicate or extra row, nothing extra or wrong on the output
+    topic, no dead letter for a valid record, every group commit at the end (repeats on the topics
     are allowed)."""
     assert result.lost == 0, f"lost: {result.figures()}"
     assert result.duplicate_rows == result.extra_rows == 0, f"duplicate or extra rows: {result.figures()}"
     assert result.wrong_rows == result.wrong_predictions == 0, f"wrong rows: {result.figures()}"
     assert result.extra_scored == result.wrong_scored == 0, f"output topic: {result.figures()}"
     assert result.extra_dead_letters == 0, f"dead letters for valid records: {result.figures()}"
-    assert result.out_of_order_scored == 0, f"output topic out of source order: {result.figures()}"
     assert result.committed_at_end is not False, "the group's commits are not at the end of every partition"
     assert not result.problems, result.problems
 

@@ -161,6 +161,9 @@ class Drill:
             feeder.abort.set()
             feeder.join(30)
             probe.close()
+            res.commits_backwards = len(probe.backwards)
+            if probe.backwards:
+                res.problems.append(f"committed offsets moved back {len(probe.backwards)} times: {probe.backwards[:3]}")
             self.members.stop_all()
             self.injector.close()
         res.unexpected_exits, res.exits = self.members.unexpected_exits, self.members.exits

@@ -83,13 +83,18 @@ class Feeder(threading.Thread):
 
 
 class Probe:
-    """Reads the group's committed offsets without joining it; quiet and tolerant while the broker is away."""
+    """Reads the group's committed offsets without joining it; quiet and tolerant while the broker is away.
+    Also checks they only move forward, partition by partition: a member commits batches in the order it read
+    them and only partitions it owns, so a commit below an earlier one means a batch was committed out of
+    order or by a member that had lost the partition."""
 
     def __init__(self, kafka_config: dict, group: str, topic: str):
         from confluent_kafka import Consumer, TopicPartition
 
         self.consumer = Consumer({**kafka_config, "group.id": group, "enable.auto.commit": False, "log_level": 0})
         self.partitions = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        self.highest: dict[int, int] = {}  # partition -> highest offset seen committed
+        self.backwards: list[str] = []  # every commit seen below an earlier one
 
     def committed(self) -> dict[int, int] | None:
         from confluent_kafka import KafkaException
@@ -98,6 +103,11 @@ class Probe:
             got = self.consumer.committed(self.partitions, timeout=5)
         except KafkaException:
             return None
+        for tp in got:
+            if tp.error is None and tp.offset >= 0:  # < 0: none known (yet, or while a coordinator loads)
+                if tp.offset < self.highest.get(tp.partition, 0):
+                    self.backwards.append(f"partition {tp.partition}: {self.highest[tp.partition]} -> {tp.offset}")
+                self.highest[tp.partition] = max(tp.offset, self.highest.get(tp.partition, 0))
         return {tp.partition: max(tp.offset, 0) for tp in got}
 
     def close(self) -> None:

@@ -48,6 +48,7 @@ class Result:
     wrong_scored: int = 0  # logs.scored records whose event or scores differ
     out_of_order_scored: int = 0  # logs.scored records first seen after a later one of their source partition
     committed_at_end: bool = False
+    commits_backwards: int = 0  # times a partition's committed offset was seen below an earlier one
     wall_seconds: float = 0.0  # first member started .. the group committed the end
     verify_seconds: float = 0.0  # reading everything back
     produce_seconds: float = 0.0
@@ -72,6 +73,7 @@ class Result:
             and self.wrong_predictions == 0
             and self.wrong_scored == 0
             and self.committed_at_end
+            and self.commits_backwards == 0
             and not self.problems
         )
 
