@@ -25,7 +25,7 @@ import hashlib
 import re
 import threading
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -122,25 +122,29 @@ def _softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def _fit_temperature(probs_at: Callable[[float], np.ndarray], y_index: np.ndarray, loss: str = "nll") -> float:
-    """Temperature T minimising the negative log-likelihood (or the Brier score) of probs_at(T) on held-out
-    rows. Brier for the level model: on a small slice a few confidently wrong rows make the likelihood
-    soften every answer (BGL 2k: T 1.74, ECE 0.154; Brier: T 0.51, ECE 0.075)."""
+def _fit_temperature(logits: np.ndarray, y_index: np.ndarray, loss: str = "nll") -> float:
+    """Temperature T minimising the negative log-likelihood (or the Brier score) of softmax(logits / T) on
+    held-out rows. Brier for the level model: on a small slice a few confidently wrong rows make the
+    likelihood soften every answer (BGL 2k: T 1.74, ECE 0.154; Brier: T 0.51, ECE 0.075). The likelihood
+    goes through log_softmax: a confidently wrong row's log-probability must not underflow."""
     from scipy.optimize import minimize_scalar
+    from scipy.special import log_softmax
 
     if len(y_index) == 0:
         return 1.0
     rows = np.arange(len(y_index))
+    onehot = np.zeros_like(logits, dtype=np.float64)
+    onehot[rows, y_index] = 1.0
 
-    def objective(log_t: float) -> float:
-        p = probs_at(float(np.exp(log_t)))
-        if loss == "brier":
-            onehot = np.zeros_like(p)
-            onehot[rows, y_index] = 1.0
-            return float(((p - onehot) ** 2).sum(axis=1).mean())
-        return float(-np.log(np.maximum(p[rows, y_index], 1e-300)).mean())
+    def nll(log_t: float) -> float:
+        return float(-log_softmax(logits / np.exp(log_t), axis=1)[rows, y_index].mean())
 
-    res = minimize_scalar(objective, bounds=(-3.0, 3.0), method="bounded", options={"xatol": 1e-4})
+    def brier(log_t: float) -> float:
+        return float(((_softmax(logits / np.exp(log_t)) - onehot) ** 2).sum(axis=1).mean())
+
+    res = minimize_scalar(
+        brier if loss == "brier" else nll, bounds=(-3.0, 3.0), method="bounded", options={"xatol": 1e-4}
+    )
     return float(np.exp(res.x))
 
 
@@ -181,7 +185,7 @@ class LevelModel(_Linear):
         known = np.isin(y, self.classes_)
         idx = np.searchsorted(self.classes_, np.asarray(y)[known])
         logits = self.decision_function(Features(X.X[known], X.familiarity[known]))
-        self.temperature_ = _fit_temperature(lambda t: _softmax(logits / t), idx, loss="brier")
+        self.temperature_ = _fit_temperature(logits, idx, loss="brier")
 
     def decision_function(self, X: Features) -> np.ndarray:
         """Per-class logits, one column per class (also for two classes)."""
@@ -287,9 +291,7 @@ class SupervisedAnomaly(_Linear):
         elif calibration is not None and calibration[0].X.shape[0] and np.unique(calibration[1]).size == 2:
             cal, truth = calibration[0], np.asarray(calibration[1], dtype=bool)
             z = self._raw_decision(cal)[:, 0]
-            self.temperature_ = _fit_temperature(
-                lambda t: _softmax(np.column_stack([np.zeros_like(z), z]) / t), truth.astype(np.int64)
-            )
+            self.temperature_ = _fit_temperature(np.column_stack([np.zeros_like(z), z]), truth.astype(np.int64))
             self.threshold_ = best_f1_threshold(self.score_samples(cal), truth)
         return self
 
