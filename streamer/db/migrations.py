@@ -232,8 +232,10 @@ CREATE INDEX log_entries_event_time ON log_entries (event_time);
     # stored, 0.5 s even index-only): the sink adds each batch's counts per UTC hour, service, severity and
     # model version to severity_hours, in the batch's transaction and from the rows it inserted, so a
     # redelivered event counts once. Recent anomalies walk a partial index on the partition key, newest first.
-    # The two indexes on predicted_at served no user query and cost every insert: gone. In place: the counts
-    # of the rows already stored are made from them.
+    # The two indexes on predicted_at served no user query and cost every insert: gone. The primary keys lead
+    # with the event time (the same columns, so the same uniqueness): inserts go to the right edge of each
+    # day's index, and the key serves newest-first reads, which made log_entries (event_time) redundant
+    # (bench.store: 6 µs less PostgreSQL CPU per event). In place: the counts of stored rows are made from them.
     Migration(
         8,
         "hourly severity counts per service; the anomalies index on event time",
@@ -252,8 +254,12 @@ FROM ml_predictions p
 JOIN log_entries e USING (kafka_topic, kafka_partition, kafka_offset, record_index, event_time)
 GROUP BY 1, 2, 3, 4;
 
-DROP INDEX ml_predictions_recent_anomalies, ml_predictions_severity_time;
+DROP INDEX ml_predictions_recent_anomalies, ml_predictions_severity_time, log_entries_event_time;
 CREATE INDEX ml_predictions_anomalies_time ON ml_predictions (event_time DESC) WHERE is_anomaly;
+ALTER TABLE log_entries DROP CONSTRAINT log_entries_pkey,
+    ADD PRIMARY KEY (event_time, kafka_topic, kafka_partition, kafka_offset, record_index);
+ALTER TABLE ml_predictions DROP CONSTRAINT ml_predictions_pkey,
+    ADD PRIMARY KEY (event_time, kafka_topic, kafka_partition, kafka_offset, record_index, model_version);
 """,
     ),
 )
