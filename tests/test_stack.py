@@ -71,10 +71,8 @@ def test_migrate_twice_is_a_no_op(db_url):
     assert {"log_entries", "ml_predictions", "schema_migrations"} <= tables
     indexes = {row[0] for row in query(db_url, "select indexname from pg_indexes where schemaname = current_schema()")}
     assert {
-        "ml_predictions_recent_anomalies",
-        "ml_predictions_severity_time",
+        "ml_predictions_anomalies_time",
         "log_entries_service_time",
-        "log_entries_event_time",
     } <= indexes
 
 
