@@ -91,10 +91,31 @@ def check_kafka_config(settings: Settings) -> None:
     property stops start-up with one line before anything else is done."""
     quiet = {"log_level": 0}  # they connect to the bootstrap servers at once; their logs would be noise
     try:
-        Producer({**producer_config(settings), **quiet})
-        Consumer({**consumer_config(settings), **quiet}).close()
+        producer = Producer({**producer_config(settings), **quiet})
+        consumer = Consumer({**consumer_config(settings), **quiet})
     except KafkaException as err:
         raise _config_error(err, settings) from None
+    close_clients(consumer, producer, flush_timeout=0)
+
+
+def close_clients(consumer: Consumer | None, producer: Producer | None, flush_timeout: float) -> None:
+    """Close both while the interpreter is alive; safe to call again. A librdkafka client left to the
+    interpreter's teardown keeps its threads running into the process exit, where they can crash it (SIGSEGV
+    in TLS code, or calling back into a finalised interpreter). The consumer first: closing it leaves the
+    group, and its revoke callback may still produce and commit. The producer then sends what it holds for at
+    most flush_timeout seconds; the rest is dropped (uncommitted, so redelivered), as close() would wait on it."""
+    if consumer is not None:
+        try:
+            consumer.close()
+        except (KafkaException, RuntimeError) as err:
+            log.warning("consumer close: %s", err)
+    if producer is not None:
+        try:
+            producer.flush(flush_timeout)
+            producer.purge()
+            producer.close()
+        except RuntimeError:
+            pass  # closed already
 
 
 def _config_error(err: KafkaException, settings: Settings) -> ConfigError:
@@ -168,20 +189,23 @@ class Pipeline:
 
     def run(self) -> int:
         """Consume until stop is set; returns the exit code."""
-        if self.templates is not None:
-            self.templates.refresh(self.settings.database_url)  # the group's templates, before the first batch
-        self.consumer.subscribe(
-            self.settings.input_topics(), on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
-        )
-        log.info(
-            "consuming %s as group %s with model %s",
-            ",".join(self.settings.input_topics()),
-            self.settings.group_id,
-            self.scorer.model_version,
-        )
         clean = True
         threading.Thread(target=self._shutdown_watchdog, name="streamer-shutdown", daemon=True).start()
-        try:
+        try:  # from here every exit goes through _shutdown, which closes the clients
+            if self.templates is not None:
+                self.templates.refresh(self.settings.database_url)  # the group's templates, before the first batch
+            self.consumer.subscribe(
+                self.settings.input_topics(),
+                on_assign=self._on_assign,
+                on_revoke=self._on_revoke,
+                on_lost=self._on_lost,
+            )
+            log.info(
+                "consuming %s as group %s with model %s",
+                ",".join(self.settings.input_topics()),
+                self.settings.group_id,
+                self.scorer.model_version,
+            )
             while clean and not self.stop.is_set():
                 self._collect()
                 if not len(self._pending):
@@ -472,11 +496,7 @@ class Pipeline:
         if not clean:
             log.warning("shutting down with %d records uncommitted; they will be redelivered", len(self._pending))
             self._pending = Batch()
-        try:
-            self.consumer.close()
-        except (KafkaException, RuntimeError) as err:
-            log.warning("consumer close: %s", err)
-        self.kafka.producer.flush(5)
+        close_clients(self.consumer, self.kafka.producer, flush_timeout=5)
         self.db.close()
         while not self._worker_dbs.empty():
             self._worker_dbs.get().close()

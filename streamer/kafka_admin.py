@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 from streamer.config import redact_config
 from streamer.errors import StreamerError
 
@@ -100,8 +103,6 @@ def _quiet(kafka_config: dict) -> dict:
 
 
 def _wait_visible(admin, bootstrap: str, topics: dict[str, int], timeout: float):
-    import time
-
     deadline = time.monotonic() + timeout
     while True:
         md = _metadata(admin, bootstrap, timeout)
@@ -137,8 +138,15 @@ PRODUCER_MAX_MESSAGE_BYTES = TOPIC_MAX_MESSAGE_BYTES - 64 * 1024
 SCORED_OVERHEAD_BYTES = 1024
 
 
-def topic_limits(kafka_config: dict, names: list[str], timeout: float = 10.0) -> dict[str, int]:
-    """name -> max.message.bytes as the broker applies it (the topic's own or the broker's default)."""
+def topic_limits(
+    kafka_config: dict, names: list[str], timeout: float = 10.0, cancel: threading.Event | None = None
+) -> dict[str, int]:
+    """name -> max.message.bytes as the broker applies it (the topic's own or the broker's default).
+
+    Once `cancel` is set it gives up within 0.1 s, so a process that stops meanwhile destroys the client
+    before it exits (a librdkafka client alive at the exit can crash it)."""
+    from concurrent.futures import wait
+
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 
@@ -147,10 +155,15 @@ def topic_limits(kafka_config: dict, names: list[str], timeout: float = 10.0) ->
     admin = AdminClient(_quiet(kafka_config))
     bootstrap = kafka_config.get("bootstrap.servers", "?")
     futures = admin.describe_configs([ConfigResource(ResourceType.TOPIC, n) for n in names], request_timeout=timeout)
+    pending, deadline = set(futures.values()), time.monotonic() + timeout + 5
+    while pending and time.monotonic() < deadline:
+        if cancel is not None and cancel.is_set():
+            raise StreamerError("cannot read topic configurations: the process is stopping")
+        _, pending = wait(pending, timeout=0.1)
     limits = {}
     for resource, fut in futures.items():
         try:
-            entries = fut.result(timeout=timeout + 5)
+            entries = fut.result(timeout=0)
         except KafkaException as err:
             raise StreamerError(
                 f"cannot read the configuration of topic {resource.name}: {err.args[0].str()}"
@@ -172,6 +185,7 @@ def topic_limit_warnings(
     max_event_bytes: int,
     producer_max_bytes: int = PRODUCER_MAX_MESSAGE_BYTES,
     timeout: float = 10.0,
+    cancel: threading.Event | None = None,
 ) -> list[str]:
     """One line per topic whose max.message.bytes is below the largest record streamer may send it.
 
@@ -181,7 +195,8 @@ def topic_limit_warnings(
     from streamer.sink import TRUNCATED_BYTES
 
     plain_inputs = [t for t in input_topics if not t.startswith("^")]  # a regex names no topic to describe
-    limits = topic_limits(kafka_config, list(dict.fromkeys([output_topic, dlq_topic, *plain_inputs])), timeout)
+    names = list(dict.fromkeys([output_topic, dlq_topic, *plain_inputs]))
+    limits = topic_limits(kafka_config, names, timeout, cancel)
     # A dead letter keeps the original value: as large as the input topics let in, up to the producer's limit.
     largest_input = max((limits[t] for t in plain_inputs), default=producer_max_bytes)
     largest_scored = min(max_event_bytes + SCORED_OVERHEAD_BYTES, producer_max_bytes)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 STARTUP_DATABASE_WAIT = 60  # seconds
+TOPIC_CHECK_JOIN = 5.0  # seconds for the cancelled topic check to destroy its admin client
 
 HELP = "consume log events, score them, publish to logs.scored and store in PostgreSQL (at least once)"
 
@@ -73,18 +74,10 @@ def run(args) -> int:
     import logging
     import signal
     import threading
-    import time
-    from concurrent.futures import ThreadPoolExecutor
 
     from streamer import logs
-    from streamer.config import redact_url, settings_from_args
-    from streamer.consumer import Pipeline, check_kafka_config
-    from streamer.db import connect
-    from streamer.db.migrations import migrate
-    from streamer.errors import StreamerError
-    from streamer.health import Health, serve
-    from streamer.metrics import Metrics
-    from streamer.ml.scorer import Scorer
+    from streamer.config import settings_from_args
+    from streamer.consumer import check_kafka_config
 
     settings = settings_from_args(args)
     logs.setup(settings.log_format)
@@ -101,10 +94,33 @@ def run(args) -> int:
     signal.signal(signal.SIGINT, stop)
 
     check_kafka_config(settings)
-    # In the background: a broker that is still starting must not hold up start-up.
-    threading.Thread(
-        target=warn_about_topic_limits, args=(settings,), name="streamer-topic-limits", daemon=True
-    ).start()
+    # In the background: a broker that is still starting must not hold up start-up. Cancelled and joined on
+    # every exit, so its admin client is destroyed before the interpreter goes (kafka_admin.topic_limits).
+    cancel_topic_check = threading.Event()
+    topic_check = threading.Thread(
+        target=warn_about_topic_limits, args=(settings, cancel_topic_check), name="streamer-topic-limits", daemon=True
+    )
+    topic_check.start()
+    try:
+        return _start_and_run(settings, stopping, log)
+    finally:
+        cancel_topic_check.set()
+        topic_check.join(timeout=TOPIC_CHECK_JOIN)
+
+
+def _start_and_run(settings, stopping, log) -> int:
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from streamer.config import redact_url
+    from streamer.consumer import Pipeline
+    from streamer.db import connect
+    from streamer.db.migrations import migrate
+    from streamer.errors import StreamerError
+    from streamer.health import Health, serve
+    from streamer.metrics import Metrics
+    from streamer.ml.scorer import Scorer
+
     # The model loads (mostly numpy/scipy imports) while the database is reached and migrated.
     with ThreadPoolExecutor(max_workers=1) as loader:
         loading = loader.submit(Scorer.load, settings.models_dir, anomaly_threshold=settings.anomaly_threshold)
@@ -149,7 +165,7 @@ def _never_heals(err) -> bool:
     return "certificate verify failed" in text or "does not match host name" in text
 
 
-def warn_about_topic_limits(settings) -> None:
+def warn_about_topic_limits(settings, cancel=None) -> None:
     """Log one warning per output topic whose max.message.bytes is below what streamer may send it."""
     import logging
 
@@ -167,9 +183,11 @@ def warn_about_topic_limits(settings) -> None:
             settings.input_topics(),
             settings.max_message_bytes,
             producer_max,
+            cancel=cancel,
         )
     except StreamerError as err:
-        log.warning("cannot check the topics' record size limits: %s", err)
+        if cancel is None or not cancel.is_set():
+            log.warning("cannot check the topics' record size limits: %s", err)
         return
     for line in warnings:
         log.warning("%s", line)

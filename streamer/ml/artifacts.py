@@ -223,6 +223,9 @@ def save_model(model, out_dir, *, trained_at: str | None = None, libraries: dict
 
 def resave(meta: dict, objects: dict, out_dir, **kwargs) -> dict:
     """Save loaded parts ({part: object}) again with metadata's own fields (the derived ones are rewritten)."""
+    anomaly = objects["anomaly_model"]
+    if hasattr(anomaly, "threshold_"):  # parts saved before threshold_ existed default it; metadata has the cut
+        anomaly.threshold_ = float(meta["anomaly_threshold"])
     model = SimpleNamespace(
         **objects,
         metadata={k: v for k, v in meta.items() if k not in _DERIVED},
