@@ -17,8 +17,8 @@ pytestmark = pytest.mark.integration
 
 LOGIN = "user {i} logged in from 10.0.0.{j}"
 DISK = "disk full on /var"
-DISK_T = "disk full on <PATH>"
-CACHE_T = "cache warmed in <DUR_FAST>"
+DISK_T = "disk full on /var"  # paths are kept: which disk is full is the message
+CACHE_T = "cache warmed in <DUR>"
 
 
 def _write(sink, miners, events):
