@@ -77,7 +77,7 @@ def run(args) -> int:
 
     from streamer import logs
     from streamer.config import settings_from_args
-    from streamer.consumer import check_kafka_config
+    from streamer.kafka_clients import check_kafka_config
 
     settings = settings_from_args(args)
     logs.setup(settings.log_format)
@@ -113,7 +113,6 @@ def _start_and_run(settings, stopping, log) -> int:
     from concurrent.futures import ThreadPoolExecutor
 
     from streamer.config import redact_url
-    from streamer.consumer import Pipeline
     from streamer.db import connect
     from streamer.db.migrations import migrate
     from streamer.errors import StreamerError
@@ -152,11 +151,38 @@ def _start_and_run(settings, stopping, log) -> int:
     from streamer.partitions import PartitionKeeper, parse_retention
 
     keeper = PartitionKeeper(settings.database_url, parse_retention(settings.retention)).start()
-    pipeline = Pipeline(settings, scorer, metrics, health, stop=stopping)
     try:
-        return pipeline.run()
+        return _run_pipeline(settings, scorer, metrics, health, stopping)
     finally:
         keeper.stop()
+
+
+def _run_pipeline(settings, scorer, metrics, health, stopping) -> int:
+    """The composition root: the clients and sinks the pipeline works with, built here and passed in."""
+    from streamer.kafka_clients import KafkaErrors, close_clients, open_clients
+    from streamer.pipeline import DELIVERING, Pipeline
+    from streamer.sink import PostgresSink
+
+    kafka_errors = KafkaErrors(health, stopping)
+    consumer, kafka = open_clients(settings, kafka_errors, stats_cb=metrics.observe_stats)
+    try:
+        # One database connection for the synchronous path, one per batch delivered at once.
+        databases = [PostgresSink(settings.database_url) for _ in range(1 + DELIVERING)]
+        pipeline = Pipeline(
+            settings,
+            scorer,
+            consumer,
+            kafka,
+            databases,
+            kafka_errors=kafka_errors,
+            metrics=metrics,
+            health=health,
+            stop=stopping,
+        )
+    except BaseException:
+        close_clients(consumer, kafka.producer, flush_timeout=0)  # from here on, run() closes them
+        raise
+    return pipeline.run()
 
 
 def _never_heals(err) -> bool:
@@ -169,9 +195,9 @@ def warn_about_topic_limits(settings, cancel=None) -> None:
     """Log one warning per output topic whose max.message.bytes is below what streamer may send it."""
     import logging
 
-    from streamer.consumer import producer_config
     from streamer.errors import StreamerError
     from streamer.kafka_admin import PRODUCER_MAX_MESSAGE_BYTES, topic_limit_warnings
+    from streamer.kafka_clients import producer_config
 
     log = logging.getLogger("streamer.run")
     producer_max = int(producer_config(settings).get("message.max.bytes", PRODUCER_MAX_MESSAGE_BYTES))
