@@ -150,20 +150,24 @@ def test_the_dashboard_shows_what_sql_says_without_console_errors(
                   kafka_partition DESC, kafka_offset DESC, record_index DESC LIMIT 15""",
             (replayed,),
         )
-        shown = browser.find_elements(By.CSS_SELECTOR, "#latest tbody tr")
-        assert [
-            (r.get_attribute("data-source"), r.find_element(By.CSS_SELECTOR, "td.message").text) for r in shown
-        ] == [(src, " ".join(msg.split())) for src, msg in latest]
+        shown = browser.execute_script(
+            "return [...document.querySelectorAll('#latest tbody tr')].map(r => "
+            "[r.dataset.source, r.querySelector('td.message').innerText])"
+        )
+        assert [tuple(r) for r in shown] == [(src, " ".join(msg.split())) for src, msg in latest]
 
         # One chart per service (up to 8, the rest as "other"), each headed with its row count from SQL.
         services = dict(query(migrated_db_url, "SELECT coalesce(service, '-'), count(*) FROM log_entries GROUP BY 1"))
-        charts = browser.find_elements(By.CSS_SELECTOR, "#services [data-service]")
+        # Read in one script: the page re-renders every 2 s, which makes element handles stale between calls.
+        charts = browser.execute_script(
+            "return [...document.querySelectorAll('#services [data-service]')].map(c => [c.dataset.service, "
+            "c.querySelector('h3') ? c.querySelector('h3').innerText : null, c.querySelectorAll('svg rect').length])"
+        )
         assert len(charts) == min(len(services), 8) + (len(services) > 8)
-        for chart in charts:
-            name = chart.get_attribute("data-service")
+        for name, heading, bars in charts:
             if name != "other":
-                assert chart.find_element(By.TAG_NAME, "h3").text == f"{name} · {services[name]:,}"
-            assert chart.find_elements(By.CSS_SELECTOR, "svg rect"), name
+                assert heading == f"{name} · {services[name]:,}"
+            assert bars, name
 
         # It refreshes on its own.
         loaded = int(browser.find_element(By.TAG_NAME, "body").get_attribute("data-loaded"))
