@@ -10,7 +10,7 @@ import time
 import psycopg
 import pytest
 
-from streamer.consumer import SHUTDOWN_BOUND
+from streamer.pipeline import SHUTDOWN_BOUND
 from testkit.checks import wait_caught_up
 from testkit.clients import free_port, produce, query, scrape, wait_for
 from testkit.pipeline import caught_up, mixed_values
