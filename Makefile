@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 help:
 	@echo "make demo    bring the stack up, run the demo pipeline, leave the dashboard (streamer serve) running"
 	@echo "make test    set up .venv, bring the stack up, run the whole test suite"
-	@echo "make unit    the tests that need no Kafka or PostgreSQL (fast loop; integration tests deselected)"
+	@echo "make unit    the tests that need no Kafka or PostgreSQL (fast loop; integration and slow tests deselected)"
 	@echo "make lint    ruff check + ruff format --check;  make format  applies the formatter"
 	@echo "make typecheck  mypy over streamer/"
 	@echo "make up      start Kafka + PostgreSQL (no Docker), create topics, migrate (idempotent)"
@@ -45,7 +45,7 @@ test: up
 
 # The fast loop: no stack needed. Integration tests are those that request the broker or database fixtures.
 unit: venv
-	$(VENV)/bin/pytest -q -m "not integration" $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -q -m "not integration and not slow" $(PYTEST_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -200,6 +200,7 @@ field_names = st.sampled_from(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=500, deadline=None)
 @given(st.dictionaries(field_names | st.text(max_size=8), json_values, max_size=8))
 def test_fuzz_arbitrary_json_objects(obj):

@@ -66,6 +66,7 @@ def test_endpoints_keep_their_answers(server):
     assert _get(server, "/nope")[0] == 404
 
 
+@pytest.mark.slow
 def test_half_open_and_slow_clients_do_not_starve_a_scrape(server, capfd, caplog):
     caplog.set_level(logging.DEBUG, logger="streamer.health")
     address = ("127.0.0.1", server.server_address[1])

@@ -446,6 +446,7 @@ def test_version_policy_of_pickled_models(legacy, lib, value, ok):
         "old format, pickle with its sha256 updated",
     ],
 )
+@pytest.mark.slow
 def test_streamer_run_refuses_the_issues_attacks_before_connecting_and_runs_no_code(tmp_path, attack):
     # issue 11 row 3 through the real command: code from the model directory ran as the streamer process, and
     # a metadata-only edit (threshold 0.07 -> 1.0) was accepted

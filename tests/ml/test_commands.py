@@ -3,6 +3,8 @@
 import io
 import json
 
+import pytest
+
 from streamer.cli import main
 from streamer.ml.corpus import generate
 
@@ -73,6 +75,7 @@ def test_evaluate_prints_metrics(small_model_dir, tmp_path, capsys):
     assert m["anomaly"]["samples"] == 500
 
 
+@pytest.mark.slow
 def test_status_is_stable_and_survives_unreachable_services(small_model_dir, capsys):
     argv = [
         "status",

@@ -6,6 +6,7 @@ from streamer.ml.corpus import generate
 from streamer.ml.train import evaluate_predictions, train, train_corpus
 
 
+@pytest.mark.slow
 def test_same_seed_same_metrics_and_models():
     a, b = train_corpus(3000, seed=11), train_corpus(3000, seed=11)
     assert a.metadata["metrics"] == b.metadata["metrics"]
@@ -50,6 +51,7 @@ def test_single_level_data_gives_a_constant_level_model():
     assert model.metadata["levels"] == ["INFO"]
 
 
+@pytest.mark.slow
 def test_chronological_order_uses_timestamps():
     events = generate(2000, seed=15)
     stamps = [f"2024-01-01T00:{i // 60:02d}:{i % 60:02d}Z" for i in range(len(events))]  # no ties
