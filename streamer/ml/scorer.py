@@ -19,19 +19,18 @@ import numpy as np
 from streamer.errors import ModelError
 from streamer.levels import LEVELS, normalise
 from streamer.ml.features import Features
+from streamer.ml.gate import FALLBACK_CUT, UnfamiliarFallback
+from streamer.ml.models import DEFAULT_MIN_FAMILIARITY
 from streamer.ml.severity import severity
 
-# Below this share of known words/pairs a message is unfamiliar and a SUPERVISED anomaly score is not trusted.
-# The unsupervised detector is not gated: novelty is its signal, and its level prior keeps unfamiliar
-# INFO/DEBUG text below its cut. Not higher: 0.75 took OpenSSH from 5.1 % to 0.9 % flagged with the shipped
-# model (its "reverse mapping checking getaddrinfo for <host>" lines have familiarity 0.72), but it also
-# gates in-domain text of a model trained on BGL (supervised anomaly F1 0.979 -> 0.933, bench.quality): the
-# gate wants to be learnt per model from the familiarity of its calibration rows.
-MIN_ANOMALY_FAMILIARITY = 0.6
-# Gated text is judged by a fallback TemplateRarity that starts empty and learns from the stream: its
-# DECLARED level x the rarity of its template. 0.5 flags an ERROR/FATAL template's first ~4-5 sightings
-# (Loghub 2k with the shipped model: BGL F1 0.54 vs the level rule's 0.53, Apache 4.3 % flagged, 0 elsewhere).
-FALLBACK_CUT = 0.5
+__all__ = ["FALLBACK_CUT", "MIN_ANOMALY_FAMILIARITY", "ScoreColumns", "Scorer"]
+
+# The familiarity gate: a SUPERVISED anomaly score counts only on text at least as familiar as the
+# detector's own calibration rows (SupervisedAnomaly.min_familiarity_, learnt at training); below it
+# streamer.ml.gate.UnfamiliarFallback judges by the declared level x novelty x burst of the template.
+# Artifacts saved before the gate was learnt keep this fixed one. The unsupervised detector is not gated:
+# novelty is its signal, and its level prior keeps unfamiliar INFO/DEBUG text below its cut.
+MIN_ANOMALY_FAMILIARITY = DEFAULT_MIN_FAMILIARITY
 
 
 @dataclass
@@ -83,9 +82,9 @@ class Scorer:
         self.model_version = str(metadata["model_version"])
         threshold = metadata["anomaly_threshold"] if anomaly_threshold is None else anomaly_threshold
         self.learns = callable(getattr(anomaly_model, "partial_fit", None))
-        from streamer.ml.models import TemplateRarity
-
-        self._fallback = None if self.learns else TemplateRarity.empty()
+        self._fallback = None if self.learns else UnfamiliarFallback()
+        # below this familiarity the supervised score is not trusted (see MIN_ANOMALY_FAMILIARITY)
+        self.min_familiarity = float(getattr(anomaly_model, "min_familiarity_", MIN_ANOMALY_FAMILIARITY))
         if alert_rate is not None and anomaly_threshold is None and self.learns:
             threshold = anomaly_model.threshold_for(alert_rate)  # ValueError outside (0, 1)
         if not 0.0 <= float(threshold) <= 1.0:
@@ -119,12 +118,12 @@ class Scorer:
         probabilities are mixed with the training class prior as the message's familiarity (share of its
         words and word pairs the vocabulary knows, its own column) drops; the confidence is that mixed
         probability. anomaly_score is P(anomaly) from the supervised detector — is_anomaly is then
-        anomaly_score >= anomaly_threshold where familiarity >= MIN_ANOMALY_FAMILIARITY; below it the score
-        is the fallback's (declared level x rarity of the template in this stream, flagged at FALLBACK_CUT,
-        so unfamiliar text without a declared ERROR/FATAL is never flagged) — or, for a model trained
-        without anomaly labels (metadata["anomaly_model"]), the unsupervised level prior x rarity of the
-        event's template for its service (services[i], optional), flagged at anomaly_threshold (the
-        alert-rate cut). With learn, the detector (or the fallback) then counts the batch's templates.
+        anomaly_score >= anomaly_threshold where familiarity >= self.min_familiarity (the detector's learnt
+        gate); below it the score is the fallback's (declared level x novelty x burst of the template in
+        this stream, flagged at FALLBACK_CUT, so unfamiliar text without a declared ERROR/FATAL is never
+        flagged; streamer.ml.gate) — or, for a model trained without anomaly labels
+        (metadata["anomaly_model"]), the unsupervised level prior x rarity of the event's template for its
+        service (services[i], optional), flagged at anomaly_threshold (the alert-rate cut). With learn, the detector (or the fallback) then counts the batch's templates.
 
         severity uses the event's DECLARED level when it has one (declared_levels[i] not None; the caller
         normalises it to LEVELS, anything else is normalised here or, if unknown, ignored), else the
@@ -168,8 +167,8 @@ class Scorer:
             scores = self._anomaly_model.score_samples(features)
             is_anomaly = scores >= self.anomaly_threshold
             # Gate by familiarity: the detector never saw text like an unfamiliar message, so its score there
-            # says nothing; the fallback's declared level x template rarity decides instead.
-            gated = np.flatnonzero(features.familiarity < MIN_ANOMALY_FAMILIARITY)
+            # says nothing; the fallback's declared level x novelty x burst decides instead (streamer.ml.gate).
+            gated = np.flatnonzero(features.familiarity < self.min_familiarity)
             if len(gated) and self._fallback is not None:  # always set when the detector does not learn
                 part = Features(features.X[gated], features.familiarity[gated])
                 part_msgs = [msgs[i] for i in gated.tolist()]
@@ -183,9 +182,7 @@ class Scorer:
                     ]
                 )
                 scores = scores.copy()
-                scores[gated] = self._fallback.score_samples(
-                    part, levels=declared, services=part_svc, messages=part_msgs, learn=learn
-                )
+                scores[gated] = self._fallback.score(part, declared, part_svc, part_msgs, learn)
                 is_anomaly[gated] = scores[gated] >= FALLBACK_CUT
         return ScoreColumns(
             predicted,

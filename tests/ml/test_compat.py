@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from streamer.ml.artifacts import load_model, seal
-from streamer.ml.models import LevelModel, LinearWeights, SupervisedAnomaly, TemplateRarity
+from streamer.ml.models import DEFAULT_MIN_FAMILIARITY, LevelModel, LinearWeights, SupervisedAnomaly, TemplateRarity
 from streamer.ml.scorer import Scorer
 from streamer.ml.train import save, train
 from tests.ml.test_artifacts import PROBE, _reseal_file
@@ -54,7 +54,10 @@ def test_a_supervised_model_in_the_format_before_loads_as_the_mixture_it_was(mod
     level, anomaly = objs["level_model"], objs["anomaly_model"]
     assert level.temperature_ == load_model(model_copy)[1]["level_model"].temperature_
     assert isinstance(anomaly, SupervisedAnomaly) and anomaly.threshold_ == 0.5  # the cut was metadata's
-    new, before = Scorer.load(model_copy).score(PROBE), Scorer.load(old).score(PROBE)
+    assert anomaly.min_familiarity_ == DEFAULT_MIN_FAMILIARITY  # the gate was fixed, not learnt
+    now = Scorer.load(model_copy)
+    now.min_familiarity = DEFAULT_MIN_FAMILIARITY
+    new, before = now.score(PROBE), Scorer.load(old).score(PROBE)
     assert new.predicted_level == before.predicted_level
     np.testing.assert_array_equal(new.anomaly_score, before.anomaly_score)
     assert Scorer.load(old).anomaly_threshold == Scorer.load(model_copy).anomaly_threshold

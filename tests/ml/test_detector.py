@@ -161,13 +161,14 @@ def test_gating_applies_to_the_supervised_detector_only(unsupervised, small_mode
     gibberish = ["zqxv plorb wembly frandle quorst glimbat", "xyzzy frobnicate snarf blarg"]
     supervised = Scorer.load(small_model_dir, anomaly_threshold=0.0)  # only the gate can stop a flag
     assert not supervised.score(gibberish, [None, "INFO"]).is_anomaly.any()
-    # gated text falls back to its declared level x template rarity in this stream: a new FATAL alerts,
-    # the same one recurring stops alerting
-    fatal = supervised.score(gibberish[:1], ["FATAL"])
-    assert fatal.is_anomaly[0] and fatal.anomaly_score[0] >= FALLBACK_CUT
-    for _ in range(10):
-        supervised.score(gibberish[:1], ["FATAL"])
+    # gated text falls back to its declared level x novelty x burst in this stream (streamer.ml.gate): a
+    # lone new FATAL does not alert, a burst of it does, the same one recurring stops alerting
     assert not supervised.score(gibberish[:1], ["FATAL"]).is_anomaly[0]
+    fatal = supervised.score(gibberish[:1] * 12, ["FATAL"] * 12)
+    assert fatal.is_anomaly.all() and fatal.anomaly_score.min() >= FALLBACK_CUT
+    for _ in range(30):
+        supervised.score(gibberish[:1] * 12, ["FATAL"] * 12)
+    assert not supervised.score(gibberish[:1] * 12, ["FATAL"] * 12).is_anomaly.any()
     # unsupervised: novelty is the signal; unfamiliar FATAL text alerts, unfamiliar INFO text does not
     cols = _scorer(_fresh(unsupervised)).score(gibberish, ["FATAL", "INFO"], learn=False)
     assert cols.familiarity.max() < 0.6 and cols.is_anomaly.tolist() == [True, False]

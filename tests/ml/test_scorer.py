@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from streamer.levels import LEVELS
 from streamer.ml.corpus import generate
-from streamer.ml.scorer import FALLBACK_CUT, MIN_ANOMALY_FAMILIARITY, ScoreColumns, Scorer
+from streamer.ml.scorer import FALLBACK_CUT, ScoreColumns, Scorer
 from streamer.ml.severity import SEVERITIES
 
 
@@ -29,7 +29,7 @@ def test_columns_contract(scorer):
         assert arr.shape == (len(msgs),) and arr.min() >= 0 and arr.max() <= 1
     assert set(cols.severity) <= set(SEVERITIES)
     assert cols.model_version == scorer.model_version == scorer.metadata["model_version"]
-    known = cols.familiarity >= MIN_ANOMALY_FAMILIARITY
+    known = cols.familiarity >= scorer.min_familiarity
     np.testing.assert_array_equal(cols.is_anomaly[known], cols.anomaly_score[known] >= scorer.anomaly_threshold)
     np.testing.assert_array_equal(cols.is_anomaly[~known], cols.anomaly_score[~known] >= FALLBACK_CUT)
     assert cols.familiarity.dtype == np.float32 and cols.familiarity[-1] == 0.0
@@ -90,7 +90,10 @@ def test_severity_uses_declared_level_else_predicted(scorer):
 
 def test_threshold_override(small_model_dir):
     msgs = [e["message"] for e in generate(200, seed=24)]
-    assert Scorer.load(small_model_dir, anomaly_threshold=0.0).score(msgs).is_anomaly.all()
+    strict = Scorer.load(small_model_dir, anomaly_threshold=0.0)
+    cols = strict.score(msgs)
+    known = cols.familiarity >= strict.min_familiarity  # the rest is the fallback's (its own cut)
+    assert known.mean() > 0.9 and cols.is_anomaly[known].all()
     lenient = Scorer.load(small_model_dir, anomaly_threshold=1.0)
     assert lenient.anomaly_threshold == 1.0
     assert not lenient.score(msgs).is_anomaly.any()
@@ -176,4 +179,6 @@ def test_concurrent_learning_counts_every_gated_row_once(small_model_dir):
         t.start()
     for t in threads:
         t.join()
-    assert s._fallback.seen_ == 2000 and sum(s._fallback.counts_.values()) == 2000
+    counts = s._fallback._counts
+    assert counts.seen_ == 2000 and sum(counts.counts_.values()) == 2000
+    assert len(s._fallback._recent) == s._fallback.window == sum(s._fallback._in_recent.values())

@@ -1,0 +1,86 @@
+"""What judges text a supervised anomaly detector does not know (the familiarity gate's other side).
+
+A supervised detector's score counts only on text at least as familiar as its own calibration rows
+(SupervisedAnomaly.min_familiarity_); below that the Scorer asks UnfamiliarFallback, which knows nothing of
+the text but its DECLARED level and how its template behaves in this stream:
+
+    score = level prior x k / (k + c) x b / (b + BURST),  flagged at FALLBACK_CUT
+
+b = sightings of the template among the last WINDOW gated lines (this batch's included), c = its sightings
+before them (TemplateRarity's counts, starting empty in each process). A new ERROR/FATAL template is flagged
+when it surges (about ten lines within the window); one that keeps coming back, a lone line, or lines without
+a declared error level are not. Novelty alone is not enough: the first sightings of every new FATAL template
+flagged 16.6 % of BGL (its register dumps after a kernel panic are FATAL and labelled normal) while its
+labelled alerts come in bursts. A window of lines rather than the batch keeps the answer from depending on
+how the stream is cut into batches (a batch larger than WINDOW is judged as consecutive windows).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter, deque
+from collections.abc import Sequence
+from itertools import islice
+
+import numpy as np
+
+from streamer.ml.features import Features
+from streamer.ml.models import TemplateRarity, template_keys
+
+FALLBACK_CUT = 0.5
+# b at which the burst term is one half: for a new FATAL template (prior 1) about that many lines are the cut
+BURST = 10.0
+WINDOW = 200  # gated lines; the Loghub measurement's batch (bench.quality part 3)
+
+
+class UnfamiliarFallback:
+    """Declared level x novelty x burst of the template in this stream; learns from every scored batch."""
+
+    def __init__(self, window: int = WINDOW) -> None:
+        self.window = window
+        self._counts = TemplateRarity.empty()  # all sightings
+        self._recent: deque[int] = deque()  # keys of the last `window` gated lines, oldest first
+        self._in_recent: Counter[int] = Counter()
+        self._lock = threading.Lock()
+
+    def score(
+        self,
+        X: Features,
+        levels: Sequence[str | None] | None,
+        services: Sequence[str | None] | None,
+        messages: Sequence[str],
+        learn: bool,
+    ) -> np.ndarray:
+        """float32 scores, one per row; levels are the declared ones (None: not declared, never alerts)."""
+        keys = template_keys(X.X, services, messages, X.familiarity)
+        prior = TemplateRarity.level_prior(levels, len(keys))
+        with self._lock:  # the window and the counts move together
+            if len(keys) <= self.window:
+                return self._score_window(X, keys, prior, learn)
+            out = np.zeros(len(keys), np.float32)
+            for start in range(0, len(keys), self.window):
+                rows = slice(start, start + self.window)
+                part = Features(X.X[rows], X.familiarity[rows])
+                out[rows] = self._score_window(part, keys[rows], prior[rows], learn)
+            return out
+
+    def _score_window(self, X: Features, keys: np.ndarray, prior: np.ndarray, learn: bool) -> np.ndarray:
+        listed = keys.tolist()
+        here = Counter(listed)
+        leaving = Counter(islice(self._recent, max(0, len(self._recent) + len(listed) - self.window)))
+        earlier = np.fromiter((self._in_recent[k] - leaving[k] for k in listed), np.float64, len(listed))
+        b = earlier + np.fromiter(map(here.__getitem__, listed), np.float64, len(listed))  # in the window
+        c = np.maximum(self._counts.seen_before(X, keys) - earlier, 0.0)  # before the window
+        k = self._counts.k
+        scores = (prior * k / (k + c) * b / (b + BURST)).astype(np.float32)
+        if learn:
+            self._counts.learn_keys(X, keys)
+            for _ in range(sum(leaving.values())):
+                self._recent.popleft()
+            self._recent.extend(listed)
+            self._in_recent.subtract(leaving)
+            self._in_recent.update(here)
+            for key in leaving:
+                if self._in_recent[key] <= 0:
+                    del self._in_recent[key]
+        return scores
