@@ -65,22 +65,23 @@ class UnfamiliarFallback:
             return out
 
     def _score_window(self, X: Features, keys: np.ndarray, prior: np.ndarray, learn: bool) -> np.ndarray:
-        listed = keys.tolist()
-        here = Counter(listed)
-        leaving = Counter(islice(self._recent, max(0, len(self._recent) + len(listed) - self.window)))
-        earlier = np.fromiter((self._in_recent[k] - leaving[k] for k in listed), np.float64, len(listed))
-        b = earlier + np.fromiter(map(here.__getitem__, listed), np.float64, len(listed))  # in the window
-        c = np.maximum(self._counts.seen_before(X, keys) - earlier, 0.0)  # before the window
+        uniq, where, here = np.unique(keys, return_inverse=True, return_counts=True)
+        listed = uniq.tolist()
+        leaving = Counter(islice(self._recent, max(0, len(self._recent) + len(keys) - self.window)))
+        recent = self._in_recent
+        earlier = np.fromiter((recent[k] - leaving[k] for k in listed), np.float64, len(listed))[where]
+        b = earlier + here[where]  # sightings in the window
+        c = np.maximum(self._counts.seen_before(X, keys) - earlier, 0.0)  # sightings before the window
         k = self._counts.k
         scores = (prior * k / (k + c) * b / (b + BURST)).astype(np.float32)
         if learn:
             self._counts.learn_keys(X, keys)
             for _ in range(sum(leaving.values())):
                 self._recent.popleft()
-            self._recent.extend(listed)
-            self._in_recent.subtract(leaving)
-            self._in_recent.update(here)
+            self._recent.extend(keys.tolist())
+            recent.subtract(leaving)
+            recent.update(dict(zip(listed, here.tolist(), strict=True)))
             for key in leaving:
-                if self._in_recent[key] <= 0:
-                    del self._in_recent[key]
+                if recent[key] <= 0:
+                    del recent[key]
         return scores
