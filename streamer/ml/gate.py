@@ -9,10 +9,15 @@ the text but its DECLARED level and how its template behaves in this stream:
 b = sightings of the template among the last WINDOW gated lines (this batch's included), c = its sightings
 before them (TemplateRarity's counts, starting empty in each process). A new ERROR/FATAL template is flagged
 when it surges (about ten lines within the window); one that keeps coming back, a lone line, or lines without
-a declared error level are not. Novelty alone is not enough: the first sightings of every new FATAL template
-flagged 16.6 % of BGL (its register dumps after a kernel panic are FATAL and labelled normal) while its
-labelled alerts come in bursts. A window of lines rather than the batch keeps the answer from depending on
-how the stream is cut into batches (a batch larger than WINDOW is judged as consecutive windows).
+a declared error level are not. Novelty alone is not enough: the first sightings of every new ERROR/FATAL
+template flagged 16.6 % of BGL (its register dumps after a kernel panic are FATAL and labelled normal; F1 0.539)
+while its labelled alerts come in bursts. A window of lines rather than the batch keeps the answer from
+depending on how the stream is cut into batches (a batch larger than WINDOW is judged as consecutive windows).
+
+Measured with the shipped model on the Loghub 2k samples (bench.quality part 3, declared levels): BGL 5.2 %
+flagged (labels 7.1 %), F1 0.613 against the level rule's 0.532; Apache 2.9 %; 0 % on the other twelve. In
+batches of 1 to 5,000 lines BGL stays at 4.5-6.2 % (F1 0.61-0.67), Apache at 2.4-2.9 %. The figures rest on a
+few templates: BURST 5 / 15 / 20 at this cut give BGL 8.8 / 4.5 / 3.0 % (F1 0.527 / 0.650 / 0.591).
 """
 
 from __future__ import annotations
