@@ -383,8 +383,9 @@ def _markdown_issue13(results: dict) -> list[str]:
         "",
         f"`models/` ({results['shipped_version']}), every line of each system in file order, batches of "
         f"{BATCH}: Content as the message, the Level column as the declared level. Flagged: is_anomaly "
-        "(supervised score on familiar text; below the familiarity gate, declared level x template rarity "
-        "learnt from the stream). F1 and the level rule (declared ERROR/FATAL) on the same lines.",
+        "(supervised score on familiar text; below the model's learnt familiarity gate, declared level x "
+        "novelty x burst of the template in the stream, streamer.ml.gate). F1 and the level rule (declared "
+        "ERROR/FATAL) on the same lines.",
         "",
         "| system | lines | flagged | labels say | level accuracy | majority-class accuracy | F1 | level rule F1 |",
         "|---|---|---|---|---|---|---|---|",
