@@ -273,8 +273,8 @@ class LevelModel(_Linear):
         m = cls(C=float(params["C"]), seed=int(params["seed"]))
         m.temperature_ = float(_learned(params, "temperature"))
         m.mixture_temperature_ = float(params.get("mixture_temperature_", 1.0))  # before: the mixture as is
-        if not m.mixture_temperature_ > 0.0:
-            raise ValueError(f"mixture temperature must be > 0, got {m.mixture_temperature_}")
+        if not 0.0 < m.mixture_temperature_ < np.inf:
+            raise ValueError(f"mixture temperature must be finite and > 0, got {m.mixture_temperature_}")
         m._linear_from_state(arrays)
         m.prior_ = np.asarray(arrays["prior"], dtype=np.float64)
         if m.prior_.shape != m.classes_.shape:

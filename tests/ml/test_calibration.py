@@ -76,8 +76,9 @@ def test_s_survives_saving_and_models_saved_before_it_score_the_plain_mixture(mo
     plain = f * np.exp(before.decision_function(X) / before.temperature_)
     plain = plain / np.exp(before.decision_function(X) / before.temperature_).sum(axis=1, keepdims=True)
     np.testing.assert_allclose(before.predict_proba(X), plain + (1 - f) * before.prior_)
-    with pytest.raises(ValueError, match="mixture temperature"):
-        LevelModel.from_state(arrays, {**params, "mixture_temperature_": 0.0})
+    for bad in (0.0, -1.0, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="mixture temperature"):
+            LevelModel.from_state(arrays, {**params, "mixture_temperature_": bad})
     state = dict(model.__dict__)
     del state["mixture_temperature_"]  # a pickle of a release before S
     old = LevelModel.__new__(LevelModel)
