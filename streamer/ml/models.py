@@ -226,7 +226,7 @@ class LevelModel(_Linear):
         if rows.sum() >= MIN_MIXTURE_ROWS:
             part = Features(X.X[rows], X.familiarity[rows])
             self.mixture_temperature_ = _fit_temperature(
-                np.log(self._mixture(part)),
+                self._log_mixture(part),
                 np.searchsorted(self.classes_, y[rows]),
                 loss="brier",
                 power=1.0 - part.familiarity.astype(np.float64),
@@ -241,17 +241,19 @@ class LevelModel(_Linear):
         return z
 
     def _mixture(self, X: Features) -> np.ndarray:
-        """f x softmax(z / T) + (1 - f) x prior; never 0 where the prior is not (its log is taken)."""
+        """f x softmax(z / T) + (1 - f) x prior."""
         f = X.familiarity.astype(np.float64)[:, None]
-        mixed = f * _softmax(self.decision_function(X) / self.temperature_) + (1.0 - f) * self.prior_
-        return np.maximum(mixed, np.finfo(np.float64).tiny)
+        return f * _softmax(self.decision_function(X) / self.temperature_) + (1.0 - f) * self.prior_
+
+    def _log_mixture(self, X: Features) -> np.ndarray:
+        """log of the mixture; a probability that underflowed to 0 stays finite."""
+        return np.log(np.maximum(self._mixture(X), np.finfo(np.float64).tiny))
 
     def predict_proba(self, X: Features) -> np.ndarray:
-        mixed = self._mixture(X)
         if self.mixture_temperature_ == 1.0:  # models saved before S was learnt score as they did
-            return mixed
+            return self._mixture(X)
         per_row = self.mixture_temperature_ ** (1.0 - X.familiarity.astype(np.float64))
-        return _softmax(np.log(mixed) / per_row[:, None])
+        return _softmax(self._log_mixture(X) / per_row[:, None])
 
     def predict(self, X: Features) -> np.ndarray:
         return self.classes_[self.predict_proba(X).argmax(axis=1)]
