@@ -7,7 +7,7 @@ the text but its DECLARED level and how its template behaves in this stream:
     score = level prior x k / (k + c) x b / (b + BURST),  flagged at FALLBACK_CUT
 
 b = sightings of the template among the last WINDOW gated lines (this batch's included), c = its sightings
-before them (TemplateRarity's counts, starting empty in each process). A new ERROR/FATAL template is flagged
+before them (counted per text key, starting empty in each process). A new ERROR/FATAL template is flagged
 when it surges (about ten lines within the window); one that keeps coming back, a lone line, or lines without
 a declared error level are not. Novelty alone is not enough: the first sightings of every new ERROR/FATAL
 template flagged 16.6 % of BGL (its register dumps after a kernel panic are FATAL and labelled normal; F1 0.539)
@@ -36,14 +36,19 @@ FALLBACK_CUT = 0.5
 # b at which the burst term is one half: for a new FATAL template (prior 1) about that many lines are the cut
 BURST = 10.0
 WINDOW = 200  # gated lines; the Loghub measurement's batch (bench.quality part 3)
+K = 5.0  # novelty k / (k + c), as TemplateRarity's
 
 
 class UnfamiliarFallback:
-    """Declared level x novelty x burst of the template in this stream; learns from every scored batch."""
+    """Declared level x novelty x burst of the template in this stream; learns from every scored batch.
+
+    Every gated row is keyed by its text (template_keys of a row with unknown words), so the counts are
+    per text key only: no vocabulary columns, no matrix slicing."""
 
     def __init__(self, window: int = WINDOW) -> None:
         self.window = window
-        self._counts = TemplateRarity.empty()  # all sightings
+        self.seen = 0  # gated lines counted
+        self._sightings: dict[int, int] = {}  # text key -> sightings so far
         self._recent: deque[int] = deque()  # keys of the last `window` gated lines, oldest first
         self._in_recent: Counter[int] = Counter()
         self._lock = threading.Lock()
@@ -59,34 +64,39 @@ class UnfamiliarFallback:
         """float32 scores, one per row; levels are the declared ones (None: not declared, never alerts)."""
         keys = template_keys(X.X, services, messages, X.familiarity)
         prior = TemplateRarity.level_prior(levels, len(keys))
+        out = np.zeros(len(keys), np.float32)
         with self._lock:  # the window and the counts move together
-            if len(keys) <= self.window:
-                return self._score_window(X, keys, prior, learn)
-            out = np.zeros(len(keys), np.float32)
             for start in range(0, len(keys), self.window):
                 rows = slice(start, start + self.window)
-                part = Features(X.X[rows], X.familiarity[rows])
-                out[rows] = self._score_window(part, keys[rows], prior[rows], learn)
-            return out
+                out[rows] = self._score_window(keys[rows], prior[rows], learn)
+        return out
 
-    def _score_window(self, X: Features, keys: np.ndarray, prior: np.ndarray, learn: bool) -> np.ndarray:
+    def _score_window(self, keys: np.ndarray, prior: np.ndarray, learn: bool) -> np.ndarray:
         uniq, where, here = np.unique(keys, return_inverse=True, return_counts=True)
         listed = uniq.tolist()
         leaving = Counter(islice(self._recent, max(0, len(self._recent) + len(keys) - self.window)))
-        recent = self._in_recent
-        earlier = np.fromiter((recent[k] - leaving[k] for k in listed), np.float64, len(listed))[where]
-        b = earlier + here[where]  # sightings in the window
-        c = np.maximum(self._counts.seen_before(X, keys) - earlier, 0.0)  # sightings before the window
-        k = self._counts.k
-        scores = (prior * k / (k + c) * b / (b + BURST)).astype(np.float32)
+        recent, sightings = self._in_recent, self._sightings
+        earlier = np.fromiter((recent[k] - leaving[k] for k in listed), np.float64, len(listed))
+        total = np.fromiter((sightings.get(k, 0) for k in listed), np.float64, len(listed))
+        b = (earlier + here)[where]  # sightings in the window
+        c = np.maximum(total - earlier, 0.0)[where]  # sightings before the window
+        scores = (prior * K / (K + c) * b / (b + BURST)).astype(np.float32)
         if learn:
-            self._counts.learn_keys(X, keys)
-            for _ in range(sum(leaving.values())):
-                self._recent.popleft()
-            self._recent.extend(keys.tolist())
-            recent.subtract(leaving)
-            recent.update(dict(zip(listed, here.tolist(), strict=True)))
-            for key in leaving:
-                if recent[key] <= 0:
-                    del recent[key]
+            self._learn(keys, listed, here.tolist(), leaving)
         return scores
+
+    def _learn(self, keys: np.ndarray, listed: list[int], here: list[int], leaving: Counter[int]) -> None:
+        for key, n in zip(listed, here, strict=True):
+            self._sightings[key] = self._sightings.get(key, 0) + n
+        self.seen += len(keys)
+        for _ in range(sum(leaving.values())):
+            self._recent.popleft()
+        self._recent.extend(keys.tolist())
+        self._in_recent.subtract(leaving)
+        self._in_recent.update(dict(zip(listed, here, strict=True)))
+        for key in leaving:
+            if self._in_recent[key] <= 0:
+                del self._in_recent[key]
+        if len(self._sightings) > TemplateRarity.MAX_KEYS:  # a stream of unique lines: keep what recurs
+            kept = sorted(self._sightings.items(), key=lambda kv: kv[1], reverse=True)[: TemplateRarity.MAX_KEYS // 2]
+            self._sightings = dict(kept)

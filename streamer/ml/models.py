@@ -615,8 +615,7 @@ class TemplateRarity:
             out[rows] = np.minimum.reduceat(vals, X.indptr[:-1][rows])
         return out
 
-    def seen_before(self, X: Features, keys: np.ndarray) -> np.ndarray:
-        """Per row: how often its template (keys: the rows' template_keys) was counted so far."""
+    def _seen_before(self, X: Features, keys: np.ndarray) -> np.ndarray:
         unknown = X.familiarity < 1.0
         c = np.zeros(len(keys))
         if unknown.any():
@@ -657,9 +656,9 @@ class TemplateRarity:
         """Scores with the counts so far; learn=True then counts the batch (keys computed once)."""
         n = X.X.shape[0]
         keys = template_keys(X.X, services, messages, X.familiarity)
-        scores = self._score(self.seen_before(X, keys), self.level_prior(levels, n)).astype(np.float32)
+        scores = self._score(self._seen_before(X, keys), self.level_prior(levels, n)).astype(np.float32)
         if learn:
-            self.learn_keys(X, keys)
+            self._count(X, keys)
         return scores
 
     def decision_function(self, X: Features, *, levels=None, services=None, messages=None) -> np.ndarray:
@@ -674,11 +673,10 @@ class TemplateRarity:
         """Count a scored batch's templates (the statistics keep learning after training)."""
         if not hasattr(self, "counts_"):
             self._empty()
-        self.learn_keys(X, template_keys(X.X, services, messages, X.familiarity))
+        self._count(X, template_keys(X.X, services, messages, X.familiarity))
         return self
 
-    def learn_keys(self, X: Features, keys: np.ndarray) -> None:
-        """Count the rows' templates (keys: their template_keys)."""
+    def _count(self, X: Features, keys: np.ndarray) -> None:
         uniq, counts = np.unique(keys[X.familiarity < 1.0], return_counts=True)
         per_feature = np.bincount(X.X.indices, minlength=X.X.shape[1])
         with self._lock:

@@ -179,6 +179,5 @@ def test_concurrent_learning_counts_every_gated_row_once(small_model_dir):
         t.start()
     for t in threads:
         t.join()
-    counts = s._fallback._counts
-    assert counts.seen_ == 2000 and sum(counts.counts_.values()) == 2000
+    assert s._fallback.seen == 2000 and sum(s._fallback._sightings.values()) == 2000
     assert len(s._fallback._recent) == s._fallback.window == sum(s._fallback._in_recent.values())

@@ -123,6 +123,17 @@ def test_scoring_without_learning_leaves_the_fallback_as_it_was():
     msgs, levels = ["blorp zank"] * 12, ["FATAL"] * 12
     first = fallback.score(X, levels, None, msgs, learn=False)
     np.testing.assert_array_equal(first, fallback.score(X, levels, None, msgs, learn=False))
-    assert fallback._counts.seen_ == 0 and not fallback._recent
+    assert fallback.seen == 0 and not fallback._sightings and not fallback._recent
     fallback.score(X, levels, None, msgs, learn=True)
-    assert fallback._counts.seen_ == 12 and len(fallback._recent) == 12
+    assert fallback.seen == 12 and list(fallback._sightings.values()) == [12] and len(fallback._recent) == 12
+
+
+def test_the_fallback_keeps_its_memory_bounded(monkeypatch):
+    from streamer.ml.models import TemplateRarity
+
+    monkeypatch.setattr(TemplateRarity, "MAX_KEYS", 4)
+    fallback = UnfamiliarFallback()
+    # digit-bearing tokens are not part of a text key: the templates differ by letters
+    msgs = ["blorp zank"] * 3 + [f"qzx{'abcde'[i]} wob" for i in range(5)]
+    fallback.score(_features([0.0] * len(msgs)), ["ERROR"] * len(msgs), None, msgs, learn=True)
+    assert len(fallback._sightings) == 2 and max(fallback._sightings.values()) == 3  # the recurring one stays
