@@ -130,9 +130,11 @@ def throughput_run(
     processes: int = 1,
     prefill=None,
     schema_version: int | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> dict:
     """prefill(env) -> rows: stores history in the fresh schema before the run (bench/growth.py);
-    schema_version: migrate the fresh schema only that far (None: every migration)."""
+    schema_version: migrate the fresh schema only that far (None: every migration); extra_env: settings of
+    the `streamer run` processes (e.g. STREAMER_TEMPLATES)."""
     env = RunEnv.create(label, schema_version)
     procs: list[StreamerProcess] = []
     try:
@@ -151,7 +153,7 @@ def throughput_run(
         walls = []
         for i in range(processes):
             walls.append(time.time())
-            procs.append(start_streamer(env, f"{label}-{i}"))
+            procs.append(start_streamer(env, f"{label}-{i}", extra_env))
         cpu = CpuMeter([p.pid for p in procs]).start()
         scrapes: list[tuple[float, float]] = []
         last_scrape = [0.0]

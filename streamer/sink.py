@@ -17,7 +17,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 from psycopg.types.json import set_json_dumps
 
 from streamer.config import redact_url
-from streamer.db import severity_hours
+from streamer.db import severity_hours, template_stats
 from streamer.decode import DeadLetter
 from streamer.enrich import ScoredRecord, dead_letter_headers
 from streamer.errors import Dependency, StreamerError, TransientError, one_line
@@ -223,7 +223,7 @@ _COPY_STAGE = f"COPY streamer_stage ({', '.join(STAGE_COLUMNS)}) FROM STDIN (FOR
 # 40 % less PostgreSQL CPU per event). A redelivered row fails that COPY on the primary key, and the batch
 # takes the staged path below instead. A prediction row is its event's key and time, then the model's columns.
 ENTRY_COLUMNS = STAGE_COLUMNS[:10]
-PREDICTION_COLUMNS = STAGE_COLUMNS[:5] + STAGE_COLUMNS[10:]
+PREDICTION_COLUMNS = (*STAGE_COLUMNS[:5], *STAGE_COLUMNS[10:], "template_new")
 _COPY_ENTRIES = f"COPY log_entries ({', '.join(ENTRY_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
 _COPY_PREDICTIONS = f"COPY ml_predictions ({', '.join(PREDICTION_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
 _INSERT_ENTRIES = """
@@ -233,52 +233,8 @@ SELECT kafka_topic, kafka_partition, kafka_offset, record_index, event_time, lev
 FROM streamer_stage
 ON CONFLICT (kafka_topic, kafka_partition, kafka_offset, record_index, event_time) DO NOTHING
 """
-# With templates: the same insert, and the template statistics of exactly the rows it inserted (a redelivered
-# event conflicts, so it is neither counted again nor makes its template new), in one statement. The first
-# inserted event of each template the upsert created is marked template_new in ml_predictions, and returned.
-# It runs after the predictions insert, last before the commit: concurrent batches upsert the same hot template
-# rows, and each waits for the other's row locks only from its upsert to its commit.
-# log_template_hours gets the same counts per hour (surging templates, streamer/commands/templates.py).
-# Templates are upserted in id order, so concurrent batches lock their rows in one order and cannot deadlock.
-# A template's text is the miner's latest: drain3 generalises a cluster (`... user <*>`) and its id stays.
-_INSERT_ENTRIES_AND_TEMPLATES = (
-    """
-WITH inserted AS ("""
-    + _INSERT_ENTRIES
-    + """
-    RETURNING kafka_topic, kafka_partition, kafka_offset, record_index),
-seen AS (
-    SELECT s.kafka_topic, s.kafka_partition, s.kafka_offset, s.record_index, s.template_id, s.model_version,
-           s.event_time
-    FROM streamer_stage s JOIN inserted USING (kafka_topic, kafka_partition, kafka_offset, record_index)
-    WHERE s.template_id IS NOT NULL),
-per_template AS (SELECT template_id, count(*) AS n FROM seen GROUP BY template_id),
-upserted AS (
-    INSERT INTO log_templates (template_id, service, template, first_seen, last_seen, count)
-    SELECT p.template_id, t.service, t.template, now(), now(), p.n
-    FROM per_template p JOIN unnest(%s::text[], %s::text[], %s::text[]) AS t (template_id, service, template)
-        USING (template_id)
-    ORDER BY p.template_id
-    ON CONFLICT (template_id) DO UPDATE SET count = log_templates.count + excluded.count,
-        last_seen = greatest(log_templates.last_seen, excluded.last_seen), template = excluded.template
-    RETURNING template_id, xmax = 0 AS created),
-hours AS (
-    INSERT INTO log_template_hours (template_id, hour, count)
-    SELECT template_id, date_trunc('hour', now()), n FROM per_template ORDER BY template_id
-    ON CONFLICT (template_id, hour) DO UPDATE SET count = log_template_hours.count + excluded.count),
-first_of_new AS (
-    SELECT DISTINCT ON (seen.template_id) seen.kafka_topic, seen.kafka_partition, seen.kafka_offset,
-           seen.record_index, seen.model_version, seen.event_time
-    FROM seen JOIN upserted USING (template_id) WHERE upserted.created
-    ORDER BY seen.template_id, seen.kafka_topic, seen.kafka_partition, seen.kafka_offset, seen.record_index),
-marked AS (
-    UPDATE ml_predictions p SET template_new = true FROM first_of_new f
-    WHERE (p.kafka_topic, p.kafka_partition, p.kafka_offset, p.record_index, p.model_version, p.event_time)
-        = (f.kafka_topic, f.kafka_partition, f.kafka_offset, f.record_index, f.model_version, f.event_time)
-    RETURNING p.kafka_topic, p.kafka_partition, p.kafka_offset, p.record_index)
-SELECT * FROM marked
-"""
-)
+# With templates, the keys of the entries inserted: only those are counted (a redelivered event conflicts).
+_INSERT_ENTRIES_RETURNING = _INSERT_ENTRIES + "RETURNING kafka_topic, kafka_partition, kafka_offset, record_index\n"
 _INSERT_PREDICTIONS = """
 INSERT INTO ml_predictions (kafka_topic, kafka_partition, kafka_offset, record_index, model_version,
                             predicted_level, level_confidence, is_anomaly, anomaly_score, severity, template_id,
@@ -325,9 +281,10 @@ class _RowsRejected(Exception):
 
 class PostgresSink:
     """Bulk-loads a batch in one transaction: COPY straight into log_entries and ml_predictions, or, when
-    some of its rows are stored already (a redelivery) or templates are on, COPY into a temp staging table
-    and INSERT … ON CONFLICT DO NOTHING, so a redelivered event adds no row. The batch's severity counts per
-    hour (streamer/db/severity_hours.py) are added from the rows inserted, last before the commit.
+    some of its rows are stored already (a redelivery), COPY into a temp staging table and INSERT … ON
+    CONFLICT DO NOTHING, so a redelivered event adds no row. The batch's severity counts per hour
+    (streamer/db/severity_hours.py) and template statistics (streamer/db/template_stats.py) are added from the
+    rows inserted, last before the commit.
 
     A batch rejected for data reasons is bisected inside the transaction (streamer/isolate.py, one savepoint
     per attempt) until the bad rows are isolated; write() returns their indexes and commits the rest.
@@ -448,57 +405,54 @@ class PostgresSink:
 
     def _load(self, conn: psycopg.Connection, rows: list[tuple], texts: dict | None = None) -> list[tuple]:
         """Store rows; returns the keys of the rows marked template_new. texts: template id -> (service,
-        template); only these rows' templates are sent, so a refused row's template is isolated with it.
+        template), None without templates; only these rows' templates are sent, so a refused row's template
+        is isolated with it.
 
-        Without templates the rows are copied straight into the tables; a redelivered row makes that COPY fail
-        on the primary key, in a savepoint the transaction survives, and the batch goes the staged way. With
-        templates the staged way always: its statement counts templates from the rows the insert took."""
+        The rows are copied straight into the tables; a redelivered row makes that COPY fail on the primary
+        key, in a savepoint the transaction survives, and the batch goes the staged way. Either way the
+        counts (severity hours, templates) are of the rows inserted, added last before the commit."""
         with conn.cursor() as cur:
-            if texts is None:
-                try:
-                    with conn.transaction():
-                        self._copy_into_tables(cur, rows)
-                except psycopg.errors.UniqueViolation:
-                    pass  # some rows are stored already
-                else:
-                    severity_hours.add(cur, rows)
-                    return []
-            return self._insert_staged(cur, rows, texts)
+            try:
+                with conn.transaction():
+                    self._copy_into_tables(cur, rows, templates=texts is not None)
+            except psycopg.errors.UniqueViolation:
+                return self._insert_staged(cur, rows, texts)  # some rows are stored already
+            severity_hours.add(cur, rows)
+            return [] if texts is None else template_stats.add(cur, rows, texts)
 
     @staticmethod
-    def _copy_into_tables(cur: psycopg.Cursor, rows: list[tuple]) -> None:
+    def _copy_into_tables(cur: psycopg.Cursor, rows: list[tuple], templates: bool) -> None:
         with cur.copy(_COPY_ENTRIES) as copy:
             copy.set_types(STAGE_TYPES[:10])
             write_row = copy.write_row
             for row in rows:
                 write_row(row[:10])
         with cur.copy(_COPY_PREDICTIONS) as copy:
-            copy.set_types(STAGE_TYPES[:5] + STAGE_TYPES[10:])
+            copy.set_types((*STAGE_TYPES[:5], *STAGE_TYPES[10:], "bool"))
             write_row = copy.write_row
+            # template_new: false for a mined row until template_stats marks its template's first; null without
+            not_new = (False,) if templates else (None,)
             for row in rows:
-                write_row(row[:5] + row[10:])
+                write_row(row[:5] + row[10:] + (not_new if row[16] is not None else (None,)))
 
     @staticmethod
     def _insert_staged(cur: psycopg.Cursor, rows: list[tuple], texts: dict | None) -> list[tuple]:
         """COPY into staging, then INSERT … ON CONFLICT DO NOTHING: rows already stored are skipped, and only
-        the rows inserted are counted (severity hours, templates)."""
-        new: list[tuple] = []
+        the rows inserted are counted (severity hours by their predictions, templates by their entries)."""
         with cur.copy(_COPY_STAGE) as copy:
             copy.set_types(STAGE_TYPES)
             write_row = copy.write_row
             for row in rows:
                 write_row(row)
         cur.execute(_INSERT_PREDICTIONS)
-        inserted = set(cur.fetchall())
-        if texts is None:
-            cur.execute(_INSERT_ENTRIES)
-        else:
-            ids = list({row[-1] for row in rows if row[-1] is not None})  # template_id: the last column
-            cur.execute(_INSERT_ENTRIES_AND_TEMPLATES, (ids, [texts[t][0] for t in ids], [texts[t][1] for t in ids]))
-            new = cur.fetchall()
+        predicted = set(cur.fetchall())
+        cur.execute(_INSERT_ENTRIES if texts is None else _INSERT_ENTRIES_RETURNING)
+        entered = set(cur.fetchall()) if texts is not None else set()
         cur.execute("TRUNCATE streamer_stage")
-        severity_hours.add(cur, [row for row in rows if (*row[:4], row[10]) in inserted])
-        return new
+        severity_hours.add(cur, [row for row in rows if (*row[:4], row[10]) in predicted])
+        if texts is None:
+            return []
+        return template_stats.add(cur, [row for row in rows if row[:4] in entered], texts)
 
     def _load_in_savepoint(
         self, conn: psycopg.Connection, rows: list[tuple], texts: dict | None = None, new_keys: set | None = None
