@@ -29,6 +29,7 @@ class Dependency(StrEnum):
     DATABASE = "database"
     KAFKA = "kafka"
     COMMIT = "commit"
+    TEMPLATES = "templates"  # the template miner process (streamer/template_worker.py)
 
 
 class TransientError(Exception):

@@ -46,7 +46,7 @@ from streamer.metrics import Metrics
 from streamer.ml.reload import ModelWatcher
 from streamer.score import score_batch
 from streamer.sink import KafkaSink, PostgresSink
-from streamer.templates import TemplateMiners
+from streamer.template_worker import TemplateWorker
 
 log = logging.getLogger(__name__)
 
@@ -83,15 +83,16 @@ class Pipeline:
         metrics: Metrics | None = None,
         health: Health | None = None,
         stop: threading.Event | None = None,
+        templates: TemplateWorker | None = None,
     ):
         """`consumer`: a confluent_kafka Consumer reporting to `kafka_errors`. `databases`: 1 + DELIVERING
-        sinks, the first for the synchronous path, one for each batch delivered at once."""
+        sinks, the first for the synchronous path, one for each batch delivered at once. `templates`: the
+        template miner (STREAMER_TEMPLATES=on), None without templates."""
         self.settings = settings
         self.scorer = scorer
         # A model promoted into --models is picked up between batches.
         self.model_watcher = ModelWatcher(settings.models_dir, scorer, anomaly_threshold=settings.anomaly_threshold)
-        # Template mining is opt-in (STREAMER_TEMPLATES=on) until its cost fits its budget (README "Templates").
-        self.templates = TemplateMiners() if settings.templates == "on" else None  # main thread only
+        self.templates = templates
         self.metrics = metrics or Metrics()
         self.health = health or Health()
         self.stop = stop or threading.Event()
@@ -130,8 +131,6 @@ class Pipeline:
         """Consume until stop is set; returns the exit code."""
         threading.Thread(target=self._shutdown_watchdog, name="streamer-shutdown", daemon=True).start()
         try:  # from here every exit goes through _shutdown, which closes the clients
-            if self.templates is not None:
-                self.templates.refresh(self.settings.database_url)  # the group's templates, before the first batch
             self.consumer.subscribe(
                 self.settings.input_topics(),
                 on_assign=self._on_assign,
@@ -211,9 +210,8 @@ class Pipeline:
             self.metrics.set_model(scorer.model_version)
         batch, columns = score_batch(self.scorer, batch)  # events the scorer fails on become dead letters
         scored = ScoredBatch(batch, columns)
-        if batch.events and self.templates is not None:
-            self.templates.refresh(self.settings.database_url)  # what other members mined; once a minute
-            scored.templates = self.templates.assign(
+        if batch.events and self.templates is not None:  # mined meanwhile; the deliver thread waits for them
+            scored.templates = self.templates.submit(
                 [e.service for e in batch.events], [e.message for e in batch.events]
             )
         scored.stage_seconds["score"] = time.perf_counter() - started

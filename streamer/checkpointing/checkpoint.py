@@ -23,6 +23,8 @@ from streamer.decode import DeadLetter
 from streamer.enrich import database_rows, scored_records
 from streamer.errors import Dependency, TransientError
 from streamer.sink import Deliveries
+from streamer.template_worker import PendingTemplates
+from streamer.templates import EventTemplates
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +48,8 @@ class ScoredBatch:
     dead_letters: list[DeadLetter] = field(default_factory=list)  # decode-, score- plus store-stage
     rejected_indexes: set[int] = field(default_factory=set)  # events the database refused
     stage_seconds: dict[str, float] = field(default_factory=dict)
-    templates: object | None = None  # streamer.templates.EventTemplates for batch.events, when mined
+    # streamer.templates.EventTemplates for batch.events when mined (PendingTemplates until the miner answers)
+    templates: EventTemplates | PendingTemplates | None = None
 
 
 class Checkpoint:
@@ -69,6 +72,8 @@ class Checkpoint:
         db = db or self.db
         batch = scored.batch
         events = batch.events
+        if isinstance(scored.templates, PendingTemplates):
+            scored.templates = scored.templates.result()  # raises TransientError: the retry mines again
         if not scored.stored:
             started = time.perf_counter()
             rejected = []

@@ -158,7 +158,22 @@ def _start_and_run(settings, stopping, log) -> int:
 
 
 def _run_pipeline(settings, scorer, metrics, health, stopping) -> int:
-    """The composition root: the clients and sinks the pipeline works with, built here and passed in."""
+    """The composition root: the clients, sinks and template miner the pipeline works with, built here and
+    passed in."""
+    from streamer.template_worker import TemplateWorker
+
+    # Template mining is opt-in (STREAMER_TEMPLATES=on): its cost, README "Templates".
+    templates = (
+        TemplateWorker(settings.database_url, log_format=settings.log_format) if settings.templates == "on" else None
+    )
+    try:
+        return _run_with_clients(settings, scorer, metrics, health, stopping, templates)
+    finally:
+        if templates is not None:
+            templates.close()
+
+
+def _run_with_clients(settings, scorer, metrics, health, stopping, templates) -> int:
     from streamer.kafka_clients import KafkaErrors, close_clients, open_clients
     from streamer.pipeline import DELIVERING, Pipeline
     from streamer.sink import PostgresSink
@@ -178,6 +193,7 @@ def _run_pipeline(settings, scorer, metrics, health, stopping) -> int:
             metrics=metrics,
             health=health,
             stop=stopping,
+            templates=templates,
         )
     except BaseException:
         close_clients(consumer, kafka.producer, flush_timeout=0)  # from here on, run() closes them
