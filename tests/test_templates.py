@@ -124,3 +124,26 @@ def test_refresh_is_rate_limited_and_an_unreachable_database_is_logged_once(capl
     warnings = [r for r in caplog.records if "could not load the group's templates" in r.getMessage()]
     assert len(warnings) == 1
     assert miners.template_of("api", "disk full on /var")[1] == "disk full on /var"  # mining goes on
+
+
+def test_one_pass_mining_gives_what_fitting_then_drain3s_add_log_message_give():
+    from streamer.templates import _Miner
+
+    lines = [
+        "session opened for user root",
+        "session opened for user news",  # generalises: one lower-case word differs
+        "session opened for user <NUM>",  # fits the generalised template exactly
+        "VM Paused",
+        "VM Resumed",  # capitalised: vetoed, a cluster of its own
+        "disk <NUM> full on <HOST>",
+        "disk <NUM> full on node",
+        "",
+        "one two three four five six seven",
+        "one two three four five six eight",
+    ] * 2
+    one_pass, two_steps = _Miner(), _Miner()
+    for line in mask_batch(lines):
+        tokens = one_pass.get_content_as_tokens(line)
+        got = one_pass.add_tokens(tokens)
+        want = two_steps.fitting(tokens) or two_steps.add_log_message(line)[0]
+        assert (got.cluster_id, got.log_template_tokens) == (want.cluster_id, want.log_template_tokens)
