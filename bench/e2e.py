@@ -67,6 +67,7 @@ TARGETS = {
     "peak_rss_mb": 300,
     "first_commit_s": 2.0,
     "scaling_ratio": 1.5,
+    "templates_ratio": 0.9,  # issue 13: template mining and statistics on, within 10 % of the figure without
 }
 
 
@@ -472,6 +473,17 @@ def verdicts(r: dict) -> list[tuple[str, bool | None, str]]:
                 f"{t['events_per_s']:,.0f} events/s",
             )
         )
+    tm = r.get("templates")
+    if t and tm:
+        ratio = tm["events_per_s"] / t["events_per_s"]
+        r["templates_ratio"] = round(ratio, 3)
+        out.append(
+            (
+                f"templates on (STREAMER_TEMPLATES=on) within {1 - TARGETS['templates_ratio']:.0%} of off",
+                ratio >= TARGETS["templates_ratio"],
+                f"{tm['events_per_s']:,.0f} vs {t['events_per_s']:,.0f} events/s ({ratio:.2f}x)",
+            )
+        )
     o = r.get("original")
     if t and o:
         ratio = t["events_per_s"] / o["events_per_s"]
@@ -563,6 +575,7 @@ def main() -> int:
         help="smoke run: 20,000 events, 200 original, 3 + 10 s latency, 20,000 per scaling run",
     )
     parser.add_argument("--skip-latency", action="store_true")
+    parser.add_argument("--skip-templates", action="store_true", help="leave out the run with STREAMER_TEMPLATES=on")
     parser.add_argument("--skip-scaling", action="store_true")
     parser.add_argument("--skip-original", action="store_true")
     parser.add_argument("--skip-growth", action="store_true", help="leave out bench/growth.py's run")
@@ -627,6 +640,13 @@ def main() -> int:
         }
 
     part("throughput", lambda: throughput_run(args.events, seed=42, keep=args.keep))
+    if not args.skip_templates:  # the same events with template mining and statistics on
+        part(
+            "templates",
+            lambda: throughput_run(
+                args.events, seed=42, keep=args.keep, label="templates", extra_env={"STREAMER_TEMPLATES": "on"}
+            ),
+        )
     part("model_load", model_load)
     if "model_load" in results:
         log(f"model load: import {results['model_load']['import_s']}s + Scorer.load {results['model_load']['load_s']}s")

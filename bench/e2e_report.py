@@ -219,6 +219,7 @@ def markdown(r: dict) -> str:
                 f"| {s} | {sec:.2f} | {100 * t['stage_share'].get(s, 0):.1f} % | {t['stage_us_per_event'][s]:.1f} |"
             )
         lines += ["", _cpu_table(t["cpu_cores_used"]), ""]
+        lines += _templates_section(t, r.get("templates"))
         su = t["per_process"][0]["start_up"]
         ml = r.get("model_load", {})
         lines += [
@@ -341,9 +342,40 @@ def markdown(r: dict) -> str:
     return "\n".join(lines)
 
 
+def _templates_section(off: dict, on: dict | None) -> list[str]:
+    """The same events with STREAMER_TEMPLATES=on beside the throughput run (templates off)."""
+    if not on:
+        return []
+    rows = [
+        ("events/s, steady", _n(off["events_per_s"]), _n(on["events_per_s"])),
+        *(
+            (f"{s} µs per event", f"{off['stage_us_per_event'][s]:.1f}", f"{on['stage_us_per_event'][s]:.1f}")
+            for s in off["stage_us_per_event"]
+        ),
+        *(
+            (f"{k} cores", f"{off['cpu_cores_used'][k]:.2f}", f"{on['cpu_cores_used'][k]:.2f}")
+            for k in ("streamer", "postgresql", "kafka broker")
+        ),
+        ("peak RSS of `streamer run` (MB)", f"{off['peak_rss_mb']}", f"{on['peak_rss_mb']}"),
+    ]
+    return [
+        "## Templates on (issue 13)",
+        "",
+        "The same events with `STREAMER_TEMPLATES=on`: a template per event, mined in the template process "
+        "(streamer/template_worker.py, counted in the streamer cores), and template statistics in each batch's "
+        "transaction. Stages are wall time on their thread.",
+        "",
+        "| | templates off | templates on |",
+        "|---|---:|---:|",
+        *(f"| {a} | {b} | {c} |" for a, b, c in rows),
+        "",
+    ]
+
+
 def _disturbed(r: dict, limit: float = 0.3) -> list[tuple[str, float]]:
     parts = [
         ("the throughput run", r.get("throughput")),
+        ("the templates run", r.get("templates")),
         ("the original design's run", r.get("original")),
         ("the latency run", r.get("latency")),
         ("the 1-process scaling run", (r.get("scaling") or {}).get("one")),

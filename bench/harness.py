@@ -287,6 +287,21 @@ def _process_seconds(pid: int) -> float:
         return 0.0
 
 
+def _children(parents: list[int]) -> list[int]:
+    """Processes whose parent is one of `parents` (from /proc/<pid>/stat)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            if ppid in parents:
+                found.append(int(entry))
+    return found
+
+
 def _pids_named(prefix: str) -> list[int]:
     pids = []
     for entry in os.listdir("/proc"):
@@ -346,13 +361,13 @@ def stack_pids() -> dict[str, int | None]:
 
 class CpuMeter:
     """CPU used between start() and stop(), in cores (CPU seconds per wall second): the streamer
-    process(es), the broker, PostgreSQL (all its processes), this benchmark process, and everything else on
+    process(es) with their children (the template miner process), the broker, PostgreSQL (all its processes), this benchmark process, and everything else on
     the machine (other users of the machine show up there)."""
 
     def __init__(self, streamer_pids: list[int]):
         self.restarted: list[str] = []
         self.groups = {
-            "streamer": lambda: streamer_pids,
+            "streamer": lambda: streamer_pids + _children(streamer_pids),
             "kafka broker": lambda: [p for p in [broker_pid()] if p],
             "postgresql": lambda: _pids_named("postgres"),
             "benchmark driver": lambda: [os.getpid()],

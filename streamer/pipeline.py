@@ -46,7 +46,7 @@ from streamer.metrics import Metrics
 from streamer.ml.reload import ModelWatcher
 from streamer.score import score_batch
 from streamer.sink import KafkaSink, PostgresSink
-from streamer.template_worker import TemplateWorker
+from streamer.template_worker import PendingTemplates, TemplateWorker
 
 log = logging.getLogger(__name__)
 
@@ -208,14 +208,21 @@ class Pipeline:
         if scorer is not self.scorer:
             self.scorer = scorer
             self.metrics.set_model(scorer.model_version)
+        # The template process mines while this thread scores; the deliver thread waits for the templates.
+        mining = self._mine(batch.events)
+        scored_events = batch.events
         batch, columns = score_batch(self.scorer, batch)  # events the scorer fails on become dead letters
         scored = ScoredBatch(batch, columns)
-        if batch.events and self.templates is not None:  # mined meanwhile; the deliver thread waits for them
-            scored.templates = self.templates.submit(
-                [e.service for e in batch.events], [e.message for e in batch.events]
-            )
+        if batch.events is not scored_events:  # some became dead letters: the templates of those kept
+            mining = self._mine(batch.events)
+        scored.templates = mining
         scored.stage_seconds["score"] = time.perf_counter() - started
         return scored
+
+    def _mine(self, events: list) -> PendingTemplates | None:
+        if not events or self.templates is None:
+            return None
+        return self.templates.submit([e.service for e in events], [e.message for e in events])
 
     def _commit_delivered(self, keep: int = 0, block: bool = True) -> bool:
         """Commit delivered batches in read order until at most `keep` remain in flight (block=False: only

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import signal
 import threading
+import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
@@ -39,8 +41,16 @@ def _start_worker(database_url: str, refresh_interval: float, log_format: str, l
     global _miners, _database_url
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the pipeline decides when the worker ends (Ctrl-C included)
     logs.setup(log_format, log_level)  # a spawned interpreter: the pipeline's log lines, on the same stderr
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), name="parent-watch", daemon=True).start()
     _miners, _database_url = TemplateMiners(refresh_interval=refresh_interval), database_url
     _miners.refresh(database_url)  # the group's templates, before the first batch
+
+
+def _exit_with_parent(parent: int) -> None:
+    """A pipeline killed with SIGKILL cannot end its worker: the worker notices it was orphaned, and exits."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(0)
 
 
 def _assign(services: list, messages: list[str]) -> EventTemplates:

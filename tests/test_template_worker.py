@@ -48,3 +48,32 @@ def test_a_dead_worker_fails_its_batch_as_transient_and_the_next_batch_gets_a_ne
     assert failed.value.dependency is Dependency.TEMPLATES
     again = worker.submit(["sshd"], BATCHES[0][:1]).result()  # a fresh worker: the same text, the same id
     assert again.ids == first.ids
+
+
+def test_the_worker_exits_when_its_pipeline_is_killed(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    pid_file = tmp_path / "worker.pid"
+    script = (
+        "import os, sys, time\n"
+        "from streamer.template_worker import TemplateWorker\n"
+        f"w = TemplateWorker({NO_DATABASE!r})\n"
+        "w.submit([''], ['hello']).result()\n"
+        f"open({str(pid_file)!r}, 'w').write(str(next(iter(w._pool._processes))))\n"
+        "time.sleep(60)\n"
+    )
+    pipeline = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        deadline = time.monotonic() + 30
+        while not (pid_file.exists() and pid_file.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        worker_pid = int(pid_file.read_text())
+    finally:
+        pipeline.kill()  # SIGKILL: nothing of the pipeline runs any more
+        pipeline.wait()
+    deadline = time.monotonic() + 10
+    while os.path.exists(f"/proc/{worker_pid}") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not os.path.exists(f"/proc/{worker_pid}"), "the orphaned worker is still running"
