@@ -223,7 +223,7 @@ _COPY_STAGE = f"COPY streamer_stage ({', '.join(STAGE_COLUMNS)}) FROM STDIN (FOR
 # 40 % less PostgreSQL CPU per event). A redelivered row fails that COPY on the primary key, and the batch
 # takes the staged path below instead. A prediction row is its event's key and time, then the model's columns.
 ENTRY_COLUMNS = STAGE_COLUMNS[:10]
-PREDICTION_COLUMNS = (*STAGE_COLUMNS[:5], *STAGE_COLUMNS[10:], "template_new")
+PREDICTION_COLUMNS = STAGE_COLUMNS[:5] + STAGE_COLUMNS[10:] + ("template_new",)
 _COPY_ENTRIES = f"COPY log_entries ({', '.join(ENTRY_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
 _COPY_PREDICTIONS = f"COPY ml_predictions ({', '.join(PREDICTION_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
 _INSERT_ENTRIES = """
