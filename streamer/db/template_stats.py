@@ -12,14 +12,15 @@ from __future__ import annotations
 
 from collections import Counter
 
+import orjson
+
 # Row layout: streamer.sink.STAGE_COLUMNS (key 0-3, event time 4, model version 10, template id 16).
 _TEMPLATE_ID = 16
 
 # In id order, so concurrent batches lock the rows of the same templates in one order and cannot deadlock.
 # The text is the miner's latest: drain3 generalises a cluster (`... user <*>`) and its id stays.
 _UPSERT = """
-WITH batch AS (
-    SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::bigint[]) AS t (template_id, service, template, n)),
+WITH batch AS (SELECT * FROM json_to_recordset(%s::json) AS t (template_id text, service text, template text, n bigint)),
 upserted AS (
     INSERT INTO log_templates AS l (template_id, service, template, first_seen, last_seen, count)
     SELECT template_id, service, template, now(), now(), n FROM batch ORDER BY template_id
@@ -49,8 +50,11 @@ def add(cur, rows: list[tuple], texts: dict[str, tuple[str, str]]) -> list[tuple
     counts.pop(None, None)  # an event without a message has no template
     if not counts:
         return []
-    ids = sorted(counts)
-    cur.execute(_UPSERT, (ids, [texts[t][0] for t in ids], [texts[t][1] for t in ids], [counts[t] for t in ids]))
+    # One JSON document, not four arrays: orjson writes it in C, psycopg's array dumper is Python per element.
+    batch = [
+        {"template_id": tid, "service": texts[tid][0], "template": texts[tid][1], "n": n} for tid, n in counts.items()
+    ]
+    cur.execute(_UPSERT, (orjson.dumps(batch).decode(),))
     created = {tid for (tid,) in cur.fetchall()}
     if not created:
         return []
