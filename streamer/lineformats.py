@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
 from streamer.levels import normalise
@@ -82,6 +82,9 @@ _APACHE = re.compile(
     r"(?P<msg>.*)",
     re.S,
 )
+# Common/Combined Log Format (Apache and nginx access logs): client ident user [10/Oct/2000:13:55:36 -0700] "GET /
+# HTTP/1.0" 200 2326. The client is not the host that logged the line, and a status is not a level: only the time.
+_CLF = re.compile(r'\S+ \S+ (?:\S+|"[^"]*") \[(?P<ts>\d{2}/[A-Z][a-z]{2}/\d{4}:\d{2}:\d{2}:\d{2} [+-]\d{4})\] "')
 _NGINX = re.compile(r"(?P<ts>\d{4}/\d{2}/\d{2} \d{2}:\d{2}:\d{2}) \[(?P<lvl>\w+)\] (?:\d+#\d+: )?(?P<msg>.*)", re.S)
 # Android logcat threadtime: 03-17 16:13:38.811  1702  2395 D WindowManager: msg
 _LOGCAT = re.compile(
@@ -134,6 +137,11 @@ def parse_line(line: str, depth: int = 0) -> Header | None:
     depth counts the wrappers already taken off, and a few are enough (never a recursion per repeated prefix)."""
     if not line:
         return None
+    bracket = line.find(" [", 0, 120)  # an access log's time, after client, ident and user
+    if bracket > 0 and line[bracket + 4 : bracket + 5] == "/":
+        m = _CLF.match(line)
+        if m:
+            return Header(_clf_ts(m["ts"]), None, None, None, line, False)
     first = line[0]
     if first.isdigit():
         head = _digit_line(line, depth)
@@ -153,7 +161,7 @@ def parse_line(line: str, depth: int = 0) -> Header | None:
     elif first == "[":
         m = _APACHE.match(line)
         if m:
-            return Header(None, normalise(m["lvl"]), None, None, m["msg"], False)
+            return Header(_ctime_ts(m["ts"]), normalise(m["lvl"]), None, None, m["msg"], False)
         m = _BRACKET_PROGRAM.match(line)
         if m:
             return Header(_month_day_ts(m["ts"]), None, None, m["prog"], m["msg"], False)
@@ -297,6 +305,33 @@ def _any_ts(text: str) -> datetime | None:
     if "/" in text[:10]:
         text = text.replace("/", "-", 2)
     return _iso(text)
+
+
+def _ctime_ts(text: str) -> datetime | None:
+    """Apache's error-log stamp: `Sun Dec 04 04:47:44 2005`, 2.4 adds microseconds (`04:47:44.123456`). The
+    server's local time, of a zone the line does not state: read as UTC, like the BSD stamp."""
+    parts = text.split()
+    if len(parts) != 5 or parts[1] not in _MONTHS:
+        return None
+    try:
+        clock, _, fraction = parts[3].partition(".")
+        hour, minute, second = (int(x) for x in clock.split(":"))
+        micro = int(fraction[:6].ljust(6, "0")) if fraction else 0
+        return datetime(int(parts[4]), _MONTHS[parts[1]], int(parts[2]), hour, minute, second, micro, tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+def _clf_ts(text: str) -> datetime | None:
+    """`10/Oct/2000:13:55:36 -0700`, in UTC."""
+    try:
+        offset = (1 if text[21] == "+" else -1) * timedelta(hours=int(text[22:24]), minutes=int(text[24:26]))
+        local = datetime(
+            int(text[7:11]), _MONTHS[text[3:6]], int(text[:2]), int(text[12:14]), int(text[15:17]), int(text[18:20])
+        )
+    except (KeyError, ValueError):
+        return None
+    return (local - offset).replace(tzinfo=UTC)
 
 
 _year_cache: list = [0.0, 0]  # [valid until (time.time()), year]: stamps without a year are common, now() is not free

@@ -201,6 +201,16 @@ def test_pri_level_is_marked_as_from_pri_and_time_parsed():
             datetime(2017, 5, 16, 0, 0, 10, 302000, tzinfo=UTC),
         ),
         ("1 node-1 unix.hw state 1077804742 1 x", datetime(2004, 2, 26, 14, 12, 22, tzinfo=UTC)),
+        ("[Sun Dec 04 04:47:44 2005] [error] x", datetime(2005, 12, 4, 4, 47, 44, tzinfo=UTC)),  # Apache error log
+        ("[Wed Oct 11 14:32:52.123456 2000] [core:error] [pid 1] x", datetime(2000, 10, 11, 14, 32, 52, 123456, UTC)),
+        (  # access log (Common Log Format): the stated zone, in UTC
+            'web.example.com - frank [10/Oct/2000:13:55:36 -0700] "GET /apache_pb.gif HTTP/1.0" 200 2326',
+            datetime(2000, 10, 10, 20, 55, 36, tzinfo=UTC),
+        ),
+        (
+            '10.0.0.5 - - [03/Dec/2026:10:00:01 +0200] "GET / HTTP/1.1" 500 12 "-" "curl/8"',
+            datetime(2026, 12, 3, 8, 0, 1, 0, UTC),
+        ),
     ],
 )
 def test_header_times(line, expected):
@@ -307,3 +317,10 @@ def test_bare_levels_bracketed_in_any_case_or_in_capitals(line, level, message):
 )
 def test_a_level_word_in_a_sentence_is_not_a_header(line):
     assert parse_line(line) is None
+
+
+def test_an_access_log_line_keeps_its_request_and_states_no_level_host_or_service():
+    line = '192.168.1.20 - - [03/Dec/2026:10:00:01 +0000] "GET /index.html HTTP/1.1" 503 1043 "-" "curl/8.0"'
+    head = parse_line(line)
+    assert head.message == line  # the request and status are the message
+    assert (head.level, head.host, head.service) == (None, None, None)  # a client is not the host; 503 not a level
