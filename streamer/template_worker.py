@@ -53,6 +53,10 @@ def _exit_with_parent(parent: int) -> None:
     os._exit(0)
 
 
+def _started() -> None:
+    """The first task: the worker's initializer has run (and seeded its miners)."""
+
+
 def _assign(services: list, messages: list[str]) -> EventTemplates:
     assert _miners is not None, "initialised by _start_worker"
     _miners.refresh(_database_url)  # what other members mined; once a refresh interval
@@ -86,12 +90,14 @@ class TemplateWorker:
         self._pool = self._new_pool()
 
     def _new_pool(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(
+        pool = ProcessPoolExecutor(
             max_workers=1,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_start_worker,
             initargs=self._init_args,
         )
+        pool.submit(_started)  # spawned and seeded now, not at the first batch (which may be long in coming)
+        return pool
 
     def submit(self, services: list, messages: list[str]) -> PendingTemplates:
         with self._lock:

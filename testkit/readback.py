@@ -244,7 +244,7 @@ def scored_afresh(values: list[bytes], coords: list[tuple[int, int] | None], sen
     repository's model as the members do."""
     from streamer.config import Settings
     from streamer.decode import Decoder, Event
-    from streamer.ml.scorer import MIN_ANOMALY_FAMILIARITY, Scorer
+    from streamer.ml.scorer import Scorer
 
     defaults = Settings()
     decoder = Decoder(max_message_bytes=defaults.max_message_bytes, message_fields=defaults.message_field_names())
@@ -259,9 +259,9 @@ def scored_afresh(values: list[bytes], coords: list[tuple[int, int] | None], sen
         chunk = events[start : start + 20_000]
         cols = scorer.score([e.message for e in chunk], [e.level for e in chunk])
         scores = cols.anomaly_score.tolist()
-        # Below the familiarity gate the anomaly score comes from counts each member learns from what it
-        # scored itself (kills and rebalances change that history), so only the level is reproducible.
-        learnt = (cols.familiarity < MIN_ANOMALY_FAMILIARITY).tolist()
+        # Below the model's familiarity gate the anomaly score comes from counts each member learns from what
+        # it scored itself (kills and rebalances change that history), so only the level is reproducible.
+        learnt = (cols.familiarity < scorer.min_familiarity).tolist()
         for j, e in enumerate(chunk):
             raw = {k: v for k, v in e.raw.items() if k != "streamer"}
             out[(e.partition, e.offset, e.record_index)] = (
