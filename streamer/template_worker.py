@@ -39,7 +39,10 @@ _database_url = ""
 
 def _start_worker(database_url: str, refresh_interval: float, log_format: str, log_level: int) -> None:
     global _miners, _database_url
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the pipeline decides when the worker ends (Ctrl-C included)
+    # The pipeline decides when the worker ends: Ctrl-C, or systemd's SIGTERM to the whole unit, must not take
+    # the templates of the batches it still commits while it shuts down.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logs.setup(log_format, log_level)  # a spawned interpreter: the pipeline's log lines, on the same stderr
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), name="parent-watch", daemon=True).start()
     _miners, _database_url = TemplateMiners(refresh_interval=refresh_interval), database_url
@@ -129,5 +132,5 @@ def _stop(pool: ProcessPoolExecutor) -> None:
     processes = list((getattr(pool, "_processes", None) or {}).values())
     pool.shutdown(wait=False, cancel_futures=True)
     for process in processes:
-        process.terminate()
+        process.kill()  # SIGTERM is ignored (see _start_worker)
         process.join(timeout=5)

@@ -77,3 +77,9 @@ def test_the_worker_exits_when_its_pipeline_is_killed(tmp_path):
     while os.path.exists(f"/proc/{worker_pid}") and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not os.path.exists(f"/proc/{worker_pid}"), "the orphaned worker is still running"
+
+
+def test_a_sigterm_to_the_worker_does_not_take_the_batches_in_flight(worker):
+    worker.submit(["sshd"], BATCHES[0][:1]).result()
+    os.kill(next(iter(worker._pool._processes)), signal.SIGTERM)  # systemd signals the whole unit at stop
+    assert worker.submit(["sshd"], BATCHES[1]).result().ids  # the same worker still answers
