@@ -287,32 +287,24 @@ def _process_seconds(pid: int) -> float:
         return 0.0
 
 
-def _children(parents: list[int]) -> list[int]:
-    """Processes whose parent is one of `parents` (from /proc/<pid>/stat)."""
-    found = []
+def _processes(file: str):
+    """(pid, the text of /proc/<pid>/<file>) of every process readable now."""
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
-                with open(f"/proc/{entry}/stat") as f:
-                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            if ppid in parents:
-                found.append(int(entry))
-    return found
+                with open(f"/proc/{entry}/{file}") as f:
+                    yield int(entry), f.read()
+            except OSError:
+                pass
+
+
+def _children(parents: list[int]) -> list[int]:
+    """Processes whose parent is one of `parents` (the field after the command name in /proc/<pid>/stat)."""
+    return [pid for pid, stat in _processes("stat") if int(stat.rsplit(")", 1)[1].split()[1]) in parents]
 
 
 def _pids_named(prefix: str) -> list[int]:
-    pids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/comm") as f:
-                    if f.read().startswith(prefix):
-                        pids.append(int(entry))
-            except OSError:
-                pass
-    return pids
+    return [pid for pid, comm in _processes("comm") if comm.startswith(prefix)]
 
 
 def _listening_pid(port: int) -> int | None:

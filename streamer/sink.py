@@ -224,6 +224,7 @@ _COPY_STAGE = f"COPY streamer_stage ({', '.join(STAGE_COLUMNS)}) FROM STDIN (FOR
 # takes the staged path below instead. A prediction row is its event's key and time, then the model's columns.
 ENTRY_COLUMNS = STAGE_COLUMNS[:10]
 PREDICTION_COLUMNS = STAGE_COLUMNS[:5] + STAGE_COLUMNS[10:] + ("template_new",)
+PREDICTION_TYPES = STAGE_TYPES[:5] + STAGE_TYPES[10:] + ("bool",)
 _COPY_ENTRIES = f"COPY log_entries ({', '.join(ENTRY_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
 _COPY_PREDICTIONS = f"COPY ml_predictions ({', '.join(PREDICTION_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
 _INSERT_ENTRIES = """
@@ -414,26 +415,25 @@ class PostgresSink:
         with conn.cursor() as cur:
             try:
                 with conn.transaction():
-                    self._copy_into_tables(cur, rows, templates=texts is not None)
+                    self._copy_into_tables(cur, rows)
             except psycopg.errors.UniqueViolation:
                 return self._insert_staged(cur, rows, texts)  # some rows are stored already
             severity_hours.add(cur, rows)
             return [] if texts is None else template_stats.add(cur, rows, texts)
 
     @staticmethod
-    def _copy_into_tables(cur: psycopg.Cursor, rows: list[tuple], templates: bool) -> None:
+    def _copy_into_tables(cur: psycopg.Cursor, rows: list[tuple]) -> None:
         with cur.copy(_COPY_ENTRIES) as copy:
             copy.set_types(STAGE_TYPES[:10])
             write_row = copy.write_row
             for row in rows:
                 write_row(row[:10])
         with cur.copy(_COPY_PREDICTIONS) as copy:
-            copy.set_types((*STAGE_TYPES[:5], *STAGE_TYPES[10:], "bool"))
+            copy.set_types(PREDICTION_TYPES)
             write_row = copy.write_row
-            # template_new: false for a mined row until template_stats marks its template's first; null without
-            not_new = (False,) if templates else (None,)
+            # template_new: false for a mined row (template_stats marks its template's first), null unmined
             for row in rows:
-                write_row(row[:5] + row[10:] + (not_new if row[16] is not None else (None,)))
+                write_row(row[:5] + row[10:] + ((False,) if row[16] is not None else (None,)))
 
     @staticmethod
     def _insert_staged(cur: psycopg.Cursor, rows: list[tuple], texts: dict | None) -> list[tuple]:

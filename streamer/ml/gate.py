@@ -30,7 +30,7 @@ from itertools import islice
 import numpy as np
 
 from streamer.ml.features import Features
-from streamer.ml.models import TemplateRarity, template_keys
+from streamer.ml.models import TemplateRarity, keep_recurring, template_keys
 
 FALLBACK_CUT = 0.5
 # b at which the burst term is one half: for a new FATAL template (prior 1) about that many lines are the cut
@@ -97,6 +97,4 @@ class UnfamiliarFallback:
         for key in leaving:
             if self._in_recent[key] <= 0:
                 del self._in_recent[key]
-        if len(self._sightings) > TemplateRarity.MAX_KEYS:  # a stream of unique lines: keep what recurs
-            kept = sorted(self._sightings.items(), key=lambda kv: kv[1], reverse=True)[: TemplateRarity.MAX_KEYS // 2]
-            self._sightings = dict(kept)
+        self._sightings = keep_recurring(self._sightings, TemplateRarity.MAX_KEYS)

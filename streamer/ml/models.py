@@ -549,6 +549,14 @@ DEFAULT_ALERT_RATE = 0.05  # BGL 2k without labels: F1 0.50 at 0.01, 0.84 at 0.0
 _RATE_GRID = np.geomspace(1e-4, 0.5, 64)
 
 
+def keep_recurring(counts: dict[int, int], limit: int) -> dict[int, int]:
+    """counts itself while it holds at most `limit` keys; beyond, the limit // 2 most counted (a stream of
+    unique lines must not grow memory forever: seen-once keys go first)."""
+    if len(counts) <= limit:
+        return counts
+    return dict(sorted(counts.items(), key=lambda kv: kv[1], reverse=True)[: limit // 2])
+
+
 class TemplateRarity:
     """Unsupervised detector: score = level prior x rarity of the row's template (for its service).
 
@@ -573,13 +581,6 @@ class TemplateRarity:
         self.k = float(k)
         self.alert_rate = float(alert_rate)
         self._lock = threading.Lock()
-
-    @classmethod
-    def empty(cls, k: float = 5.0) -> TemplateRarity:
-        """A detector fitted on nothing, that learns from the stream only (the familiarity gate's fallback)."""
-        model = cls(k=k)
-        model._empty()
-        return model
 
     def _empty(self) -> None:
         self.threshold_ = MIN_CUT
@@ -690,9 +691,7 @@ class TemplateRarity:
             fresh = {k: get(k, 0) + c for k, c in zip(uniq.tolist(), counts.tolist(), strict=True)}
             self.counts_.update(fresh)
             self.seen_ += len(keys)
-            if len(self.counts_) > self.MAX_KEYS:  # keep the templates that recur; seen-once ones go first
-                keep = sorted(self.counts_.items(), key=lambda kv: kv[1], reverse=True)[: self.MAX_KEYS // 2]
-                self.counts_ = dict(keep)
+            self.counts_ = keep_recurring(self.counts_, self.MAX_KEYS)
 
     def to_state(self) -> tuple[dict[str, np.ndarray], dict]:
         keys = np.fromiter(self.counts_.keys(), dtype=np.uint64, count=len(self.counts_))
